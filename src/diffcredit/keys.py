@@ -1,0 +1,68 @@
+"""Content-addressed keys.
+
+An artifact's key names its provenance: the stage that made it, that stage's
+version, the resolved spec of the stage, and the keys of its parents. Equal
+provenance gives equal keys, so an artifact that two plans ask for is made once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+KEY_LENGTH = 16
+
+# Bump a stage's version when a code change alters what that stage produces.
+STAGE_VERSIONS = {
+    "data": 1,
+    "init_model": 1,
+    "train_full": 1,
+    "prune": 1,
+    "fine_tune": 1,
+    "generate": 1,
+    "classifier": 1,
+    "score": 1,
+    "design": 1,
+    "estimate": 1,
+}
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace; floats must be finite."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"cannot key a non-finite float: {value!r}")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise TypeError(f"keys must be strings, got {k!r}")
+                check(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                check(v)
+        return value
+
+    check(obj)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def sha256_hex(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def artifact_key(stage: str, spec: dict, parents: dict | list | None = None) -> str:
+    """The key of an artifact made by `stage` from `spec` and `parents`."""
+    if stage not in STAGE_VERSIONS:
+        raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGE_VERSIONS)}")
+    payload = {
+        "stage": stage,
+        "stage_version": STAGE_VERSIONS[stage],
+        "spec": spec,
+        "parents": parents if parents is not None else {},
+    }
+    return sha256_hex(canonical_json(payload))[:KEY_LENGTH]

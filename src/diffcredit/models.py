@@ -1,0 +1,201 @@
+"""The pixel DDPM family: build, save, load and prune a diffusers UNet2DModel.
+
+A pruned UNet has layer widths its diffusers config cannot describe. It is stored
+as the dense config (config.json), the pruned weights (safetensors) and
+`structure.json`: the module attributes that differ from a dense build. Loading
+rebuilds the dense model, applies those attributes, resizes the parameters and
+loads the weights; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+STRUCTURE = "structure.json"
+SCHEDULER = "scheduler_config.json"
+
+
+def unet_config(model_spec: dict, resolution: int, channels: int) -> dict:
+    """diffusers UNet2DModel kwargs from the config's model section."""
+    widths = list(model_spec["block_out_channels"])
+    attn = set(model_spec.get("attention_levels", []))
+    bad = sorted(a for a in attn if not 0 <= a < len(widths))
+    if bad:
+        raise ValueError(f"model.attention_levels {bad} outside 0..{len(widths) - 1}")
+    down = ["AttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(len(widths))]
+    up = ["AttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(range(len(widths)))]
+    groups = int(model_spec["norm_num_groups"])
+    for w in widths:
+        if w % groups:
+            raise ValueError(f"model.block_out_channels {widths} must be multiples of norm_num_groups {groups}")
+    if resolution % (2 ** (len(widths) - 1)):
+        raise ValueError(
+            f"resolution {resolution} is not divisible by 2^{len(widths) - 1}, "
+            f"needed by {len(widths)} UNet levels"
+        )
+    return dict(
+        sample_size=resolution,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=tuple(widths),
+        layers_per_block=int(model_spec["layers_per_block"]),
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        norm_num_groups=groups,
+        attention_head_dim=model_spec.get("attention_head_dim"),
+        add_attention=bool(model_spec.get("mid_attention", True)),
+    )
+
+
+def scheduler_config(model_spec: dict) -> dict:
+    return dict(
+        num_train_timesteps=int(model_spec.get("num_train_timesteps", 1000)),
+        beta_schedule=model_spec.get("beta_schedule", "linear"),
+        prediction_type="epsilon",
+        clip_sample=True,
+    )
+
+
+def build_unet(config: dict, seed: int):
+    from diffusers import UNet2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet2DModel(**config)
+
+
+# ---------------------------------------------------------------- structure
+
+
+def _simple_attrs(module: torch.nn.Module) -> dict:
+    """Int-valued attributes that describe a module's widths."""
+    out = {}
+    for name, value in vars(module).items():
+        if name.startswith("_") or isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            out[name] = value
+        elif isinstance(value, tuple) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            out[name] = list(value)
+    return out
+
+
+def structure_diff(model: torch.nn.Module, dense: torch.nn.Module) -> dict:
+    """Module attributes and tensor shapes of `model` that differ from `dense`."""
+    dense_modules = dict(dense.named_modules())
+    attrs = {}
+    for name, module in model.named_modules():
+        ref = _simple_attrs(dense_modules[name])
+        changed = {k: v for k, v in _simple_attrs(module).items() if ref.get(k) != v}
+        if changed:
+            attrs[name] = changed
+    dense_state = dense.state_dict()
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items() if v.shape != dense_state[k].shape}
+    return {"attributes": attrs, "shapes": shapes}
+
+
+def apply_structure(model: torch.nn.Module, structure: dict) -> None:
+    modules = dict(model.named_modules())
+    for name, attrs in structure["attributes"].items():
+        for k, v in attrs.items():
+            setattr(modules[name], k, tuple(v) if isinstance(v, list) else v)
+    for full_name, shape in structure["shapes"].items():
+        owner_name, _, leaf = full_name.rpartition(".")
+        owner = modules[owner_name]
+        old = getattr(owner, leaf)
+        new = torch.empty(shape, dtype=old.dtype)
+        if isinstance(old, torch.nn.Parameter):
+            setattr(owner, leaf, torch.nn.Parameter(new, requires_grad=old.requires_grad))
+        else:
+            owner._buffers[leaf] = new
+
+
+# ---------------------------------------------------------------- save/load
+
+
+def save_model(model, folder: str | Path, scheduler_cfg: dict) -> None:
+    """Save with save_pretrained (safetensors), plus the structure of a pruned model."""
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    (folder / SCHEDULER).write_text(json.dumps(scheduler_cfg, indent=2, sort_keys=True))
+    dense = build_unet(dict(model.config), seed=0)
+    structure = structure_diff(model, dense)
+    if structure["attributes"] or structure["shapes"]:
+        (folder / STRUCTURE).write_text(json.dumps(structure, indent=2, sort_keys=True))
+
+
+def load_model(folder: str | Path, verify: bool = True):
+    """Load a model saved by `save_model`; returns (unet, scheduler config)."""
+    from diffusers import UNet2DModel
+    from safetensors.torch import load_file
+
+    from .io import verify_dir
+
+    folder = Path(folder)
+    if verify:
+        verify_dir(folder)
+    scheduler_cfg = json.loads((folder / SCHEDULER).read_text())
+    if not (folder / STRUCTURE).is_file():
+        return UNet2DModel.from_pretrained(folder), scheduler_cfg
+    config = json.loads((folder / "config.json").read_text())
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    model = UNet2DModel.from_config(config)
+    apply_structure(model, json.loads((folder / STRUCTURE).read_text()))
+    model.load_state_dict(load_file(folder / WEIGHTS), strict=True)
+    return model, scheduler_cfg
+
+
+def n_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------- pruning
+
+
+def prune_unet(model, ratio: float, importance: str = "magnitude", round_to: int | None = None):
+    """Structured channel pruning with torch-pruning, then fix diffusers' cached widths."""
+    import torch_pruning as tp
+    from diffusers.models.attention_processor import Attention
+    from diffusers.models.downsampling import Downsample2D
+    from diffusers.models.upsampling import Upsample2D
+
+    if importance == "magnitude":
+        imp = tp.importance.MagnitudeImportance(p=2)
+    elif importance == "random":
+        imp = tp.importance.RandomImportance()
+    else:
+        raise ValueError(f"unknown prune.importance {importance!r}: use 'magnitude' or 'random'")
+    cfg = model.config
+    example = {
+        "sample": torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size),
+        "timestep": torch.tensor([1]),
+    }
+    heads = {}
+    for m in model.modules():
+        if isinstance(m, Attention):
+            for layer in (m.to_q, m.to_k, m.to_v):
+                heads[layer] = m.heads
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example,
+        importance=imp,
+        pruning_ratio=ratio,
+        ignored_layers=[model.conv_out],
+        round_to=round_to or cfg.norm_num_groups,
+        num_heads=heads,
+    )
+    pruner.step()
+    for m in model.modules():
+        if isinstance(m, (Upsample2D, Downsample2D)):
+            m.channels = m.conv.in_channels
+            m.out_channels = m.conv.out_channels
+        if isinstance(m, Attention):
+            m.inner_dim = m.to_q.out_features
+    return model
