@@ -159,7 +159,7 @@ def n_parameters(model: torch.nn.Module) -> int:
 # ---------------------------------------------------------------- pruning
 
 
-def prune_unet(model, ratio: float, importance: str = "magnitude", round_to: int | None = None):
+def prune_unet(model, ratio: float, importance: str = "magnitude"):
     """Structured channel pruning with torch-pruning, then fix diffusers' cached widths."""
     import torch_pruning as tp
     from diffusers.models.attention_processor import Attention
@@ -188,7 +188,6 @@ def prune_unet(model, ratio: float, importance: str = "magnitude", round_to: int
         importance=imp,
         pruning_ratio=ratio,
         ignored_layers=[model.conv_out],
-        round_to=round_to or cfg.norm_num_groups,
         num_heads=heads,
     )
     pruner.step()
@@ -198,4 +197,9 @@ def prune_unet(model, ratio: float, importance: str = "magnitude", round_to: int
             m.out_channels = m.conv.out_channels
         if isinstance(m, Attention):
             m.inner_dim = m.to_q.out_features
+        if isinstance(m, torch.nn.GroupNorm) and m.num_channels % m.num_groups:
+            raise ValueError(
+                f"pruning ratio {ratio} left {m.num_channels} channels in a GroupNorm of "
+                f"{m.num_groups} groups; choose another prune.ratio"
+            )
     return model
