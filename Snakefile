@@ -16,7 +16,8 @@ from diffcredit.config import ConfigError
 from diffcredit.plan import Plan
 
 
-configfile: "config.yaml"
+# The embedded default; --configfile files override it key by key.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 try:

@@ -1,0 +1,85 @@
+"""The plan's keys: what a change invalidates, what designs share."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffcredit.config import ConfigError, deep_update, load_yaml
+from diffcredit.plan import Plan
+
+from conftest import REPO, TINY
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def folders(root, names=("a", "b", "c", "d"), n=3):
+    rng = np.random.default_rng(1)
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def make_plan(tmp_path, **override):
+    cfg = deep_update(load_yaml(REPO / "config.yaml"), load_yaml(TINY))
+    cfg = deep_update(cfg, override)
+    cfg["results"] = str(tmp_path / "results")
+    return Plan(cfg, SCHEMA)
+
+
+def change_one_image(folder):
+    img = sorted(folder.iterdir())[0]
+    arr = np.asarray(Image.open(img)).copy()
+    arr[0, 0] ^= 1
+    Image.fromarray(arr).save(img)
+
+
+@pytest.mark.parametrize("strategy", ["sft", "retrain"])
+def test_what_a_changed_contributor_invalidates(tmp_path, strategy):
+    root = folders(tmp_path / "img")
+    over = {"data": {"source": "folder", "root": str(root)}, "fine_tune": {"strategy": strategy}}
+    before = make_plan(tmp_path, **over)
+    change_one_image(root / "b")
+    after = make_plan(tmp_path, **over)
+    assert after.init_key == before.init_key
+    assert after.full_key != before.full_key
+    moved = {m for k, m in before.coalitions.items() if k not in after.coalitions}
+    if strategy == "sft":
+        # Every coalition starts from the pruned model, which saw b's data.
+        assert moved == set(before.coalitions.values())
+    else:
+        assert moved == {m for m in before.coalitions.values() if "b" in m}
+        assert moved and len(moved) < len(before.coalitions)
+
+
+def test_anchors_and_shared_coalitions(tmp_path):
+    plan = make_plan(
+        tmp_path,
+        estimators=[{"method": "leverage", "budget": 8}, {"method": "exact"}],
+    )
+    assert plan.model_key(()) == plan.init_key
+    assert plan.model_key(plan.names) == plan.full_key
+    # The exact design holds every coalition, so the union is 2^n - 2 models.
+    assert len(plan.coalitions) == 2 ** plan.n - 2
+    a, b = plan.estimators
+    shared = {plan.model_key(plan._members(r)) for r in a.masks}
+    assert shared <= {plan.model_key(plan._members(r)) for r in b.masks}
+
+
+def test_raising_the_budget_keeps_every_existing_key(tmp_path):
+    small = make_plan(tmp_path, estimators=[{"method": "kernelshap", "scheme": "kernel_paired", "budget": 12}])
+    large = make_plan(tmp_path, estimators=[{"method": "kernelshap", "scheme": "kernel_paired", "budget": 20}])
+    assert set(small.coalitions) <= set(large.coalitions)
+    assert np.array_equal(large.estimators[0].masks[:12], small.estimators[0].masks)
+
+
+def test_checkpoint_interval_does_not_change_keys(tmp_path):
+    a = make_plan(tmp_path, fine_tune={"training": {"checkpoint_every": 5}})
+    b = make_plan(tmp_path, fine_tune={"training": {"checkpoint_every": 7}})
+    assert set(a.coalitions) == set(b.coalitions)
+
+
+def test_invalid_model_shape_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="multiples of norm_num_groups"):
+        make_plan(tmp_path, model={"block_out_channels": [12, 32], "norm_num_groups": 8})

@@ -1,0 +1,234 @@
+"""Real Snakemake runs on configs/tiny.yaml: what reruns after which change."""
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import REPO, TINY, planned, planned_outputs, run, snakemake, write_config
+from diffcredit.config import deep_update, load_yaml
+from diffcredit.data import load_digits_arrays
+from diffcredit.plan import Plan
+
+pytestmark = pytest.mark.workflow
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def tiny_plan(workdir, *overrides):
+    cfg = deep_update(load_yaml(REPO / "config.yaml"), load_yaml(TINY))
+    for o in overrides:
+        cfg = deep_update(cfg, load_yaml(o))
+    cfg["results"] = str(workdir / cfg["results"])
+    return Plan(cfg, SCHEMA)
+
+
+def test_complete_run_writes_values_and_plans_nothing_more(tiny_run):
+    plan = tiny_plan(tiny_run)
+    values = pd.read_parquet(os.path.join(plan.values_dir(plan.estimators[0]), "values.parquet"))
+    assert sorted(values["contributor"]) == plan.names
+    assert np.isfinite(values["value"]).all()
+    for prop in plan.properties:
+        assert os.path.isfile(os.path.join(plan.values_dir(plan.estimators[0]), f"{prop}.png"))
+    assert (tiny_run / "results-tiny" / "values.csv").is_file()
+    assert planned(tiny_run) == {}
+
+
+def test_touched_artifacts_plan_nothing(tiny_run):
+    results = tiny_run / "results-tiny"
+    now = time.time()
+    # Make every upstream artifact newer than everything downstream of it.
+    for depth, sub in enumerate(["values", "designs", "coalitions", "models", "data"]):
+        for p in (results / sub).rglob("*"):
+            os.utime(p, (now + depth, now + depth))
+    assert planned(tiny_run) == {}
+
+
+def test_recreated_identical_upstream_plans_nothing(tiny_run):
+    plan = tiny_plan(tiny_run)
+    full = plan.model_dir(plan.full_key)
+    before = open(os.path.join(full, "diffusion_pytorch_model.safetensors"), "rb").read()
+    shutil.rmtree(full)
+    run(tiny_run, os.path.relpath(full, tiny_run))
+    after = open(os.path.join(full, "diffusion_pytorch_model.safetensors"), "rb").read()
+    assert after == before  # retraining is deterministic
+    assert planned(tiny_run) == {}
+
+
+def test_raising_the_budget_plans_only_the_new_coalitions(tiny_run, tmp_path):
+    est = load_yaml(TINY)["estimators"][0]
+    k = 2
+    more = write_config(tmp_path / "more.yaml", {"estimators": [{**est, "budget": est["budget"] + k}]})
+    old, new = tiny_plan(tiny_run), tiny_plan(tiny_run, more)
+    assert len(set(new.coalitions) - set(old.coalitions)) == k
+    n_props = len(new.properties)
+    assert planned(tiny_run, configs=[more]) == {
+        "fine_tune": k,
+        "generate": k,
+        "score": k * n_props,
+        "coalition_sample": 1,  # the design table of the larger budget
+        "shapley_estimate": 1,
+        "all": 1,
+    }
+
+
+def test_adding_a_property_plans_scores_and_estimate_only(tiny_run, tmp_path):
+    props = load_yaml(TINY)["properties"]
+    extra = write_config(tmp_path / "prop.yaml", {"properties": [*props, "fid"]})
+    n_models = len(tiny_plan(tiny_run).evaluated)
+    assert planned(tiny_run, configs=[extra]) == {"score": n_models, "shapley_estimate": 1, "all": 1}
+
+
+def test_more_generated_images_plan_no_training(tiny_run, tmp_path):
+    gen = load_yaml(TINY)["generate"]
+    extra = write_config(tmp_path / "gen.yaml", {"generate": {**gen, "n_images": gen["n_images"] + 16}})
+    jobs = planned(tiny_run, configs=[extra])
+    n_models = len(tiny_plan(tiny_run).evaluated)
+    assert jobs == {"generate": n_models, "score": n_models * len(load_yaml(TINY)["properties"]), "shapley_estimate": 1, "all": 1}
+
+
+def test_two_runs_give_identical_values(tiny_run, tmp_path):
+    plan = tiny_plan(tiny_run)
+    first = pd.read_parquet(os.path.join(plan.values_dir(plan.estimators[0]), "values.parquet"))
+    run(tmp_path)
+    again = tiny_plan(tmp_path)
+    second = pd.read_parquet(os.path.join(again.values_dir(again.estimators[0]), "values.parquet"))
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def write_digit_folders(root, classes=(0, 1, 2, 3), per_class=30):
+    images, labels = load_digits_arrays()
+    for c in classes:
+        folder = root / f"artist{c}"
+        folder.mkdir(parents=True)
+        for i, idx in enumerate(np.flatnonzero(labels == c)[:per_class]):
+            Image.fromarray(images[idx, 0]).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def retrain_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("folders")
+    root = write_digit_folders(base / "images")
+    cfg = write_config(
+        base / "folders.yaml",
+        {
+            "data": {"source": "folder", "root": str(root), "resolution": 8, "channels": 1},
+            "fine_tune": {"strategy": "retrain"},
+            "train_full": {"steps": 30, "batch_size": 16, "lr": 0.002, "checkpoint_every": 10},
+        },
+    )
+    workdir = base / "work"
+    workdir.mkdir()
+    run(workdir, configs=[cfg])
+    return workdir, root, cfg
+
+
+def test_touched_input_images_plan_nothing(retrain_run):
+    workdir, root, cfg = retrain_run
+    later = time.time() + 100
+    for p in root.rglob("*.png"):
+        os.utime(p, (later, later))
+    assert planned(workdir, configs=[cfg]) == {}
+
+
+def test_retrain_reruns_only_coalitions_with_the_changed_contributor(retrain_run):
+    workdir, root, cfg = retrain_run
+    before = tiny_plan(workdir, cfg)
+    changed = "artist2"
+    img = root / changed / "000.png"
+    arr = np.asarray(Image.open(img)).copy()
+    arr[0, 0] = 255 - arr[0, 0]
+    Image.fromarray(arr).save(img)
+    after = tiny_plan(workdir, cfg)
+    expected = {k for k, members in after.coalitions.items() if changed in members}
+    assert expected and len(expected) < len(after.coalitions)
+    untouched = {k for k, m in before.coalitions.items() if changed not in m}
+    assert untouched <= set(after.coalitions)  # their keys did not move
+    outs = planned_outputs(workdir, "fine_tune", configs=[cfg])
+    assert {o.split("/")[-2] for o in outs} == expected
+    jobs = planned(workdir, configs=[cfg])
+    assert jobs["fine_tune"] == len(expected)
+    assert jobs["train_full"] == 1
+    assert jobs["prepare_shard"] == 1
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def dry_run_error(workdir, cfg: dict) -> str:
+    path = write_config(workdir / "bad.yaml", cfg)
+    proc = snakemake(workdir, "--dry-run", configs=[path], check=False)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "Job stats" not in proc.stdout  # failed before planning any job
+    return proc.stdout + proc.stderr
+
+
+def folder_cfg(root, **more):
+    return {"data": {"source": "folder", "root": str(root), **more}}
+
+
+@pytest.fixture
+def folders(tmp_path):
+    return write_digit_folders(tmp_path / "images", classes=(0, 1, 2), per_class=3)
+
+
+def test_empty_contributor_folder_is_refused(tmp_path, folders):
+    (folders / "empty").mkdir()
+    assert "contributor 'empty'" in dry_run_error(tmp_path, folder_cfg(folders))
+    assert "has no images" in dry_run_error(tmp_path, folder_cfg(folders))
+
+
+def test_missing_contributor_folder_is_refused(tmp_path, folders):
+    cfg = {"data": {"source": "folder", "contributors": [
+        {"name": "a", "path": str(folders / "artist0")},
+        {"name": "b", "path": str(tmp_path / "nowhere")},
+    ]}}
+    msg = dry_run_error(tmp_path, cfg)
+    assert "contributor 'b'" in msg and "does not exist" in msg
+
+
+def test_unreadable_image_is_refused(tmp_path, folders):
+    bad = folders / "artist1" / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    msg = dry_run_error(tmp_path, folder_cfg(folders))
+    assert "cannot read image" in msg and "broken.png" in msg
+
+
+def test_duplicate_contributor_names_are_refused(tmp_path, folders):
+    cfg = {"data": {"source": "folder", "contributors": [
+        {"name": "a", "path": str(folders / "artist0")},
+        {"name": "a", "path": str(folders / "artist1")},
+    ]}}
+    assert "duplicate contributor names: ['a']" in dry_run_error(tmp_path, cfg)
+
+
+def test_fewer_than_two_contributors_is_refused(tmp_path):
+    root = write_digit_folders(tmp_path / "one", classes=(5,), per_class=3)
+    assert "at least 2" in dry_run_error(tmp_path, folder_cfg(root))
+
+
+def test_budget_too_small_is_refused(tmp_path):
+    msg = dry_run_error(tmp_path, {"estimators": [{"method": "kernelshap", "scheme": "kernel", "budget": 1}]})
+    assert "budget 1 is too small" in msg
+
+
+@pytest.mark.parametrize(
+    "cfg, needle",
+    [
+        ({"properties": ["sharpness"]}, "properties.0: 'sharpness' is not one of"),
+        ({"fine_tune": {"strategy": "lora"}}, "fine_tune.strategy: 'lora' is not one of"),
+        ({"train_full": {"steps": 0}}, "train_full.steps: 0 is less than the minimum of 1"),
+        ({"fine_tune": {"training": {"steps": -5}}}, "fine_tune.training.steps: -5 is less than the minimum"),
+        ({"generate": {"n_images": 0}}, "generate.n_images: 0 is less than the minimum"),
+        ({"estimators": [{"method": "magic"}]}, "estimators.0.method: 'magic' is not one of"),
+    ],
+)
+def test_invalid_config_values_are_refused(tmp_path, cfg, needle):
+    assert needle in dry_run_error(tmp_path, cfg)
