@@ -1,0 +1,326 @@
+"""Coalition designs: which subsets of contributors to retrain on.
+
+A design is a boolean array of shape (rows, n_players); row r is the coalition
+S_r (True = contributor included). The empty and the full coalition are never
+rows: they are the anchors v(empty) and v(full) that every estimator needs, and
+the workflow evaluates them separately.
+
+Random designs are prefix-stable: the first k rows do not depend on the budget,
+so raising the budget only appends coalitions and every model already trained
+stays part of the design. Rows are generated in fixed chunks, each drawn from
+its own stream `np.random.default_rng([seed, chunk])`; the leverage scheme,
+which samples without replacement, is one seeded sequential stream truncated at
+the budget.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+SCHEMES = ("kernel", "kernel_paired", "leverage", "banzhaf", "loo", "exact")
+
+# Which designs each estimator is valid for (keys are the estimator methods).
+COMPATIBLE_SCHEMES = {
+    "kernelshap": ("kernel", "kernel_paired"),
+    "leverage": ("leverage",),
+    "banzhaf": ("banzhaf",),
+    "loo": ("loo",),
+    "exact": ("exact",),
+}
+
+# Enumerating all 2^n - 2 coalitions beyond this is not a realistic design.
+EXACT_MAX_PLAYERS = 20
+
+# Rows per independent random stream for the i.i.d. schemes (even, so that a
+# chunk of the paired scheme holds whole pairs).
+_CHUNK = 64
+
+
+def sample_design(n_players: int, budget: int, scheme: str, seed: int) -> np.ndarray:
+    """Draw a coalition design.
+
+    Args:
+        n_players: number of contributors n (at least 2).
+        budget: number of coalitions to evaluate, anchors not counted.
+        scheme: one of `SCHEMES`:
+
+            * ``kernel``: i.i.d. coalitions from the Shapley kernel: size s in
+              1..n-1 with probability proportional to (n-1)/(s(n-s)), then a
+              uniform subset of that size (Covert & Lee, 2021).
+            * ``kernel_paired``: the same, each coalition followed by its
+              complement; an odd budget cuts the last pair to its first row.
+            * ``leverage``: Leverage SHAP sampling (Musco & Witter, 2025):
+              coalition pairs (S, complement) without replacement, sizes in
+              proportion to their leverage scores, which give every size
+              1..n-1 the same share. Pairs are assigned to size classes in a
+              fixed order that keeps every prefix as close to that share as
+              possible (classes that run out of coalitions drop out); within
+              a class the coalitions are uniform without replacement. An odd
+              budget cuts the last pair.
+            * ``banzhaf``: each contributor included with probability 1/2;
+              rows that come out empty or full are redrawn (Wang & Jia, 2023).
+            * ``loo``: the n leave-one-out coalitions N \\ {i}, in player
+              order.
+            * ``exact``: all 2^n - 2 coalitions; row r is the coalition whose
+              bit i of the integer r + 1 says whether player i is in it.
+
+        seed: non-negative integer seed.
+
+    Returns:
+        Boolean array of shape (budget, n_players) for the random schemes.
+        The deterministic schemes (``loo``, ``exact``) have a fixed design:
+        they require a budget of at least its size (n and 2^n - 2) and return
+        exactly that design, whatever the budget beyond it.
+
+    Raises:
+        ValueError: unknown scheme, fewer than 2 players, budget below 1 (or
+            below the fixed design size, or above 2^n - 2 for ``leverage``),
+            negative seed, or ``exact`` with more than `EXACT_MAX_PLAYERS`.
+    """
+    n = _as_int("n_players", n_players)
+    budget = _as_int("budget", budget)
+    seed = _as_int("seed", seed)
+    _check_scheme(scheme)
+    _check_players(n)
+    if budget < 1:
+        raise ValueError(f"budget must be at least 1, got {budget}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+
+    if scheme == "loo":
+        if budget < n:
+            raise ValueError(
+                f"scheme 'loo' evaluates the {n} leave-one-out coalitions; "
+                f"budget {budget} is too small, set it to {n}"
+            )
+        return ~np.eye(n, dtype=bool)
+    if scheme == "exact":
+        _check_exact_size(n)
+        size = 2**n - 2
+        if budget < size:
+            raise ValueError(
+                f"scheme 'exact' evaluates all {size} coalitions of {n} players; "
+                f"budget {budget} is too small, set it to {size}"
+            )
+        codes = np.arange(1, size + 1, dtype=np.int64)
+        masks = np.empty((size, n), dtype=bool)
+        for player in range(n):
+            masks[:, player] = (codes >> player) & 1
+        return masks
+    if scheme == "leverage":
+        if budget > 2**n - 2:
+            raise ValueError(
+                f"scheme 'leverage' samples without replacement, so budget {budget} "
+                f"cannot exceed the {2**n - 2} coalitions of {n} players"
+            )
+        return _leverage_design(n, budget, seed)
+    make_chunk = {
+        "kernel": _kernel_chunk,
+        "kernel_paired": _kernel_paired_chunk,
+        "banzhaf": _banzhaf_chunk,
+    }[scheme]
+    n_chunks = -(-budget // _CHUNK)
+    chunks = [make_chunk(np.random.default_rng([seed, c]), n) for c in range(n_chunks)]
+    return np.concatenate(chunks)[:budget]
+
+
+def min_budget(scheme: str, method: str, n_players: int) -> int:
+    """Smallest budget with which `method` can produce values on a `scheme` design.
+
+    The bound is necessary, not sufficient: a random design of this size may
+    still fail to identify the values (the estimator then raises).
+
+    * least squares (``kernelshap``, ``leverage``) has n - 1 free parameters
+      once efficiency is imposed, so needs n - 1 coalitions; a complementary
+      pair adds a single equation, so paired designs need n - 1 pairs;
+    * ``banzhaf`` needs each player in and out of some coalition: 2 rows;
+    * ``loo`` needs the n leave-one-out coalitions, ``exact`` all 2^n - 2.
+    """
+    _check_pair(scheme, method)
+    n = _as_int("n_players", n_players)
+    _check_players(n)
+    if method == "kernelshap":
+        return n - 1 if scheme == "kernel" else 2 * (n - 1)
+    if method == "leverage":
+        return 2 * (n - 1)
+    if method == "banzhaf":
+        return 2
+    if method == "loo":
+        return n
+    _check_exact_size(n)
+    return 2**n - 2
+
+
+def validate(n_players: int, budget: int, scheme: str, method: str) -> None:
+    """Check a design configuration before anything runs.
+
+    Raises:
+        ValueError: with a message naming the offending value and the fix.
+    """
+    _check_pair(scheme, method)
+    n = _as_int("n_players", n_players)
+    budget = _as_int("budget", budget)
+    _check_players(n)
+    needed = min_budget(scheme, method, n)
+    if budget < needed:
+        raise ValueError(
+            f"budget {budget} is too small for scheme {scheme!r} with method "
+            f"{method!r} and {n} players: it needs at least {needed} coalitions"
+        )
+    if scheme == "leverage" and budget > 2**n - 2:
+        raise ValueError(
+            f"budget {budget} exceeds the {2**n - 2} coalitions of {n} players; "
+            "scheme 'leverage' samples without replacement, lower the budget "
+            "or use scheme 'exact'"
+        )
+
+
+def _kernel_size_probabilities(n_players: int) -> np.ndarray:
+    """P(|S| = s) for s = 1..n-1 under the Shapley kernel, proportional to 1/(s(n-s))."""
+    sizes = np.arange(1, n_players)
+    mass = 1.0 / (sizes * (n_players - sizes))
+    return mass / mass.sum()
+
+
+def _kernel_chunk(rng: np.random.Generator, n: int) -> np.ndarray:
+    sizes = rng.choice(np.arange(1, n), size=_CHUNK, p=_kernel_size_probabilities(n))
+    return _uniform_subsets(rng, n, sizes)
+
+
+def _kernel_paired_chunk(rng: np.random.Generator, n: int) -> np.ndarray:
+    half = _CHUNK // 2
+    sizes = rng.choice(np.arange(1, n), size=half, p=_kernel_size_probabilities(n))
+    first = _uniform_subsets(rng, n, sizes)
+    rows = np.empty((_CHUNK, n), dtype=bool)
+    rows[0::2] = first
+    rows[1::2] = ~first
+    return rows
+
+
+def _banzhaf_chunk(rng: np.random.Generator, n: int) -> np.ndarray:
+    rows = rng.random((_CHUNK, n)) < 0.5
+    while True:
+        counts = rows.sum(axis=1)
+        bad = (counts == 0) | (counts == n)
+        if not bad.any():
+            return rows
+        rows[bad] = rng.random((int(bad.sum()), n)) < 0.5
+
+
+def _uniform_subsets(rng: np.random.Generator, n: int, sizes: np.ndarray) -> np.ndarray:
+    """One uniform subset of each requested size: the players with the lowest random ranks."""
+    ranks = rng.random((len(sizes), n)).argsort(axis=1).argsort(axis=1)
+    return ranks < np.asarray(sizes)[:, None]
+
+
+def _leverage_design(n: int, budget: int, seed: int) -> np.ndarray:
+    """Leverage-score pairs without replacement, from one sequential stream."""
+    rng = np.random.default_rng(seed)
+    classes = [_PairClass(n, s) for s in range(1, n // 2 + 1)]
+    rows = []
+    for _ in range(-(-budget // 2)):
+        open_classes = [c for c in classes if not c.exhausted]
+        # The class furthest below its leverage share takes the next pair.
+        chosen = min(open_classes, key=lambda c: (c.taken + 1) / c.mass)
+        members = chosen.draw(rng)
+        coalition = np.zeros(n, dtype=bool)
+        coalition[list(members)] = True
+        if rng.random() < 0.5:
+            coalition = ~coalition
+        rows.extend((coalition, ~coalition))
+    return np.array(rows[:budget])
+
+
+class _PairClass:
+    """Coalition pairs {S, N \\ S} with min(|S|, n - |S|) = size, drawn without replacement.
+
+    A pair is represented by its member of size `size`; when both members have
+    that size (size = n/2) by the one that contains player 0. Draws are by
+    rejection while at least half the class is left (at most two tries on
+    average); after that the rest of the class is listed once and shuffled.
+    """
+
+    def __init__(self, n: int, size: int):
+        self.n = n
+        self.size = size
+        self.middle = 2 * size == n
+        # Leverage scores give each coalition size the same total mass, and a
+        # class holds two sizes except the middle one.
+        self.mass = 1 if self.middle else 2
+        self.capacity = math.comb(n, size) // 2 if self.middle else math.comb(n, size)
+        self.taken = 0
+        self._drawn = set()
+        self._rest = None  # shuffled undrawn pairs, once half the class is used
+
+    @property
+    def exhausted(self) -> bool:
+        return self.taken == self.capacity
+
+    def draw(self, rng: np.random.Generator) -> tuple:
+        """The next pair's representative, uniform over the pairs not yet drawn."""
+        if self._rest is None and 2 * self.taken >= self.capacity:
+            rest = [p for p in self._all() if p not in self._drawn]
+            self._rest = [rest[i] for i in rng.permutation(len(rest))]
+        if self._rest is not None:
+            pick = self._rest.pop()
+        else:
+            while True:
+                subset = np.sort(rng.choice(self.n, self.size, replace=False))
+                if self.middle and subset[0] != 0:
+                    subset = np.setdiff1d(np.arange(self.n), subset)
+                pick = tuple(subset.tolist())
+                if pick not in self._drawn:
+                    break
+        self._drawn.add(pick)
+        self.taken += 1
+        return pick
+
+    def _all(self):
+        if self.middle:
+            return ((0, *rest) for rest in itertools.combinations(range(1, self.n), self.size - 1))
+        return itertools.combinations(range(self.n), self.size)
+
+
+def _as_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _check_scheme(scheme: str) -> None:
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+
+
+def _check_method(method: str) -> None:
+    if method not in COMPATIBLE_SCHEMES:
+        raise ValueError(
+            f"unknown method {method!r}; choose one of {', '.join(COMPATIBLE_SCHEMES)}"
+        )
+
+
+def _check_pair(scheme: str, method: str) -> None:
+    _check_method(method)
+    _check_scheme(scheme)
+    allowed = COMPATIBLE_SCHEMES[method]
+    if scheme not in allowed:
+        raise ValueError(
+            f"method {method!r} cannot be used with scheme {scheme!r}; "
+            f"use scheme {' or '.join(repr(s) for s in allowed)}"
+        )
+
+
+def _check_players(n: int) -> None:
+    if n < 2:
+        raise ValueError(f"n_players must be at least 2, got {n}")
+
+
+def _check_exact_size(n: int) -> None:
+    if n > EXACT_MAX_PLAYERS:
+        raise ValueError(
+            f"scheme 'exact' enumerates 2^n - 2 coalitions and is limited to "
+            f"{EXACT_MAX_PLAYERS} players, got n_players={n}; use a sampling scheme"
+        )

@@ -1,0 +1,241 @@
+import numpy as np
+import pytest
+
+from diffcredit.coalitions import (
+    COMPATIBLE_SCHEMES,
+    EXACT_MAX_PLAYERS,
+    SCHEMES,
+    min_budget,
+    sample_design,
+    validate,
+)
+from diffcredit.estimators import METHODS
+
+RANDOM_SCHEMES = ("kernel", "kernel_paired", "leverage", "banzhaf")
+
+
+def as_codes(masks):
+    """Each row as an integer (bit i = player i)."""
+    return masks.astype(np.int64) @ (1 << np.arange(masks.shape[1]))
+
+
+def test_every_method_has_compatible_schemes():
+    assert tuple(COMPATIBLE_SCHEMES) == METHODS
+    for schemes in COMPATIBLE_SCHEMES.values():
+        assert set(schemes) <= set(SCHEMES)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_prefix_stable(scheme):
+    n = 5 if scheme == "exact" else 8
+    small, large = (20, 50) if scheme != "exact" else (30, 50)
+    np.testing.assert_array_equal(
+        sample_design(n, large, scheme, seed=3)[:small], sample_design(n, small, scheme, seed=3)[:small]
+    )
+
+
+@pytest.mark.parametrize("scheme", RANDOM_SCHEMES)
+def test_prefix_stable_across_chunks_and_seeded(scheme):
+    n = 9
+    full = sample_design(n, 301, scheme, seed=11)
+    for budget in (1, 63, 64, 65, 130, 255):
+        np.testing.assert_array_equal(full[:budget], sample_design(n, budget, scheme, seed=11))
+    np.testing.assert_array_equal(full, sample_design(n, 301, scheme, seed=11))
+    assert not np.array_equal(full, sample_design(n, 301, scheme, seed=12))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_shape_and_no_anchor_rows(scheme):
+    n = 6
+    budget = 2**n - 2 if scheme == "exact" else 40
+    masks = sample_design(n, budget, scheme, seed=0)
+    expected_rows = n if scheme == "loo" else budget
+    assert masks.shape == (expected_rows, n)
+    assert masks.dtype == bool
+    sizes = masks.sum(axis=1)
+    assert sizes.min() >= 1 and sizes.max() <= n - 1
+
+
+def test_kernel_sizes_follow_the_shapley_kernel():
+    n, budget = 6, 12_000
+    masks = sample_design(n, budget, "kernel", seed=0)
+    sizes = masks.sum(axis=1)
+    s = np.arange(1, n)
+    p = (1 / (s * (n - s))) / (1 / (s * (n - s))).sum()
+    counts = np.bincount(sizes, minlength=n)[1:]
+    sd = np.sqrt(budget * p * (1 - p))
+    assert np.all(np.abs(counts - budget * p) < 5 * sd)
+    # Within a size every player is equally likely to be included: s/n.
+    for size in (1, 2, 3):
+        rows = masks[sizes == size]
+        freq = rows.mean(axis=0)
+        sd = np.sqrt(size / n * (1 - size / n) / len(rows))
+        assert np.all(np.abs(freq - size / n) < 5 * sd)
+
+
+@pytest.mark.parametrize("scheme", ("kernel_paired", "leverage"))
+def test_paired_schemes_alternate_coalition_and_complement(scheme):
+    masks = sample_design(7, 40, scheme, seed=1)
+    np.testing.assert_array_equal(masks[1::2], ~masks[0::2])
+    odd = sample_design(7, 41, scheme, seed=1)
+    assert odd.shape == (41, 7)
+    np.testing.assert_array_equal(odd[:40], masks)
+
+
+def test_leverage_has_no_duplicates_and_uniform_sizes():
+    n = 11  # five size classes {s, n - s}, each of equal leverage mass
+    masks = sample_design(n, 400, "leverage", seed=5)
+    codes = as_codes(masks)
+    assert len(np.unique(codes)) == len(codes)
+    # Until the n singletons run out (after 5n pairs), every prefix spreads its
+    # pairs evenly over the classes: each size 1..n-1 holds the same number of
+    # rows, up to one pair.
+    for budget in (20, 61, 100, 110):
+        counts = np.bincount(masks[:budget].sum(axis=1), minlength=n)[1:]
+        assert counts.max() - counts.min() <= 1
+
+
+def test_leverage_middle_size_gets_its_share():
+    n = 8  # the middle class holds one size (4), the others two
+    masks = sample_design(n, 50, "leverage", seed=2)
+    counts = np.bincount(masks.sum(axis=1), minlength=n)[1:]
+    assert counts.max() - counts.min() <= 2
+
+
+def test_leverage_exhausts_small_sizes_then_continues_without_duplicates():
+    n = 6
+    total = 2**n - 2
+    masks = sample_design(n, total, "leverage", seed=9)
+    codes = np.sort(as_codes(masks))
+    np.testing.assert_array_equal(codes, np.arange(1, total + 1))
+    # The n singletons are used up long before the middle sizes.
+    part = sample_design(n, 40, "leverage", seed=9)
+    assert (part.sum(axis=1) == 1).sum() == n
+    assert len(np.unique(as_codes(part))) == 40
+
+
+def test_leverage_budget_cannot_exceed_all_coalitions():
+    with pytest.raises(ValueError, match="without replacement"):
+        sample_design(4, 15, "leverage", seed=0)
+
+
+def test_banzhaf_rows_are_uniform_non_anchor_subsets():
+    n, budget = 3, 30_000
+    masks = sample_design(n, budget, "banzhaf", seed=4)
+    counts = np.bincount(as_codes(masks), minlength=2**n)
+    assert counts[0] == 0 and counts[-1] == 0
+    expected = budget / (2**n - 2)
+    sd = np.sqrt(budget * (1 / 6) * (5 / 6))
+    assert np.all(np.abs(counts[1:-1] - expected) < 5 * sd)
+
+
+def test_banzhaf_two_players():
+    masks = sample_design(2, 50, "banzhaf", seed=0)
+    assert set(map(tuple, masks.tolist())) == {(True, False), (False, True)}
+
+
+def test_loo_design():
+    n = 5
+    masks = sample_design(n, n, "loo", seed=0)
+    np.testing.assert_array_equal(masks, ~np.eye(n, dtype=bool))
+    np.testing.assert_array_equal(sample_design(n, 3 * n, "loo", seed=7), masks)
+    with pytest.raises(ValueError, match="set it to 5"):
+        sample_design(n, n - 1, "loo", seed=0)
+
+
+def test_exact_enumerates_all_coalitions_in_canonical_order():
+    n = 5
+    masks = sample_design(n, 2**n - 2, "exact", seed=0)
+    assert masks.shape == (2**n - 2, n)
+    np.testing.assert_array_equal(as_codes(masks), np.arange(1, 2**n - 1))
+    assert len({tuple(r) for r in masks.tolist()}) == 2**n - 2
+
+
+def test_exact_refuses_too_many_players():
+    with pytest.raises(ValueError, match=rf"{EXACT_MAX_PLAYERS} players, got n_players=21"):
+        sample_design(21, 2**21, "exact", seed=0)
+    with pytest.raises(ValueError, match="n_players=21"):
+        min_budget("exact", "exact", 21)
+
+
+def test_exact_budget_too_small():
+    with pytest.raises(ValueError, match="set it to 14"):
+        sample_design(4, 10, "exact", seed=0)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((5, 10, "uniform", 0), "unknown scheme 'uniform'"),
+        ((1, 10, "kernel", 0), "at least 2, got 1"),
+        ((5, 0, "kernel", 0), "budget must be at least 1, got 0"),
+        ((5, 10, "kernel", -1), "seed must be non-negative, got -1"),
+        ((5, 2.5, "kernel", 0), "budget must be an integer"),
+    ],
+)
+def test_sample_design_rejects_bad_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        sample_design(*args)
+
+
+def test_min_budget():
+    n = 7
+    assert min_budget("kernel", "kernelshap", n) == n - 1
+    assert min_budget("kernel_paired", "kernelshap", n) == 2 * (n - 1)
+    assert min_budget("leverage", "leverage", n) == 2 * (n - 1)
+    assert min_budget("banzhaf", "banzhaf", n) == 2
+    assert min_budget("loo", "loo", n) == n
+    assert min_budget("exact", "exact", n) == 2**n - 2
+
+
+def test_min_budget_suffices_for_some_design():
+    """At the minimum budget the estimators can work (for a suitable draw)."""
+    from diffcredit.estimators import IdentificationError, estimate
+
+    n = 5
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=n)
+    for method, schemes in COMPATIBLE_SCHEMES.items():
+        for scheme in schemes:
+            budget = min_budget(scheme, method, n)
+            for seed in range(300):
+                masks = sample_design(n, budget, scheme, seed)
+                try:
+                    estimate(masks, masks @ weights, 0.0, weights.sum(), method, n_boot=0)
+                    break
+                except IdentificationError:
+                    continue
+            else:
+                pytest.fail(f"no design of {budget} rows identifies {method} on {scheme}")
+            with pytest.raises(ValueError, match="too small"):
+                validate(n, budget - 1, scheme, method)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((5, 100, "kernel", "shapley"), "unknown method 'shapley'"),
+        ((5, 100, "random", "kernelshap"), "unknown scheme 'random'"),
+        ((5, 100, "kernel", "exact"),
+         "method 'exact' cannot be used with scheme 'kernel'; use scheme 'exact'"),
+        ((5, 100, "kernel", "loo"), "use scheme 'loo'"),
+        ((5, 100, "banzhaf", "kernelshap"), "use scheme 'kernel' or 'kernel_paired'"),
+        ((1, 100, "kernel", "kernelshap"), "n_players must be at least 2, got 1"),
+        ((10, 17, "kernel_paired", "kernelshap"), "budget 17 is too small .* at least 18"),
+        ((5, 4, "loo", "loo"), "budget 4 is too small .* at least 5"),
+        ((4, 20, "leverage", "leverage"), "budget 20 exceeds the 14 coalitions"),
+        ((25, 10**9, "exact", "exact"), "limited to 20 players, got n_players=25"),
+        ((5, "10", "kernel", "kernelshap"), "budget must be an integer"),
+    ],
+)
+def test_validate_rejects(args, message):
+    with pytest.raises(ValueError, match=message):
+        validate(*args)
+
+
+def test_validate_accepts_defaults():
+    from diffcredit.estimators import DEFAULT_SCHEME
+
+    for method, scheme in DEFAULT_SCHEME.items():
+        validate(8, min_budget(scheme, method, 8), scheme, method)
+    validate(8, 7, "kernel", "kernelshap")

@@ -1,0 +1,139 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffcredit.coalitions import min_budget, sample_design
+from diffcredit.diagnostics import convergence, efficiency_gap, plot_convergence, rank_stability
+from diffcredit.estimators import IdentificationError, estimate
+
+N = 6
+COST = np.linspace(0.1, 1.0, N)
+
+
+def airport(masks):
+    return np.where(masks, COST, 0.0).max(axis=1)
+
+
+V_EMPTY, V_FULL = 0.0, 1.0
+
+
+def evaluated(scheme, budget, seed=0):
+    masks = sample_design(N, budget, scheme, seed)
+    return masks, airport(masks)
+
+
+def test_efficiency_gap():
+    masks, values = evaluated("kernel_paired", 40)
+    shapley = estimate(masks, values, V_EMPTY, V_FULL, "kernelshap", n_boot=0)
+    assert efficiency_gap(shapley, V_EMPTY, V_FULL) == pytest.approx(0.0, abs=1e-12)
+    masks, values = evaluated("banzhaf", 40)
+    banzhaf = estimate(masks, values, V_EMPTY, V_FULL, "banzhaf", n_boot=0)
+    gap = efficiency_gap(banzhaf, V_EMPTY, V_FULL)
+    assert gap == pytest.approx(banzhaf["value"].sum() - (V_FULL - V_EMPTY))
+    assert abs(gap) > 1e-3  # Banzhaf values of the airport game are not efficient
+
+
+@pytest.mark.filterwarnings("ignore::diffcredit.estimators.BootstrapWarning")
+@pytest.mark.parametrize("scheme, method", [
+    ("kernel", "kernelshap"),
+    ("kernel_paired", "kernelshap"),
+    ("leverage", "leverage"),
+    ("banzhaf", "banzhaf"),
+])
+def test_convergence_prefixes(scheme, method):
+    budget = 41
+    masks, values = evaluated(scheme, budget)
+    conv = convergence(masks, values, V_EMPTY, V_FULL, method, n_points=6, seed=1, n_boot=30)
+    assert list(conv.columns) == ["prefix", "player", "value", "ci_low", "ci_high", "ci_width"]
+    prefixes = sorted(conv["prefix"].unique())
+    assert prefixes[-1] == budget
+    assert len(prefixes) <= 7  # n_points, plus the whole design
+    assert prefixes[0] >= min_budget(scheme, method, N)
+    if scheme in ("kernel_paired", "leverage"):
+        assert all(p % 2 == 0 for p in prefixes[:-1])
+    for prefix in prefixes:
+        part = conv[conv["prefix"] == prefix].set_index("player")
+        assert part.index.tolist() == list(range(N))
+        # Prefix stability: a prefix is the design a smaller budget would draw.
+        smaller = sample_design(N, int(prefix), scheme, 0)
+        direct = estimate(smaller, airport(smaller), V_EMPTY, V_FULL, method, seed=1, n_boot=30)
+        np.testing.assert_allclose(part["value"], direct["value"])
+        np.testing.assert_allclose(part["ci_width"], direct["ci_high"] - direct["ci_low"])
+
+
+def test_convergence_skips_unidentified_prefixes():
+    masks, values = evaluated("kernel", 60, seed=3)
+    conv = convergence(masks, values, V_EMPTY, V_FULL, "kernelshap", n_points=60, n_boot=0)
+    for prefix in range(min_budget("kernel", "kernelshap", N), 61):
+        try:
+            estimate(masks[:prefix], values[:prefix], V_EMPTY, V_FULL, "kernelshap", n_boot=0)
+            identified = True
+        except IdentificationError:
+            identified = False
+        assert identified == (prefix in set(conv["prefix"]))
+
+
+def test_convergence_of_deterministic_methods_is_one_point():
+    masks, values = evaluated("exact", 2**N - 2)
+    conv = convergence(masks, values, V_EMPTY, V_FULL, "exact")
+    assert conv["prefix"].unique().tolist() == [2**N - 2]
+    assert (conv["ci_width"] == 0).all()
+
+
+def test_convergence_rejects_short_designs_and_unknown_methods():
+    masks, values = evaluated("kernel_paired", 8)
+    with pytest.raises(ValueError, match="needs at least 10"):
+        convergence(masks, values, V_EMPTY, V_FULL, "kernelshap")
+    with pytest.raises(ValueError, match="unknown method"):
+        convergence(masks, values, V_EMPTY, V_FULL, "shap")
+
+
+def long_format(table):
+    """{prefix: values by player} -> convergence-style long frame."""
+    return pd.DataFrame(
+        [(prefix, player, v) for prefix, vals in table.items() for player, v in enumerate(vals)],
+        columns=["prefix", "player", "value"],
+    )
+
+
+def test_rank_stability():
+    conv = long_format({
+        10: [5.0, 4.0, 3.0, 2.0, 1.0, 0.0],
+        20: [0.0, 4.0, 3.0, 5.0, 2.0, 1.0],
+    })
+    stability = rank_stability(conv, k=2).set_index("prefix")
+    assert stability.index.tolist() == [10, 20]
+    # top-2 {0, 1} vs {3, 1}; bottom-2 {5, 4} vs {0, 5}: one shared of three.
+    assert stability.loc[10, "top_jaccard"] == pytest.approx(1 / 3)
+    assert stability.loc[10, "bottom_jaccard"] == pytest.approx(1 / 3)
+    assert stability.loc[20].tolist() == [1.0, 1.0, 1.0]
+    assert stability.loc[10, "spearman"] < 1.0
+
+
+def test_rank_stability_on_a_real_convergence_run():
+    masks, values = evaluated("leverage", 62)
+    conv = convergence(masks, values, V_EMPTY, V_FULL, "leverage", n_boot=0)
+    stability = rank_stability(conv, k=2)
+    assert list(stability.columns) == ["prefix", "top_jaccard", "bottom_jaccard", "spearman"]
+    assert stability["prefix"].tolist() == sorted(conv["prefix"].unique())
+    assert stability.iloc[-1, 1:].tolist() == [1.0, 1.0, 1.0]
+    assert stability[["top_jaccard", "bottom_jaccard"]].stack().between(0, 1).all()
+
+
+def test_rank_stability_rejects_bad_k():
+    conv = long_format({1: [1.0, 2.0, 3.0]})
+    for k in (0, 4, 1.5):
+        with pytest.raises(ValueError, match="k must be"):
+            rank_stability(conv, k=k)
+
+
+def test_plot_convergence(tmp_path):
+    masks, values = evaluated("kernel_paired", 40)
+    conv = convergence(masks, values, V_EMPTY, V_FULL, "kernelshap", n_points=4, n_boot=20)
+    names = [f"artist {i}" for i in range(N)]
+    path = plot_convergence(conv, tmp_path / "plots" / "conv.png", names=names, title="airport")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plain = plot_convergence(conv, tmp_path / "plain.png")
+    assert plain.stat().st_size > 1000
+    with pytest.raises(ValueError, match="names has 2 entries for 6 players"):
+        plot_convergence(conv, tmp_path / "bad.png", names=names[:2])
