@@ -74,6 +74,7 @@ def test_killed_fine_tune_resumes_with_identical_weights(tiny_run, tmp_path, mon
          "--out", str(ref), "--scratch", str(tmp_path / "ref-scratch"), "--threads", str(plan.threads),
          "--no-progress"],
         check=True, capture_output=True, cwd=work,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])},
     )
     weights = "diffusion_pytorch_model.safetensors"
     assert (ref / weights).read_bytes() == (work / plan.model_dir(victim) / weights).read_bytes()
