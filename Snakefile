@@ -38,6 +38,7 @@ wildcard_constraints:
     gkey="[0-9a-f]{16}",
     skey="[0-9a-f]{16}",
     dkey="[0-9a-f]{16}",
+    prop="[a-z][a-z0-9_]*",
     ekey="[0-9a-f]{16}",
 
 

@@ -12,6 +12,7 @@ medians is the overhead of diffcredit's parse-time work.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,29 @@ rule shapley_estimate:
 '''
 
 
+# The same DAG with the real rules' per-job features (log, threads, conda env,
+# JSON params, long shell commands), so the difference is only the plan: keys,
+# hashing and input functions.
+def matched_snakefile(bare: str) -> str:
+    out = ["import json"]
+    for block in bare.split("\nrule ")[1:]:
+        name = block.split(":", 1)[0]
+        m = re.search(r'output: "([^"]+)"', block)
+        if m:
+            log = "logs/" + m.group(1) + ".log"
+            block = block.replace(
+                'shell: "touch {output}"',
+                'params: spec=json.dumps({"steps": 20, "lr": 0.001, "members": ["a", "b"]})\n'
+                "    threads: 1\n"
+                '    conda: "envs/x.yaml"\n'
+                f'    log: "{log}"\n'
+                '    shell: "python -m mod stage --spec {params.spec:q} --in {input} --out {output} --threads {threads} > {log} 2>&1"',
+            )
+        out.append(f"rule {name}" + block[len(name):])
+    head = bare.split("\nrule ")[0]
+    return "\n".join([out[0], head] + out[1:])
+
+
 def dry_run(args: list[str], cwd: Path) -> tuple[float, str]:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--quiet", "all", *args],
@@ -119,20 +143,25 @@ def main() -> None:
 
     plan = load_plan(REPO, [cfg])
     n = len(plan.coalitions)
-    bare_dir = work / "bare"
+    bare_dir, matched_dir = work / "bare", work / "matched"
     bare_dir.mkdir()
     (bare_dir / "Snakefile").write_text(BARE.format(n=n, c=plan.n))
+    matched_dir.mkdir()
+    (matched_dir / "Snakefile").write_text(matched_snakefile(BARE.format(n=n, c=plan.n)))
     ours_args = ["-s", str(REPO / "Snakefile"), "-d", str(work / "ours"), "--configfile", str(cfg)]
-    ours, bare = [], []
+    ours, bare, match = [], [], []
     for _ in range(args.repeats):
         t, text_ours = dry_run(ours_args, REPO)
         ours.append(t)
         t, text_bare = dry_run([], bare_dir)
         bare.append(t)
-    jobs_ours, jobs_bare = job_total(text_ours), job_total(text_bare)
-    mo, mb = statistics.median(ours), statistics.median(bare)
-    print(f"coalitions: {n}; jobs planned: diffcredit {jobs_ours}, bare {jobs_bare}")
-    print(f"dry-run median of {args.repeats}: diffcredit {mo:.2f} s, bare {mb:.2f} s, ratio {mo / mb:.3f}")
+        t, text_match = dry_run([], matched_dir)
+        match.append(t)
+    jobs = [job_total(x) for x in (text_ours, text_bare, text_match)]
+    mo, mb, mm = (statistics.median(x) for x in (ours, bare, match))
+    print(f"coalitions: {n}; jobs planned: diffcredit {jobs[0]}, bare {jobs[1]}, matched bare {jobs[2]}")
+    print(f"dry-run median of {args.repeats}: diffcredit {mo:.2f} s, bare {mb:.2f} s, matched bare {mm:.2f} s")
+    print(f"ratio to bare {mo / mb:.3f}; ratio to matched bare {mo / mm:.3f}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from diffcredit.models import (
     unet_config,
 )
 from diffcredit.sampling import sample_ddim
-from diffcredit.training import TrainSpec, list_checkpoints, train
+from diffcredit.io import list_checkpoints
+from diffcredit.training import TrainSpec, train
 
 MODEL = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "num_train_timesteps": 50}
 

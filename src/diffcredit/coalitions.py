@@ -8,9 +8,9 @@ the workflow evaluates them separately.
 Random designs are prefix-stable: the first k rows do not depend on the budget,
 so raising the budget only appends coalitions and every model already trained
 stays part of the design. Rows are generated in fixed chunks, each drawn from
-its own stream `np.random.default_rng([seed, chunk])`; the leverage scheme,
-which samples without replacement, is one seeded sequential stream truncated at
-the budget.
+its own stream `np.random.default_rng([seed, chunk])`; the leverage and
+stratified schemes, which sample without replacement, are each one seeded
+sequential stream truncated at the budget.
 """
 
 from __future__ import annotations
@@ -20,16 +20,26 @@ import math
 
 import numpy as np
 
-SCHEMES = ("kernel", "kernel_paired", "leverage", "banzhaf", "loo", "exact")
+SCHEMES = ("kernel", "kernel_paired", "leverage", "stratified", "banzhaf", "loo", "exact")
+
+# The designs whose rows of each size are a uniform sample of that size, which
+# is what the size-stratified estimators need.
+_STRATIFIABLE = ("stratified", "kernel", "kernel_paired", "leverage")
 
 # Which designs each estimator is valid for (keys are the estimator methods).
 COMPATIBLE_SCHEMES = {
     "kernelshap": ("kernel", "kernel_paired"),
-    "leverage": ("leverage",),
+    "leverage": ("leverage", "stratified"),
+    "stratified": _STRATIFIABLE,
+    "stratified_shrink": _STRATIFIABLE,
     "banzhaf": ("banzhaf",),
     "loo": ("loo",),
     "exact": ("exact",),
 }
+# Methods that estimate within coalition-size strata (see estimators.py).
+STRATIFIED_METHODS = ("stratified", "stratified_shrink")
+# Schemes that sample without replacement, so the budget cannot exceed 2^n - 2.
+_WITHOUT_REPLACEMENT = ("leverage", "stratified")
 
 # Enumerating all 2^n - 2 coalitions beyond this is not a realistic design.
 EXACT_MAX_PLAYERS = 20
@@ -37,6 +47,9 @@ EXACT_MAX_PLAYERS = 20
 # Rows per independent random stream for the i.i.d. schemes (even, so that a
 # chunk of the paired scheme holds whole pairs).
 _CHUNK = 64
+# Second entry of the stratified scheme's seed sequence, so that its stream
+# differs from the leverage scheme's for the same seed.
+_STRATIFIED_STREAM = 1
 
 
 def sample_design(n_players: int, budget: int, scheme: str, seed: int) -> np.ndarray:
@@ -60,6 +73,18 @@ def sample_design(n_players: int, budget: int, scheme: str, seed: int) -> np.nda
               possible (classes that run out of coalitions drop out); within
               a class the coalitions are uniform without replacement. An odd
               budget cuts the last pair.
+            * ``stratified``: complementary pairs without replacement,
+              stratified by size. First the whole singleton stratum: every
+              {i} with its complement N \\ {i}, players in a seeded random
+              order (2n rows; 2 for n = 2). Then the pair classes
+              min(|S|, n - |S|) = 2..n/2, in proportion to the square root of
+              their Shapley kernel mass, 1/sqrt(s(n-s)) per size (the Neyman
+              allocation when every size has the same residual variance),
+              assigned in the leverage scheme's fixed order. Within a class,
+              coalitions come from blocks of random permutations, so each
+              player is in about the same number of them, without repeats.
+              The order of the two members of a pair is random; an odd budget
+              cuts the last pair.
             * ``banzhaf``: each contributor included with probability 1/2;
               rows that come out empty or full are redrawn (Wang & Jia, 2023).
             * ``loo``: the n leave-one-out coalitions N \\ {i}, in player
@@ -77,8 +102,9 @@ def sample_design(n_players: int, budget: int, scheme: str, seed: int) -> np.nda
 
     Raises:
         ValueError: unknown scheme, fewer than 2 players, budget below 1 (or
-            below the fixed design size, or above 2^n - 2 for ``leverage``),
-            negative seed, or ``exact`` with more than `EXACT_MAX_PLAYERS`.
+            below the fixed design size, or above 2^n - 2 for ``leverage``
+            and ``stratified``), negative seed, or ``exact`` with more than
+            `EXACT_MAX_PLAYERS`.
     """
     n = _as_int("n_players", n_players)
     budget = _as_int("budget", budget)
@@ -110,13 +136,15 @@ def sample_design(n_players: int, budget: int, scheme: str, seed: int) -> np.nda
         for player in range(n):
             masks[:, player] = (codes >> player) & 1
         return masks
-    if scheme == "leverage":
+    if scheme in _WITHOUT_REPLACEMENT:
         if budget > 2**n - 2:
             raise ValueError(
-                f"scheme 'leverage' samples without replacement, so budget {budget} "
+                f"scheme {scheme!r} samples without replacement, so budget {budget} "
                 f"cannot exceed the {2**n - 2} coalitions of {n} players"
             )
-        return _leverage_design(n, budget, seed)
+        if scheme == "leverage":
+            return _leverage_design(n, budget, seed)
+        return _stratified_design(n, budget, seed)
     make_chunk = {
         "kernel": _kernel_chunk,
         "kernel_paired": _kernel_paired_chunk,
@@ -136,6 +164,11 @@ def min_budget(scheme: str, method: str, n_players: int) -> int:
     * least squares (``kernelshap``, ``leverage``) has n - 1 free parameters
       once efficiency is imposed, so needs n - 1 coalitions; a complementary
       pair adds a single equation, so paired designs need n - 1 pairs;
+    * the stratified methods also spend one equation per coalition size (per
+      pair class in paired designs) on its mean: ``kernel`` designs need
+      n coalitions, the other paired designs n pairs (the whole singleton
+      stratum, for ``stratified``), and ``leverage`` designs, which use every
+      one of the n/2 pair classes from the start, n - 1 + floor(n/2) pairs;
     * ``banzhaf`` needs each player in and out of some coalition: 2 rows;
     * ``loo`` needs the n leave-one-out coalitions, ``exact`` all 2^n - 2.
     """
@@ -146,6 +179,12 @@ def min_budget(scheme: str, method: str, n_players: int) -> int:
         return n - 1 if scheme == "kernel" else 2 * (n - 1)
     if method == "leverage":
         return 2 * (n - 1)
+    if method in STRATIFIED_METHODS:
+        if scheme == "kernel":
+            return n
+        if scheme == "leverage":
+            return 2 * (n - 1 + n // 2)
+        return 2 * n
     if method == "banzhaf":
         return 2
     if method == "loo":
@@ -170,10 +209,10 @@ def validate(n_players: int, budget: int, scheme: str, method: str) -> None:
             f"budget {budget} is too small for scheme {scheme!r} with method "
             f"{method!r} and {n} players: it needs at least {needed} coalitions"
         )
-    if scheme == "leverage" and budget > 2**n - 2:
+    if scheme in _WITHOUT_REPLACEMENT and budget > 2**n - 2:
         raise ValueError(
             f"budget {budget} exceeds the {2**n - 2} coalitions of {n} players; "
-            "scheme 'leverage' samples without replacement, lower the budget "
+            f"scheme {scheme!r} samples without replacement, lower the budget "
             "or use scheme 'exact'"
         )
 
@@ -277,6 +316,91 @@ class _PairClass:
         self._drawn.add(pick)
         self.taken += 1
         return pick
+
+    def _all(self):
+        if self.middle:
+            return ((0, *rest) for rest in itertools.combinations(range(1, self.n), self.size - 1))
+        return itertools.combinations(range(self.n), self.size)
+
+
+def _stratified_design(n: int, budget: int, seed: int) -> np.ndarray:
+    """The singleton stratum in a seeded order, then Neyman-allocated pair classes."""
+    rng = np.random.default_rng([seed, _STRATIFIED_STREAM])
+    singles = [0] if n == 2 else rng.permutation(n).tolist()
+    rows = []
+    for player in singles:
+        coalition = np.zeros(n, dtype=bool)
+        coalition[player] = True
+        if rng.random() < 0.5:
+            coalition = ~coalition
+        rows.extend((coalition, ~coalition))
+    classes = [_BlockPairClass(n, size) for size in range(2, n // 2 + 1)]
+    while len(rows) < budget:
+        open_classes = [c for c in classes if not c.exhausted]
+        chosen = min(open_classes, key=lambda c: (c.taken + 1) / c.mass)
+        coalition = chosen.draw(rng)
+        if rng.random() < 0.5:
+            coalition = ~coalition
+        rows.extend((coalition, ~coalition))
+    return np.array(rows[:budget])
+
+
+class _BlockPairClass:
+    """Pairs {S, N \\ S} with min(|S|, n - |S|) = size, without replacement, balanced.
+
+    Representatives (the member of size `size`; when both have it, the one
+    with player 0) are cut from random permutations of the players, `size`
+    at a time, skipping pairs already drawn; so within a run of draws every
+    player is in about the same number of coalitions, and each draw is a
+    uniform pair of the class. Once half the class is used, the rest is
+    listed once and shuffled. `mass` is the class's share under the Neyman
+    allocation: 1/sqrt(s(n-s)) for each of its two sizes (pairs of the
+    middle class hold two coalitions of the same size, so half that).
+    """
+
+    def __init__(self, n: int, size: int):
+        self.n = n
+        self.size = size
+        self.middle = 2 * size == n
+        root = 1.0 / math.sqrt(size * (n - size))
+        self.mass = root / 2 if self.middle else root
+        self.capacity = math.comb(n, size) // 2 if self.middle else math.comb(n, size)
+        self.taken = 0
+        self._drawn = set()
+        self._queue = []  # unused blocks of the current permutation
+        self._rest = None  # shuffled undrawn pairs, once half the class is used
+
+    @property
+    def exhausted(self) -> bool:
+        return self.taken == self.capacity
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """The next pair's representative as a mask."""
+        if self._rest is None and 2 * self.taken >= self.capacity:
+            rest = [p for p in self._all() if p not in self._drawn]
+            self._rest = [rest[i] for i in rng.permutation(len(rest))]
+        if self._rest is not None:
+            pick = self._rest.pop()
+        else:
+            while True:
+                if not self._queue:
+                    order = rng.permutation(self.n)
+                    blocks = [order[k : k + self.size] for k in range(0, self.n - self.size + 1, self.size)]
+                    self._queue = blocks[::-1]
+                pick = self._canonical(self._queue.pop())
+                if pick not in self._drawn:
+                    break
+        self._drawn.add(pick)
+        self.taken += 1
+        coalition = np.zeros(self.n, dtype=bool)
+        coalition[list(pick)] = True
+        return coalition
+
+    def _canonical(self, members) -> tuple:
+        members = np.sort(members)
+        if self.middle and members[0] != 0:
+            members = np.setdiff1d(np.arange(self.n), members)
+        return tuple(members.tolist())
 
     def _all(self):
         if self.middle:

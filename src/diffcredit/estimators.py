@@ -20,6 +20,24 @@ Methods:
   and the full enumeration gives the exact Shapley values. Efficiency is
   imposed, as in the paper, by solving in the subspace orthogonal to the all
   ones vector and adding (v(full) - v(empty)) / n to every value.
+* ``stratified``: the same weighted regression solved within coalition-size
+  strata: v(S) and the features are centred on their mean over the design's
+  rows of the same size before the fit (a fixed effect per size). Subtracting
+  any function g(|S|) of the size alone changes the Shapley values only by
+  (g(n) - g(0)) / n for everybody, so this removes the part of v that depends
+  on size alone, which is large when v grows with the amount of data, from
+  the sampling error. Weights are the leverage method's: each size's kernel
+  mass shared among its rows, i.e. exact kernel weights for a size that is
+  fully enumerated. Exact for additive games, for games with interactions of
+  order at most 2 on designs of complementary pairs, and on the full
+  enumeration; consistent otherwise.
+* ``stratified_shrink``: ``stratified``, then the deviations of the values
+  from the equal split (v(full) - v(empty)) / n are multiplied by a factor in
+  [0, 1] estimated from the data (positive-part James-Stein in Bock's form,
+  with a design-based sandwich variance of the fit). Biased toward the equal
+  split, in exchange for lower error when the sampling error is large
+  compared with the differences between players; the ranking is unchanged
+  and the values still add up to v(full) - v(empty).
 * ``banzhaf``: maximum sample reuse (Wang & Jia, 2023): mean v(S) over rows
   containing i minus mean v(S) over rows without i, with the anchors mixed in
   at their probability under uniform sampling, which keeps it unbiased although
@@ -38,14 +56,16 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import null_space
 
-from .coalitions import COMPATIBLE_SCHEMES, EXACT_MAX_PLAYERS
+from .coalitions import COMPATIBLE_SCHEMES, EXACT_MAX_PLAYERS, STRATIFIED_METHODS
 
 METHODS = tuple(COMPATIBLE_SCHEMES)
 # Methods whose values satisfy efficiency: they sum to v(full) - v(empty).
-SHAPLEY_METHODS = ("kernelshap", "leverage", "exact")
+SHAPLEY_METHODS = ("kernelshap", "leverage", "stratified", "stratified_shrink", "exact")
 DEFAULT_SCHEME = {
     "kernelshap": "kernel_paired",
     "leverage": "leverage",
+    "stratified": "stratified",
+    "stratified_shrink": "stratified",
     "banzhaf": "banzhaf",
     "loo": "loo",
     "exact": "exact",
@@ -93,7 +113,9 @@ def estimate(
     Returns:
         DataFrame indexed by player 0..n-1 with columns ``value``, ``ci_low``
         and ``ci_high``. Intervals are 95% percentile intervals from resampling
-        rows (pairs in paired designs) with replacement; the deterministic
+        rows (pairs in paired designs) with replacement; the stratified
+        methods resample within each coalition size (pair class in paired
+        designs), keeping the number of rows of each. The deterministic
         methods ``loo`` and ``exact`` report ci_low = ci_high = value.
 
     Raises:
@@ -118,7 +140,8 @@ def estimate(
     elif n_boot == 0:
         low = high = np.full_like(value, np.nan)
     else:
-        low, high = _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed)
+        by_stratum = method in STRATIFIED_METHODS
+        low, high = _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed, by_stratum)
     return pd.DataFrame(
         {"value": value, "ci_low": low, "ci_high": high},
         index=pd.RangeIndex(masks.shape[1], name="player"),
@@ -185,19 +208,23 @@ def check_design(masks, values, v_empty, v_full, n_players=None):
     return masks, values, anchors[0], anchors[1]
 
 
-def _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed):
-    """Percentile interval from resampling rows (or pairs) with replacement."""
-    m = len(masks)
-    if paired:
-        units = np.arange(2 * (m // 2)).reshape(-1, 2)
-        if m % 2:
-            units = np.vstack([units, [m - 1, -1]])  # the cut pair, padded
+def _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed, by_stratum=False):
+    """Percentile interval from resampling rows (or pairs) with replacement.
+
+    With `by_stratum`, units are resampled within their stratum (coalition
+    size, or pair class in paired designs), so every resample has the
+    design's number of rows of each size.
+    """
+    units = _units(len(masks), paired)
+    if by_stratum:
+        strata = _unit_strata(masks, units)
     else:
-        units = np.arange(m)[:, None]
+        strata = [np.arange(len(units))]
     rng = np.random.default_rng(seed)
     replicates = np.full((n_boot, masks.shape[1]), np.nan)
     for b in range(n_boot):
-        rows = units[rng.integers(0, len(units), len(units))].ravel()
+        picks = np.concatenate([group[rng.integers(0, len(group), len(group))] for group in strata])
+        rows = units[picks].ravel()
         rows = rows[rows >= 0]
         try:
             replicates[b] = point(masks[rows], values[rows], v_empty, v_full)
@@ -219,6 +246,29 @@ def _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed):
     return low, high
 
 
+def _units(m: int, paired: bool) -> np.ndarray:
+    """Resampling units as rows of a (units, 2) index array; -1 pads a single row."""
+    if paired:
+        units = np.arange(2 * (m // 2)).reshape(-1, 2)
+        if m % 2:
+            units = np.vstack([units, [m - 1, -1]])  # the cut pair, padded
+        return units
+    return np.stack([np.arange(m), np.full(m, -1)], axis=1)
+
+
+def _unit_strata(masks: np.ndarray, units: np.ndarray) -> list:
+    """Unit indices grouped by stratum: the pair class min(|S|, n - |S|) of a
+    whole pair, the size |S| of a single row. A cut pair is a stratum of its
+    own, placed last so that the resampled pairs stay aligned."""
+    n = masks.shape[1]
+    sizes = masks[units[:, 0]].sum(axis=1)
+    whole = units[:, 1] >= 0
+    keys = np.where(whole, np.minimum(sizes, n - sizes), sizes + (n + 1))
+    if not whole.all() and whole.any():
+        keys[~whole] = 2 * n + 2  # the cut pair of a paired design
+    return [np.flatnonzero(keys == key) for key in np.unique(keys)]
+
+
 def _kernelshap(masks, values, v_empty, v_full):
     return _constrained_wls(masks, values - v_empty, v_full - v_empty, np.ones(len(masks)))
 
@@ -230,6 +280,97 @@ def _leverage(masks, values, v_empty, v_full):
     # Kernel mass of the row's size, shared among the design's rows of that size.
     weights = (n - 1) / (sizes * (n - sizes)) / counts[sizes]
     return _constrained_wls(masks, values - v_empty, v_full - v_empty, weights)
+
+
+def _stratified(masks, values, v_empty, v_full):
+    total = v_full - v_empty
+    theta, _ = _within_size_fit(masks, values - v_empty)
+    return total / masks.shape[1] + _zero_sum_basis(masks.shape[1]) @ theta
+
+
+def _stratified_shrink(masks, values, v_empty, v_full):
+    n = masks.shape[1]
+    total = v_full - v_empty
+    theta, fit = _within_size_fit(masks, values - v_empty)
+    factor = _shrink_factor(masks, theta, fit)
+    return total / n + _zero_sum_basis(n) @ (factor * theta)
+
+
+def _within_size_fit(masks, y):
+    """Kernel-weighted least squares of y on the players, with a fixed effect per size.
+
+    Rows of size s get weight (n-1)/(s(n-s)) / count_s. Writing the values as
+    total/n + B theta (B an orthonormal basis of the vectors summing to zero)
+    and centring y and the features z B on their means within each size, the
+    fit is ordinary weighted least squares in theta. Returns theta and the
+    pieces `_shrink_factor` needs.
+    """
+    m, n = masks.shape
+    sizes = masks.sum(axis=1)
+    counts = np.bincount(sizes, minlength=n + 1)
+    weights = (n - 1) / (sizes * (n - sizes)) / counts[sizes]
+    basis = _zero_sum_basis(n)
+    features = masks.astype(float) @ basis
+    indicator = np.zeros((m, n + 1))
+    indicator[np.arange(m), sizes] = 1.0
+    per_size = np.maximum(counts, 1)[:, None]
+    features = features - (indicator.T @ features / per_size)[sizes]
+    y = y - (indicator.T @ y / per_size[:, 0])[sizes]
+    root = np.sqrt(weights)
+    theta, _, rank, _ = np.linalg.lstsq(features * root[:, None], y * root, rcond=None)
+    if rank < n - 1:
+        raise IdentificationError(
+            f"the {m} coalitions identify only {rank} of the {n - 1} free parameters "
+            "once each coalition size is centred on its mean; evaluate more (or more "
+            "varied) coalitions, with several of each size"
+        )
+    return theta, (features, y, weights)
+
+
+def _shrink_factor(masks, theta, fit):
+    """Positive-part James-Stein factor (Bock's form) for the fitted theta.
+
+    The covariance of theta is the sandwich M^-1 V M^-1, M = X'WX, with V
+    the design-based variance of the score sum_r w_r x_r e_r: the units
+    (complementary pairs in paired designs, rows otherwise) are treated as a
+    sample without replacement within their stratum, so V sums, over strata,
+    (1 - distinct/capacity) * k/(k-1) * the scatter of the k unit scores. A
+    fully enumerated stratum thus adds nothing, and the full enumeration is
+    left exact. Factor: 1 - (tr C - 2 lambda_max C) / |theta|^2, clipped to
+    [0, 1]; 1 when tr C <= 2 lambda_max C, where Bock's condition fails.
+    """
+    features, y, weights = fit
+    n = masks.shape[1]
+    norm = float(theta @ theta)
+    if norm == 0.0:
+        return 1.0
+    scores = features * (weights * (y - features @ theta))[:, None]
+    units = _units(len(masks), is_paired(masks))
+    unit_scores = scores[units[:, 0]] + np.where(units[:, 1:] >= 0, scores[units[:, 1]], 0.0)
+    variance = np.zeros((n - 1, n - 1))
+    for group in _unit_strata(masks, units):
+        k = len(group)
+        if k < 2:
+            continue
+        members = units[group]
+        keys = {
+            tuple(sorted(masks[row].tobytes() for row in unit if row >= 0)) for unit in members
+        }
+        sizes = masks[members[:, 0]].sum(axis=1)
+        size = int(min(sizes[0], n - sizes[0])) if (members[:, 1] >= 0).all() else int(sizes[0])
+        capacity = math.comb(n, size)
+        if (members[:, 1] >= 0).all() and 2 * size == n:
+            capacity //= 2
+        sampled = 1.0 - min(1.0, len(keys) / capacity)
+        spread = unit_scores[group] - unit_scores[group].mean(axis=0)
+        variance += sampled * k / (k - 1) * (spread.T @ spread)
+    inverse = np.linalg.pinv((features * weights[:, None]).T @ features)
+    covariance = inverse @ variance @ inverse
+    eigen = np.linalg.eigvalsh(covariance)
+    excess = float(eigen.sum() - 2 * eigen[-1])
+    if excess <= 0:
+        return 1.0
+    return max(0.0, 1.0 - excess / norm)
 
 
 def _constrained_wls(masks, y, total, weights):
@@ -330,6 +471,8 @@ def _exact(masks, values, v_empty, v_full):
 _POINT_ESTIMATORS = {
     "kernelshap": _kernelshap,
     "leverage": _leverage,
+    "stratified": _stratified,
+    "stratified_shrink": _stratified_shrink,
     "banzhaf": _banzhaf,
     "loo": _loo,
     "exact": _exact,

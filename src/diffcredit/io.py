@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -146,3 +147,19 @@ def verify_dir(path: str | os.PathLike) -> Path:
                 f"{f} does not match {side}: it is truncated or altered; delete {path} and rerun"
             )
     return path
+
+
+CKPT_PATTERN = re.compile(r"^step-(\d{8})\.pt$")
+
+
+def list_checkpoints(folder: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(step, path) of the training checkpoints in `folder`, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = CKPT_PATTERN.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
 KEY_LENGTH = 16
@@ -30,23 +29,11 @@ STAGE_VERSIONS = {
 
 
 def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace; floats must be finite."""
-
-    def check(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"cannot key a non-finite float: {value!r}")
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if not isinstance(k, str):
-                    raise TypeError(f"keys must be strings, got {k!r}")
-                check(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                check(v)
-        return value
-
-    check(obj)
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """JSON with sorted keys and no whitespace; refuses NaN and infinities."""
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"cannot key a non-finite float in {obj!r}") from exc
 
 
 def sha256_hex(data: bytes | str) -> str:

@@ -1,5 +1,8 @@
 """The pixel DDPM family: build, save, load and prune a diffusers UNet2DModel.
 
+torch is imported inside the functions that need it: the workflow imports this
+module when it parses the Snakefile, which must stay fast.
+
 A pruned UNet has layer widths its diffusers config cannot describe. It is stored
 as the dense config (config.json), the pruned weights (safetensors) and
 `structure.json`: the module attributes that differ from a dense build. Loading
@@ -12,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-
-import torch
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def scheduler_config(model_spec: dict) -> dict:
 
 
 def build_unet(config: dict, seed: int):
+    import torch
     from diffusers import UNet2DModel
 
     with torch.random.fork_rng(devices=[]):
@@ -74,7 +76,7 @@ def build_unet(config: dict, seed: int):
 # ---------------------------------------------------------------- structure
 
 
-def _simple_attrs(module: torch.nn.Module) -> dict:
+def _simple_attrs(module) -> dict:
     """Int-valued attributes that describe a module's widths."""
     out = {}
     for name, value in vars(module).items():
@@ -87,7 +89,7 @@ def _simple_attrs(module: torch.nn.Module) -> dict:
     return out
 
 
-def structure_diff(model: torch.nn.Module, dense: torch.nn.Module) -> dict:
+def structure_diff(model, dense) -> dict:
     """Module attributes and tensor shapes of `model` that differ from `dense`."""
     dense_modules = dict(dense.named_modules())
     attrs = {}
@@ -101,7 +103,9 @@ def structure_diff(model: torch.nn.Module, dense: torch.nn.Module) -> dict:
     return {"attributes": attrs, "shapes": shapes}
 
 
-def apply_structure(model: torch.nn.Module, structure: dict) -> None:
+def apply_structure(model, structure: dict) -> None:
+    import torch
+
     modules = dict(model.named_modules())
     for name, attrs in structure["attributes"].items():
         for k, v in attrs.items():
@@ -152,7 +156,7 @@ def load_model(folder: str | Path, verify: bool = True):
     return model, scheduler_cfg
 
 
-def n_parameters(model: torch.nn.Module) -> int:
+def n_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
@@ -161,6 +165,7 @@ def n_parameters(model: torch.nn.Module) -> int:
 
 def prune_unet(model, ratio: float, importance: str = "magnitude"):
     """Structured channel pruning with torch-pruning, then fix diffusers' cached widths."""
+    import torch
     import torch_pruning as tp
     from diffusers.models.attention_processor import Attention
     from diffusers.models.downsampling import Downsample2D

@@ -14,7 +14,7 @@ Every expensive artifact lives at a path named by its key (see keys.py):
     models/classifier/{key}/           the scoring classifier
     coalitions/{key}/model/            one coalition's model
     coalitions/{model}/samples/{key}.npz
-    coalitions/{model}/scores/{key}.json
+    coalitions/{model}/scores/{property}-{key}.json
     designs/{key}.parquet              one estimator's coalitions
     values/{key}/                      values, plots and diagnostics
     scratch/{key}/                     checkpoints of unfinished training
@@ -22,6 +22,7 @@ Every expensive artifact lives at a path named by its key (see keys.py):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,11 @@ class Plan:
     def __init__(self, config: dict, schema: dict | str | Path):
         cfg = validate(config, schema)
         self.cfg = cfg
+        self._model_keys: dict = {}
+        self._generate_keys: dict = {}
+        self._score_keys: dict = {}
         self.results = Path(cfg["results"])
+        self._results_str = str(self.results)
         self.threads = cfg["threads"]
         self.strategy = cfg["fine_tune"]["strategy"]
         self.properties = list(cfg["properties"])
@@ -125,9 +130,6 @@ class Plan:
                 members = tuple(n for n, m in zip(self.names, row) if m)
                 self.coalitions.setdefault(self.model_key(members), members)
         self.evaluated = {self.init_key: (), self.full_key: tuple(self.names), **self.coalitions}
-        self.score_index = {
-            self.score_key(m, p): (m, p) for m in self.evaluated for p in self.properties
-        }
 
     # ------------------------------------------------------------ validation
 
@@ -197,6 +199,12 @@ class Plan:
     def model_key(self, members) -> str:
         """The key of the model that stands for coalition `members`."""
         members = tuple(members)
+        key = self._model_keys.get(members)
+        if key is None:
+            key = self._model_keys[members] = self._compute_model_key(members)
+        return key
+
+    def _compute_model_key(self, members: tuple) -> str:
         if not members:
             return self.init_key
         if set(members) == set(self.names):
@@ -207,19 +215,25 @@ class Plan:
         return artifact_key("fine_tune", spec, {"start": self.pruned_key, "shards": self._shards_of(members)})
 
     def generate_key(self, model_key: str) -> str:
-        return artifact_key("generate", self.generate_spec, {"model": model_key})
+        key = self._generate_keys.get(model_key)
+        if key is None:
+            key = self._generate_keys[model_key] = artifact_key("generate", self.generate_spec, {"model": model_key})
+        return key
 
     def score_key(self, model_key: str, prop: str) -> str:
-        return artifact_key(
-            "score",
-            {"property": prop},
-            {"samples": self.generate_key(model_key), "classifier": self.classifier_key},
-        )
+        key = self._score_keys.get((model_key, prop))
+        if key is None:
+            key = self._score_keys[(model_key, prop)] = artifact_key(
+                "score",
+                {"property": prop},
+                {"samples": self.generate_key(model_key), "classifier": self.classifier_key},
+            )
+        return key
 
     # ------------------------------------------------------------ paths
 
     def path(self, *parts) -> str:
-        return str(self.results.joinpath(*parts))
+        return os.path.join(self._results_str, *parts)
 
     def shard_path(self, name: str) -> str:
         return self.path("data", "shards", f"{self.shard_keys[name]}.npz")
@@ -245,7 +259,7 @@ class Plan:
         return self.path("coalitions", model_key, "samples", f"{self.generate_key(model_key)}.npz")
 
     def score_path(self, model_key: str, prop: str) -> str:
-        return self.path("coalitions", model_key, "scores", f"{self.score_key(model_key, prop)}.json")
+        return self.path("coalitions", model_key, "scores", f"{prop}-{self.score_key(model_key, prop)}.json")
 
     def design_path(self, est: Estimator) -> str:
         return self.path("designs", f"{est.design_key}.parquet")

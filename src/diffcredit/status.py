@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import deep_update, load_yaml
 from .io import FOLDER_SIDECAR, sidecar_of
-from .training import list_checkpoints
+from .io import list_checkpoints
 
 # Folders under results/ whose entries are named by a key.
 KEYED = ("data/shards", "models/init", "models/full", "models/pruned", "models/classifier",

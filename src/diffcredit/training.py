@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .io import atomic_path, list_checkpoints
+
 log = logging.getLogger(__name__)
 
-CKPT_PATTERN = re.compile(r"^step-(\d{8})\.pt$")
 KEEP_CHECKPOINTS = 2
 
 
@@ -81,20 +81,7 @@ class EMA:
 # ---------------------------------------------------------------- checkpoints
 
 
-def list_checkpoints(folder: Path) -> list[tuple[int, Path]]:
-    if not folder.is_dir():
-        return []
-    found = []
-    for p in folder.iterdir():
-        m = CKPT_PATTERN.match(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
 def save_checkpoint(folder: Path, step: int, state: dict) -> Path:
-    from .io import atomic_path
-
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{step:08d}.pt"
     with atomic_path(path) as tmp:

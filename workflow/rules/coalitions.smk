@@ -14,15 +14,20 @@ rule coalition_sample:
         "{PY} design --spec {params.spec:q} --out {output} > {log} 2>&1"
 
 
+def _fine_tune_inputs(wc):
+    return {
+        "start": ancient(plan.start_dir(wc.key)),
+        "shards": [ancient(plan.shard_path(n)) for n in plan.members_of(wc.key)],
+    }
+
+
 rule fine_tune:
     input:
-        start=lambda wc: ancient(plan.start_dir(wc.key)),
-        shards=lambda wc: [ancient(plan.shard_path(n)) for n in plan.members_of(wc.key)],
+        unpack(_fine_tune_inputs),
     output:
         directory(f"{R}/coalitions/{{key}}/model"),
     params:
         spec=lambda wc: json.dumps(plan.train_job_spec(wc.key)),
-        scratch=lambda wc: plan.scratch_dir(wc.key),
     threads: plan.threads
     conda:
         "../../envs/torch.yaml"
@@ -30,4 +35,4 @@ rule fine_tune:
         f"{R}/logs/fine_tune/{{key}}.log",
     shell:
         "{PY} train --spec {params.spec:q} --start {input.start} --shards {input.shards}"
-        " --out {output} --scratch {params.scratch} --threads {threads} > {log} 2>&1"
+        " --out {output} --scratch {R}/scratch/{wildcards.key} --threads {threads} > {log} 2>&1"

@@ -24,29 +24,25 @@ rule generate:
         " --threads {threads} > {log} 2>&1"
 
 
-def _score_property(wc):
-    model_key, prop = plan.score_index[wc.skey]
-    if model_key != wc.mkey:
-        raise WorkflowError(f"score {wc.skey} does not belong to model {wc.mkey}")
-    return prop
+def _score_inputs(wc):
+    if plan.score_key(wc.mkey, wc.prop) != wc.skey:
+        raise WorkflowError(f"score {wc.prop}-{wc.skey} of model {wc.mkey} is not in this plan")
+    return {"samples": ancient(plan.samples_path(wc.mkey)), "classifier": ancient(plan.classifier_dir())}
 
 
 rule score:
     input:
-        samples=lambda wc: ancient(plan.samples_path(wc.mkey)),
-        classifier=ancient(plan.classifier_dir()),
+        unpack(_score_inputs),
     output:
-        f"{R}/coalitions/{{mkey}}/scores/{{skey}}.json",
-    params:
-        spec=lambda wc: json.dumps({"property": _score_property(wc)}),
+        f"{R}/coalitions/{{mkey}}/scores/{{prop}}-{{skey}}.json",
     threads: plan.threads
     conda:
         "../../envs/torch.yaml"
     log:
-        f"{R}/logs/score/{{mkey}}-{{skey}}.log",
+        f"{R}/logs/score/{{mkey}}-{{prop}}-{{skey}}.log",
     shell:
-        "{PY} score --spec {params.spec:q} --samples {input.samples} --classifier {input.classifier}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        """{PY} score --spec '{{"property": "{wildcards.prop}"}}' --samples {input.samples}"""
+        " --classifier {input.classifier} --out {output} --threads {threads} > {log} 2>&1"
 
 
 def _estimate_inputs(wc):
