@@ -68,3 +68,6 @@ def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny")
     run(workdir)
     return workdir
+
+
+from slurm_cluster import slurm_cluster, slurm_test_profile  # noqa: E402,F401  (fixtures)
