@@ -76,25 +76,29 @@ def _train(model, ckpt, steps=12, every=4):
     return train(model, images(), spec, scheduler_config(MODEL), ckpt, every, progress=False)
 
 
+class Killed(Exception):
+    pass
+
+
+def _train_killed_at_step(model, ckpt, step):
+    """Train until the forward pass of `step` (0-based), where the 'process' dies."""
+    calls = {"n": 0}
+
+    def die(module, args, out):
+        calls["n"] += 1
+        if calls["n"] == step + 1:
+            raise Killed
+
+    handle = model.register_forward_hook(die)
+    with pytest.raises(Killed):
+        _train(model, ckpt)
+    handle.remove()
+
+
 def test_resume_from_checkpoint_gives_identical_weights(tmp_path):
     reference = tiny_unet()
     _train(reference, None)
-
-    class Killed(Exception):
-        pass
-
-    interrupted = tiny_unet()
-    calls = {"n": 0}
-
-    def die_after_9_steps(module, args, out):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise Killed
-
-    handle = interrupted.register_forward_hook(die_after_9_steps)
-    with pytest.raises(Killed):
-        _train(interrupted, tmp_path / "ckpt")
-    handle.remove()
+    _train_killed_at_step(tiny_unet(), tmp_path / "ckpt", step=9)
     assert [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [4, 8]
 
     resumed = tiny_unet()  # a fresh process would rebuild the start model
@@ -105,30 +109,13 @@ def test_resume_from_checkpoint_gives_identical_weights(tmp_path):
 
 
 def test_corrupt_checkpoint_falls_back_to_previous(tmp_path, caplog):
-    # Make checkpoints at 4 and 8, then truncate the newest.
-    partial = tiny_unet()
-    spec = TrainSpec(steps=12, batch_size=8, lr=1e-3, seed=3)
+    # Checkpoints at 4 and 8; then truncate the newest.
     ckpt = tmp_path / "ckpt"
-
-    class Stop(Exception):
-        pass
-
-    n = {"calls": 0}
-
-    def stop(module, args, out):
-        n["calls"] += 1
-        if n["calls"] == 10:
-            raise Stop
-
-    h = partial.register_forward_hook(stop)
-    with pytest.raises(Stop):
-        train(partial, images(), spec, scheduler_config(MODEL), ckpt, 4, progress=False)
-    h.remove()
+    _train_killed_at_step(tiny_unet(), ckpt, step=9)
     newest = list_checkpoints(ckpt)[-1][1]
     newest.write_bytes(newest.read_bytes()[:100])
-    resumed = tiny_unet()
     with caplog.at_level("WARNING"):
-        stats = train(resumed, images(), spec, scheduler_config(MODEL), ckpt, 4, progress=False)
+        stats = _train(tiny_unet(), ckpt)
     assert stats["start_step"] == 4
     assert "corrupt checkpoint" in caplog.text
 
