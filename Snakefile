@@ -26,6 +26,9 @@ except ConfigError as exc:
     raise WorkflowError(f"diffcredit: {exc}") from None
 
 R = str(plan.results)
+# torch is pinned to the configured thread counts, not to Snakemake's (which it
+# lowers to --cores), so results do not depend on the machine's core count.
+THREADS, TRAIN_THREADS = plan.threads, plan.train_threads
 # With --sdm conda, rules use the env's python; otherwise this interpreter.
 _conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PY = "python -m diffcredit" if _conda else f"{sys.executable} -m diffcredit"

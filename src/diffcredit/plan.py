@@ -71,6 +71,7 @@ class Plan:
         self.results = Path(cfg["results"])
         self._results_str = str(self.results)
         self.threads = cfg["threads"]
+        self.train_threads = cfg["train_threads"]
         self.strategy = cfg["fine_tune"]["strategy"]
         self.properties = list(cfg["properties"])
         self._check_properties()

@@ -35,4 +35,4 @@ rule fine_tune:
         f"{R}/logs/fine_tune/{{key}}.log",
     shell:
         "{PY} train --spec {params.spec:q} --start {input.start} --shards {input.shards}"
-        " --out {output} --scratch {R}/scratch/{wildcards.key} --threads {threads} > {log} 2>&1"
+        " --out {output} --scratch {R}/scratch/{wildcards.key} --threads {THREADS} > {log} 2>&1"

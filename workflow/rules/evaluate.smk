@@ -21,7 +21,7 @@ rule generate:
         f"{R}/logs/generate/{{mkey}}-{{gkey}}.log",
     shell:
         "{PY} generate --spec {params.spec:q} --model {input.model} --out {output}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {THREADS} > {log} 2>&1"
 
 
 def _score_inputs(wc):
@@ -42,7 +42,7 @@ rule score:
         f"{R}/logs/score/{{mkey}}-{{prop}}-{{skey}}.log",
     shell:
         """{PY} score --spec '{{"property": "{wildcards.prop}"}}' --samples {input.samples}"""
-        " --classifier {input.classifier} --out {output} --threads {threads} > {log} 2>&1"
+        " --classifier {input.classifier} --out {output} --threads {THREADS} > {log} 2>&1"
 
 
 def _estimate_inputs(wc):

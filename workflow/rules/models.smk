@@ -28,14 +28,14 @@ rule train_full:
     params:
         spec=json.dumps(plan.train_job_spec(plan.full_key)),
         scratch=plan.scratch_dir(plan.full_key),
-    threads: plan.threads
+    threads: plan.train_threads
     conda:
         "../../envs/torch.yaml"
     log:
         f"{R}/logs/train_full/{plan.full_key}.log",
     shell:
         "{PY} train --spec {params.spec:q} --start {input.start} --shards {input.shards}"
-        " --out {output} --scratch {params.scratch} --threads {threads} > {log} 2>&1"
+        " --out {output} --scratch {params.scratch} --threads {TRAIN_THREADS} > {log} 2>&1"
 
 
 rule prune:
@@ -47,14 +47,14 @@ rule prune:
     params:
         spec=json.dumps(plan.train_job_spec(plan.pruned_key)),
         scratch=plan.scratch_dir(plan.pruned_key),
-    threads: plan.threads
+    threads: plan.train_threads
     conda:
         "../../envs/torch.yaml"
     log:
         f"{R}/logs/prune/{plan.pruned_key}.log",
     shell:
         "{PY} prune --spec {params.spec:q} --start {input.start} --shards {input.shards}"
-        " --out {output} --scratch {params.scratch} --threads {threads} > {log} 2>&1"
+        " --out {output} --scratch {params.scratch} --threads {TRAIN_THREADS} > {log} 2>&1"
 
 
 rule train_classifier:
@@ -64,11 +64,11 @@ rule train_classifier:
         directory(plan.classifier_dir()),
     params:
         spec=json.dumps({**plan.classifier_spec, "min_accuracy": plan.cfg["classifier"]["min_accuracy"]}),
-    threads: plan.threads
+    threads: plan.train_threads
     conda:
         "../../envs/torch.yaml"
     log:
         f"{R}/logs/train_classifier/{plan.classifier_key}.log",
     shell:
         "{PY} train-classifier --spec {params.spec:q} --shards {input.shards}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        " --out {output} --threads {TRAIN_THREADS} > {log} 2>&1"
