@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from diffcredit.coalitions import (
 )
 from diffcredit.estimators import METHODS
 
-RANDOM_SCHEMES = ("kernel", "kernel_paired", "leverage", "banzhaf")
+RANDOM_SCHEMES = ("kernel", "kernel_paired", "leverage", "stratified", "banzhaf")
 
 
 def as_codes(masks):
@@ -73,7 +75,7 @@ def test_kernel_sizes_follow_the_shapley_kernel():
         assert np.all(np.abs(freq - size / n) < 5 * sd)
 
 
-@pytest.mark.parametrize("scheme", ("kernel_paired", "leverage"))
+@pytest.mark.parametrize("scheme", ("kernel_paired", "leverage", "stratified"))
 def test_paired_schemes_alternate_coalition_and_complement(scheme):
     masks = sample_design(7, 40, scheme, seed=1)
     np.testing.assert_array_equal(masks[1::2], ~masks[0::2])
@@ -114,9 +116,70 @@ def test_leverage_exhausts_small_sizes_then_continues_without_duplicates():
     assert len(np.unique(as_codes(part))) == 40
 
 
-def test_leverage_budget_cannot_exceed_all_coalitions():
-    with pytest.raises(ValueError, match="without replacement"):
-        sample_design(4, 15, "leverage", seed=0)
+@pytest.mark.parametrize("scheme", ("leverage", "stratified"))
+def test_budget_cannot_exceed_all_coalitions(scheme):
+    with pytest.raises(ValueError, match=f"scheme '{scheme}' samples without replacement"):
+        sample_design(4, 15, scheme, seed=0)
+    with pytest.raises(ValueError, match="budget 15 exceeds the 14 coalitions"):
+        validate(4, 15, scheme, "leverage")
+
+
+# ----------------------------------------------------------- stratified ----
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8])
+def test_stratified_enumerates_every_coalition_once(n):
+    total = 2**n - 2
+    masks = sample_design(n, total, "stratified", seed=6)
+    np.testing.assert_array_equal(np.sort(as_codes(masks)), np.arange(1, total + 1))
+
+
+def test_stratified_starts_with_the_whole_singleton_stratum():
+    n = 9
+    for seed in range(3):
+        masks = sample_design(n, 200, "stratified", seed)
+        head = masks[: 2 * n]
+        # Each pair is a singleton and its complement, every player once.
+        singles = np.where(head[0::2].sum(axis=1) == 1, head[0::2].T, head[1::2].T).T
+        assert (singles.sum(axis=1) == 1).all()
+        assert sorted(np.argmax(singles, axis=1).tolist()) == list(range(n))
+        rest = masks[2 * n :].sum(axis=1)
+        assert rest.min() >= 2 and rest.max() <= n - 2
+        assert len(np.unique(as_codes(masks))) == len(masks)
+    # The order of the players and of the members of a pair is seeded.
+    first, second = (sample_design(n, 2 * n, "stratified", seed) for seed in (0, 1))
+    assert not np.array_equal(first, second)
+
+
+def test_stratified_allocates_pair_classes_by_root_kernel_mass():
+    """After the singletons, rows of size s (and n - s) are in proportion to
+    1/sqrt(s(n-s)), to within one pair of each class, while no class runs out."""
+    n = 12
+    masks = sample_design(n, 2 * n + 2 * 60, "stratified", seed=2)
+    sizes = masks[2 * n :].sum(axis=1)
+    classes = np.minimum(sizes, n - sizes)[0::2]
+    counts = np.bincount(classes, minlength=n // 2 + 1)[2:]
+    k = np.arange(2, n // 2 + 1)
+    share = 1 / np.sqrt(k * (n - k))
+    share[-1] /= 2  # the middle class: both members of a pair have size n/2
+    expected = len(classes) * share / share.sum()
+    assert np.all(np.abs(counts - expected) <= 1.0 + 1e-9)
+
+
+def test_stratified_balances_players_within_a_class():
+    """Coalitions of a class come from blocks of random permutations: over a
+    class's first few pairs, each player is in nearly the same number."""
+    n = 12
+    masks = sample_design(n, 2 * n + 2 * 40, "stratified", seed=4)
+    rest = masks[2 * n :][0::2]
+    sizes = rest.sum(axis=1)
+    small = np.where(np.minimum(sizes, n - sizes)[:, None] == sizes[:, None], rest, ~rest)
+    for size in (2, 3, 4):
+        rows = small[small.sum(axis=1) == size]
+        take = (n // size) * (len(rows) // (n // size))  # whole permutations only
+        if take:
+            freq = rows[:take].sum(axis=0)
+            assert freq.max() - freq.min() <= 1 + (take // (n // size) > 1)
 
 
 def test_banzhaf_rows_are_uniform_non_anchor_subsets():
@@ -183,6 +246,16 @@ def test_min_budget():
     assert min_budget("kernel", "kernelshap", n) == n - 1
     assert min_budget("kernel_paired", "kernelshap", n) == 2 * (n - 1)
     assert min_budget("leverage", "leverage", n) == 2 * (n - 1)
+    assert min_budget("stratified", "leverage", n) == 2 * (n - 1)
+    assert min_budget("stratified", "stratified", n) == 2 * n
+    assert min_budget("kernel", "stratified", n) == n
+    assert min_budget("kernel_paired", "stratified", n) == 2 * n
+    assert min_budget("leverage", "stratified", n) == 2 * (n - 1 + 3)
+    # Even n: pairs of the middle class cost no equation for their mean.
+    assert min_budget("kernel_paired", "stratified", 8) == 2 * 7
+    assert min_budget("leverage", "stratified", 8) == 2 * (7 + 3)
+    assert min_budget("stratified", "stratified", 8) == 16
+    assert min_budget("stratified", "stratified", 2) == 2
     assert min_budget("banzhaf", "banzhaf", n) == 2
     assert min_budget("loo", "loo", n) == n
     assert min_budget("exact", "exact", n) == 2**n - 2
@@ -190,16 +263,36 @@ def test_min_budget():
 
 def test_min_budget_suffices_for_some_design():
     """At the minimum budget the estimators can work (for a suitable draw)."""
+    for n in (5, 6):
+        check_min_budget_is_attained(n)
+
+
+def check_min_budget_is_attained(n):
     from diffcredit.estimators import IdentificationError, estimate
 
-    n = 5
     rng = np.random.default_rng(0)
     weights = rng.normal(size=n)
+    # The stratified method's bound on the i.i.d. designs needs rows that the
+    # scheme can draw but rarely does: n rows of one size (kernel), or for
+    # even n, n - 1 pairs of the middle size (kernel_paired). Built here.
+    singletons = np.eye(n, dtype=bool)
+    middle = sample_design(n, 2**n - 2, "exact", 0)
+    middle = middle[middle.sum(axis=1) == n // 2]
+    built = {"kernel": [singletons]}
+    if n % 2 == 0:
+        pairs = middle[middle[:, 0]]
+        built["kernel_paired"] = [
+            np.array([row for s in pairs[list(chosen)] for row in (s, ~s)])
+            for chosen in itertools.combinations(range(len(pairs)), n - 1)
+        ]
     for method, schemes in COMPATIBLE_SCHEMES.items():
         for scheme in schemes:
             budget = min_budget(scheme, method, n)
-            for seed in range(300):
-                masks = sample_design(n, budget, scheme, seed)
+            candidates = (sample_design(n, budget, scheme, seed) for seed in range(300))
+            if method == "stratified" and scheme in built:
+                candidates = built[scheme]
+            for masks in candidates:
+                assert len(masks) == budget
                 try:
                     estimate(masks, masks @ weights, 0.0, weights.sum(), method, n_boot=0)
                     break
@@ -224,6 +317,12 @@ def test_min_budget_suffices_for_some_design():
         ((10, 17, "kernel_paired", "kernelshap"), "budget 17 is too small .* at least 18"),
         ((5, 4, "loo", "loo"), "budget 4 is too small .* at least 5"),
         ((4, 20, "leverage", "leverage"), "budget 20 exceeds the 14 coalitions"),
+        ((4, 20, "stratified", "stratified"), "budget 20 exceeds the 14 coalitions"),
+        ((10, 19, "stratified", "stratified"), "budget 19 is too small .* at least 20"),
+        ((10, 25, "leverage", "stratified"), "budget 25 is too small .* at least 26"),
+        ((5, 30, "banzhaf", "stratified"),
+         "use scheme 'stratified' or 'kernel' or 'kernel_paired' or 'leverage'"),
+        ((5, 30, "stratified", "kernelshap"), "use scheme 'kernel' or 'kernel_paired'"),
         ((25, 10**9, "exact", "exact"), "limited to 20 players, got n_players=25"),
         ((5, "10", "kernel", "kernelshap"), "budget must be an integer"),
     ],

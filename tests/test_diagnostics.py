@@ -38,6 +38,9 @@ def test_efficiency_gap():
     ("kernel", "kernelshap"),
     ("kernel_paired", "kernelshap"),
     ("leverage", "leverage"),
+    ("stratified", "stratified"),
+    ("stratified", "leverage"),
+    ("kernel", "stratified"),
     ("banzhaf", "banzhaf"),
 ])
 def test_convergence_prefixes(scheme, method):
@@ -49,7 +52,7 @@ def test_convergence_prefixes(scheme, method):
     assert prefixes[-1] == budget
     assert len(prefixes) <= 7  # n_points, plus the whole design
     assert prefixes[0] >= min_budget(scheme, method, N)
-    if scheme in ("kernel_paired", "leverage"):
+    if scheme in ("kernel_paired", "leverage", "stratified"):
         assert all(p % 2 == 0 for p in prefixes[:-1])
     for prefix in prefixes:
         part = conv[conv["prefix"] == prefix].set_index("player")
@@ -71,6 +74,18 @@ def test_convergence_skips_unidentified_prefixes():
         except IdentificationError:
             identified = False
         assert identified == (prefix in set(conv["prefix"]))
+
+
+def test_convergence_of_the_stratified_design_starts_with_the_singletons():
+    """With method stratified the first prefix is the whole singleton stratum
+    (2n rows); every prefix from there on identifies the values."""
+    masks, values = evaluated("stratified", 40, seed=2)
+    conv = convergence(masks, values, V_EMPTY, V_FULL, "stratified", n_points=40, n_boot=0)
+    prefixes = sorted(conv["prefix"].unique())
+    assert prefixes[0] == 2 * N
+    assert prefixes == list(range(2 * N, 40, 2)) + [40]
+    shapley = estimate(masks, values, V_EMPTY, V_FULL, "stratified", n_boot=0)
+    assert efficiency_gap(shapley, V_EMPTY, V_FULL) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_convergence_of_deterministic_methods_is_one_point():

@@ -31,13 +31,12 @@ COMPATIBLE_SCHEMES = {
     "kernelshap": ("kernel", "kernel_paired"),
     "leverage": ("leverage", "stratified"),
     "stratified": _STRATIFIABLE,
-    "stratified_shrink": _STRATIFIABLE,
     "banzhaf": ("banzhaf",),
     "loo": ("loo",),
     "exact": ("exact",),
 }
 # Methods that estimate within coalition-size strata (see estimators.py).
-STRATIFIED_METHODS = ("stratified", "stratified_shrink")
+STRATIFIED_METHODS = ("stratified",)
 # Schemes that sample without replacement, so the budget cannot exceed 2^n - 2.
 _WITHOUT_REPLACEMENT = ("leverage", "stratified")
 
@@ -164,11 +163,14 @@ def min_budget(scheme: str, method: str, n_players: int) -> int:
     * least squares (``kernelshap``, ``leverage``) has n - 1 free parameters
       once efficiency is imposed, so needs n - 1 coalitions; a complementary
       pair adds a single equation, so paired designs need n - 1 pairs;
-    * the stratified methods also spend one equation per coalition size (per
-      pair class in paired designs) on its mean: ``kernel`` designs need
-      n coalitions, the other paired designs n pairs (the whole singleton
-      stratum, for ``stratified``), and ``leverage`` designs, which use every
-      one of the n/2 pair classes from the start, n - 1 + floor(n/2) pairs;
+    * the stratified methods also spend one equation on the mean of each
+      coalition size: ``kernel`` designs need n coalitions; in paired
+      designs each pair class other than the middle one (both members of
+      size n/2, whose mean is fixed by the pairing) costs a pair, so
+      ``kernel_paired`` needs n pairs (n - 1 for even n, if every pair is a
+      middle one), ``stratified`` n pairs (the whole singleton stratum; one
+      pair for n = 2) and ``leverage``, which uses every class from the
+      start, n - 1 + floor((n - 1)/2) pairs;
     * ``banzhaf`` needs each player in and out of some coalition: 2 rows;
     * ``loo`` needs the n leave-one-out coalitions, ``exact`` all 2^n - 2.
     """
@@ -183,8 +185,10 @@ def min_budget(scheme: str, method: str, n_players: int) -> int:
         if scheme == "kernel":
             return n
         if scheme == "leverage":
-            return 2 * (n - 1 + n // 2)
-        return 2 * n
+            return 2 * (n - 1 + (n - 1) // 2)
+        if scheme == "kernel_paired":
+            return 2 * (n - 1) if n % 2 == 0 else 2 * n
+        return 2 if n == 2 else 2 * n
     if method == "banzhaf":
         return 2
     if method == "loo":
@@ -385,7 +389,8 @@ class _BlockPairClass:
             while True:
                 if not self._queue:
                     order = rng.permutation(self.n)
-                    blocks = [order[k : k + self.size] for k in range(0, self.n - self.size + 1, self.size)]
+                    starts = range(0, self.n - self.size + 1, self.size)
+                    blocks = [order[k : k + self.size] for k in starts]
                     self._queue = blocks[::-1]
                 pick = self._canonical(self._queue.pop())
                 if pick not in self._drawn:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .coalitions import min_budget
+from .coalitions import STRATIFIED_METHODS, min_budget
 from .estimators import (
     DEFAULT_SCHEME,
     DETERMINISTIC_METHODS,
@@ -49,8 +49,10 @@ def convergence(
 
     Prefix lengths are spread evenly from the method's minimum budget to the
     whole design (even lengths for paired designs, so no pair is cut; the whole
-    design is always included). A prefix that does not identify the values is
-    skipped, and intervals come from the resamples that do (see
+    design is always included). The minimum is that of the method's default
+    scheme, or of ``kernel`` for an unpaired design. A prefix that does not
+    identify the values is skipped, and intervals come from the resamples
+    that do (see
     `estimators.estimate`). The deterministic methods ``loo`` and ``exact``
     have a single point: the whole design.
 
@@ -90,6 +92,8 @@ def _prefix_lengths(m: int, n: int, method: str, paired: bool, n_points: int) ->
     scheme = DEFAULT_SCHEME[method]
     if method == "kernelshap":
         scheme = "kernel_paired" if paired else "kernel"
+    elif method in STRATIFIED_METHODS and not paired:
+        scheme = "kernel"
     lowest = min_budget(scheme, method, n)
     if lowest > m:
         raise ValueError(f"the design has {m} rows but method {method!r} needs at least {lowest}")

@@ -24,20 +24,16 @@ Methods:
   strata: v(S) and the features are centred on their mean over the design's
   rows of the same size before the fit (a fixed effect per size). Subtracting
   any function g(|S|) of the size alone changes the Shapley values only by
-  (g(n) - g(0)) / n for everybody, so this removes the part of v that depends
-  on size alone, which is large when v grows with the amount of data, from
-  the sampling error. Weights are the leverage method's: each size's kernel
-  mass shared among its rows, i.e. exact kernel weights for a size that is
-  fully enumerated. Exact for additive games, for games with interactions of
-  order at most 2 on designs of complementary pairs, and on the full
-  enumeration; consistent otherwise.
-* ``stratified_shrink``: ``stratified``, then the deviations of the values
-  from the equal split (v(full) - v(empty)) / n are multiplied by a factor in
-  [0, 1] estimated from the data (positive-part James-Stein in Bock's form,
-  with a design-based sandwich variance of the fit). Biased toward the equal
-  split, in exchange for lower error when the sampling error is large
-  compared with the differences between players; the ranking is unchanged
-  and the values still add up to v(full) - v(empty).
+  (g(n) - g(0)) / n for everybody, so this takes the part of v that depends
+  on size alone, which is large when v grows with the amount of data, out of
+  the sampling error. Rows of size s get weight K_s (N_s - 1) / (N_s (c_s - 1))
+  (K_s the kernel mass of the size, N_s = C(n, s), c_s its rows), which makes
+  each size's centred scatter unbiased for its share of the regression, and
+  is the exact kernel weight K_s / N_s for a size that is fully enumerated.
+  Exact for games that are additive plus a function of |S|, for games with
+  interactions of order at most 2 on designs of whole complementary pairs,
+  and on the full enumeration; consistent otherwise. Its intervals come from
+  a wild bootstrap that keeps the design.
 * ``banzhaf``: maximum sample reuse (Wang & Jia, 2023): mean v(S) over rows
   containing i minus mean v(S) over rows without i, with the anchors mixed in
   at their probability under uniform sampling, which keeps it unbiased although
@@ -60,12 +56,11 @@ from .coalitions import COMPATIBLE_SCHEMES, EXACT_MAX_PLAYERS, STRATIFIED_METHOD
 
 METHODS = tuple(COMPATIBLE_SCHEMES)
 # Methods whose values satisfy efficiency: they sum to v(full) - v(empty).
-SHAPLEY_METHODS = ("kernelshap", "leverage", "stratified", "stratified_shrink", "exact")
+SHAPLEY_METHODS = ("kernelshap", "leverage", "stratified", "exact")
 DEFAULT_SCHEME = {
     "kernelshap": "kernel_paired",
     "leverage": "leverage",
     "stratified": "stratified",
-    "stratified_shrink": "stratified",
     "banzhaf": "banzhaf",
     "loo": "loo",
     "exact": "exact",
@@ -80,7 +75,9 @@ class IdentificationError(ValueError):
 
 
 class BootstrapWarning(RuntimeWarning):
-    """Some bootstrap resamples could not identify the values and were dropped."""
+    """The bootstrap intervals are unreliable at this budget: some resamples could
+    not identify the values and were dropped, or (method ``stratified``) some
+    rows are alone in their size and the intervals ignore the sizes they stand for."""
 
 
 def estimate(
@@ -107,15 +104,15 @@ def estimate(
         seed: seed of the bootstrap.
         n_boot: bootstrap resamples; 0 skips the intervals (NaN).
         paired: whether rows 2k and 2k+1 are complementary pairs, which the
-            bootstrap then resamples together; None detects it.
+            bootstrap then treats as one unit; None detects it.
         n_players: if given, the number of columns `masks` must have.
 
     Returns:
         DataFrame indexed by player 0..n-1 with columns ``value``, ``ci_low``
         and ``ci_high``. Intervals are 95% percentile intervals from resampling
-        rows (pairs in paired designs) with replacement; the stratified
-        methods resample within each coalition size (pair class in paired
-        designs), keeping the number of rows of each. The deterministic
+        rows (pairs in paired designs) with replacement; for ``stratified``,
+        from a wild bootstrap that keeps the design and flips the signs of
+        the residuals of rows (pairs in paired designs). The deterministic
         methods ``loo`` and ``exact`` report ci_low = ci_high = value.
 
     Raises:
@@ -139,9 +136,10 @@ def estimate(
         low = high = value
     elif n_boot == 0:
         low = high = np.full_like(value, np.nan)
+    elif method in STRATIFIED_METHODS:
+        low, high = _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed)
     else:
-        by_stratum = method in STRATIFIED_METHODS
-        low, high = _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed, by_stratum)
+        low, high = _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed)
     return pd.DataFrame(
         {"value": value, "ci_low": low, "ci_high": high},
         index=pd.RangeIndex(masks.shape[1], name="player"),
@@ -208,23 +206,13 @@ def check_design(masks, values, v_empty, v_full, n_players=None):
     return masks, values, anchors[0], anchors[1]
 
 
-def _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed, by_stratum=False):
-    """Percentile interval from resampling rows (or pairs) with replacement.
-
-    With `by_stratum`, units are resampled within their stratum (coalition
-    size, or pair class in paired designs), so every resample has the
-    design's number of rows of each size.
-    """
+def _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed):
+    """Percentile interval from resampling rows (or pairs) with replacement."""
     units = _units(len(masks), paired)
-    if by_stratum:
-        strata = _unit_strata(masks, units)
-    else:
-        strata = [np.arange(len(units))]
     rng = np.random.default_rng(seed)
     replicates = np.full((n_boot, masks.shape[1]), np.nan)
     for b in range(n_boot):
-        picks = np.concatenate([group[rng.integers(0, len(group), len(group))] for group in strata])
-        rows = units[picks].ravel()
+        rows = units[rng.integers(0, len(units), len(units))].ravel()
         rows = rows[rows >= 0]
         try:
             replicates[b] = point(masks[rows], values[rows], v_empty, v_full)
@@ -241,32 +229,57 @@ def _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed, by_s
     if failed == n_boot:
         nan = np.full(masks.shape[1], np.nan)
         return nan, nan
+    return _percentiles(replicates)
+
+
+def _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed):
+    """Percentile interval from a wild bootstrap of the within-size fit.
+
+    The design is kept; each replicate refits y* = fit + e* s, where e* are
+    the residuals inflated by 1 / (1 - leverage) (HC3: the fit has pulled
+    them toward zero, most for the rows that weigh most) and s is a random
+    sign per unit (a complementary pair in paired designs, a row otherwise).
+    The fit is linear in y and ignores constants within a size, so a
+    replicate is theta + P (e* s), with P the fit's fixed linear map.
+    """
+    m, n = masks.shape
+    counts = np.bincount(masks.sum(axis=1), minlength=n + 1)
+    alone = np.flatnonzero(counts == 1)
+    if alone.size:
+        warnings.warn(
+            f"{alone.size} rows are the only ones of their size (sizes {alone[:10].tolist()}); "
+            "method 'stratified' learns nothing from them, and the intervals do not cover "
+            "what those sizes would add: evaluate more coalitions",
+            BootstrapWarning,
+            stacklevel=3,
+        )
+    theta, (residual, leverage, projector) = _within_size_fit(masks, values - v_empty, with_parts=True)
+    free = leverage < 1.0 - 1e-9
+    inflated = np.where(free, residual / np.where(free, 1.0 - leverage, 1.0), 0.0)
+    units = _units(m, paired)
+    unit_of_row = np.empty(m, dtype=int)
+    for u, rows in enumerate(units):
+        unit_of_row[rows[rows >= 0]] = u
+    rng = np.random.default_rng(seed)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_boot, len(units)))[:, unit_of_row]
+    thetas = theta + (signs * inflated) @ projector.T
+    return _percentiles((v_full - v_empty) / n + thetas @ _zero_sum_basis(n).T)
+
+
+def _percentiles(replicates):
     tail = 100 * (1 - CI_LEVEL) / 2
     low, high = np.nanpercentile(replicates, [tail, 100 - tail], axis=0)
     return low, high
 
 
 def _units(m: int, paired: bool) -> np.ndarray:
-    """Resampling units as rows of a (units, 2) index array; -1 pads a single row."""
+    """Bootstrap units as rows of an (units, 2) index array; -1 pads a single row."""
     if paired:
         units = np.arange(2 * (m // 2)).reshape(-1, 2)
         if m % 2:
             units = np.vstack([units, [m - 1, -1]])  # the cut pair, padded
         return units
     return np.stack([np.arange(m), np.full(m, -1)], axis=1)
-
-
-def _unit_strata(masks: np.ndarray, units: np.ndarray) -> list:
-    """Unit indices grouped by stratum: the pair class min(|S|, n - |S|) of a
-    whole pair, the size |S| of a single row. A cut pair is a stratum of its
-    own, placed last so that the resampled pairs stay aligned."""
-    n = masks.shape[1]
-    sizes = masks[units[:, 0]].sum(axis=1)
-    whole = units[:, 1] >= 0
-    keys = np.where(whole, np.minimum(sizes, n - sizes), sizes + (n + 1))
-    if not whole.all() and whole.any():
-        keys[~whole] = 2 * n + 2  # the cut pair of a paired design
-    return [np.flatnonzero(keys == key) for key in np.unique(keys)]
 
 
 def _kernelshap(masks, values, v_empty, v_full):
@@ -284,93 +297,78 @@ def _leverage(masks, values, v_empty, v_full):
 
 def _stratified(masks, values, v_empty, v_full):
     total = v_full - v_empty
-    theta, _ = _within_size_fit(masks, values - v_empty)
+    theta = _within_size_fit(masks, values - v_empty)
     return total / masks.shape[1] + _zero_sum_basis(masks.shape[1]) @ theta
 
 
-def _stratified_shrink(masks, values, v_empty, v_full):
-    n = masks.shape[1]
-    total = v_full - v_empty
-    theta, fit = _within_size_fit(masks, values - v_empty)
-    factor = _shrink_factor(masks, theta, fit)
-    return total / n + _zero_sum_basis(n) @ (factor * theta)
-
-
-def _within_size_fit(masks, y):
+def _within_size_fit(masks, y, with_parts=False):
     """Kernel-weighted least squares of y on the players, with a fixed effect per size.
 
-    Rows of size s get weight (n-1)/(s(n-s)) / count_s. Writing the values as
-    total/n + B theta (B an orthonormal basis of the vectors summing to zero)
-    and centring y and the features z B on their means within each size, the
-    fit is ordinary weighted least squares in theta. Returns theta and the
-    pieces `_shrink_factor` needs.
+    Writing the values as total/n + B theta (B an orthonormal basis of the
+    vectors summing to zero) and centring y and the features z B on their
+    means within each size, the fit is weighted least squares in theta, with
+    the weights of `_within_size_weights`. A size with a single row centres
+    it to zero: such a row tells nothing beyond its size's mean. With
+    `with_parts`, also returns the residuals, each row's leverage (its size's
+    mean included) and the linear map P with theta = P y.
     """
     m, n = masks.shape
     sizes = masks.sum(axis=1)
     counts = np.bincount(sizes, minlength=n + 1)
-    weights = (n - 1) / (sizes * (n - sizes)) / counts[sizes]
-    basis = _zero_sum_basis(n)
-    features = masks.astype(float) @ basis
+    weights = _within_size_weights(masks, sizes, counts)
     indicator = np.zeros((m, n + 1))
     indicator[np.arange(m), sizes] = 1.0
-    per_size = np.maximum(counts, 1)[:, None]
-    features = features - (indicator.T @ features / per_size)[sizes]
-    y = y - (indicator.T @ y / per_size[:, 0])[sizes]
+    per_size = np.maximum(counts, 1)
+    features = masks.astype(float) @ _zero_sum_basis(n)
     root = np.sqrt(weights)
-    theta, _, rank, _ = np.linalg.lstsq(features * root[:, None], y * root, rcond=None)
+    # Centring leaves rounding noise where it should leave zeros, so the rank
+    # is judged against the scale of the uncentred features.
+    scale = np.linalg.norm(features * root[:, None], 2)
+    features = features - (indicator.T @ features / per_size[:, None])[sizes]
+    y = y - (indicator.T @ y / per_size)[sizes]
+    singular = np.linalg.svd(features * root[:, None], compute_uv=False)
+    rank = int((singular > scale * max(m, n) * np.finfo(float).eps).sum())
+    theta = np.linalg.lstsq(features * root[:, None], y * root, rcond=None)[0]
     if rank < n - 1:
         raise IdentificationError(
             f"the {m} coalitions identify only {rank} of the {n - 1} free parameters "
             "once each coalition size is centred on its mean; evaluate more (or more "
             "varied) coalitions, with several of each size"
         )
-    return theta, (features, y, weights)
+    if not with_parts:
+        return theta
+    weighted = features * weights[:, None]
+    inverse = np.linalg.pinv(weighted.T @ features)
+    leverage = 1.0 / counts[sizes] + np.einsum("ij,jk,ik->i", weighted, inverse, features)
+    return theta, (y - features @ theta, leverage, inverse @ weighted.T)
 
 
-def _shrink_factor(masks, theta, fit):
-    """Positive-part James-Stein factor (Bock's form) for the fitted theta.
+def _within_size_weights(masks, sizes, counts):
+    """Row weights that make each size's centred scatter estimate its kernel share.
 
-    The covariance of theta is the sandwich M^-1 V M^-1, M = X'WX, with V
-    the design-based variance of the score sum_r w_r x_r e_r: the units
-    (complementary pairs in paired designs, rows otherwise) are treated as a
-    sample without replacement within their stratum, so V sums, over strata,
-    (1 - distinct/capacity) * k/(k-1) * the scatter of the k unit scores. A
-    fully enumerated stratum thus adds nothing, and the full enumeration is
-    left exact. Factor: 1 - (tr C - 2 lambda_max C) / |theta|^2, clipped to
-    [0, 1]; 1 when tr C <= 2 lambda_max C, where Bock's condition fails.
+    The Shapley regression needs, for each size s, K_s = (n-1)/(s(n-s)) times
+    the covariance of the coalitions of that size (divisor N_s = C(n, s)). The
+    scatter of c_s rows around their own mean falls short of c_s times that
+    covariance by a factor (c_s - 1)/c_s for a sample with repeats, and
+    (c_s - 1) N_s / (c_s (N_s - 1)) for one without (a uniform c_s-subset).
+    So a row gets K_s / (c_s - 1) if its size repeats a coalition, and
+    K_s (N_s - 1) / (N_s (c_s - 1)) otherwise: K_s / N_s, the exact kernel
+    weight, for a size that is fully enumerated. Rows alone in their size
+    are centred to zero and get weight 0.
     """
-    features, y, weights = fit
     n = masks.shape[1]
-    norm = float(theta @ theta)
-    if norm == 0.0:
-        return 1.0
-    scores = features * (weights * (y - features @ theta))[:, None]
-    units = _units(len(masks), is_paired(masks))
-    unit_scores = scores[units[:, 0]] + np.where(units[:, 1:] >= 0, scores[units[:, 1]], 0.0)
-    variance = np.zeros((n - 1, n - 1))
-    for group in _unit_strata(masks, units):
-        k = len(group)
-        if k < 2:
-            continue
-        members = units[group]
-        keys = {
-            tuple(sorted(masks[row].tobytes() for row in unit if row >= 0)) for unit in members
-        }
-        sizes = masks[members[:, 0]].sum(axis=1)
-        size = int(min(sizes[0], n - sizes[0])) if (members[:, 1] >= 0).all() else int(sizes[0])
-        capacity = math.comb(n, size)
-        if (members[:, 1] >= 0).all() and 2 * size == n:
-            capacity //= 2
-        sampled = 1.0 - min(1.0, len(keys) / capacity)
-        spread = unit_scores[group] - unit_scores[group].mean(axis=0)
-        variance += sampled * k / (k - 1) * (spread.T @ spread)
-    inverse = np.linalg.pinv((features * weights[:, None]).T @ features)
-    covariance = inverse @ variance @ inverse
-    eigen = np.linalg.eigvalsh(covariance)
-    excess = float(eigen.sum() - 2 * eigen[-1])
-    if excess <= 0:
-        return 1.0
-    return max(0.0, 1.0 - excess / norm)
+    codes = masks.astype(np.int64) @ (1 << np.arange(n, dtype=np.int64)) if n < 63 else None
+    weights = np.zeros(len(masks))
+    for size in np.flatnonzero(counts > 1):
+        rows = sizes == size
+        kernel = (n - 1) / (size * (n - size))
+        if codes is not None:
+            repeats = len(np.unique(codes[rows])) < counts[size]
+        else:
+            repeats = len(np.unique(masks[rows], axis=0)) < counts[size]
+        shortfall = 1.0 if repeats else 1.0 - 1.0 / math.comb(n, int(size))
+        weights[rows] = kernel * shortfall / (counts[size] - 1)
+    return weights
 
 
 def _constrained_wls(masks, y, total, weights):
@@ -472,7 +470,6 @@ _POINT_ESTIMATORS = {
     "kernelshap": _kernelshap,
     "leverage": _leverage,
     "stratified": _stratified,
-    "stratified_shrink": _stratified_shrink,
     "banzhaf": _banzhaf,
     "loo": _loo,
     "exact": _exact,
