@@ -262,7 +262,7 @@ def _uniform_subsets(rng: np.random.Generator, n: int, sizes: np.ndarray) -> np.
 def _leverage_design(n: int, budget: int, seed: int) -> np.ndarray:
     """Leverage-score pairs without replacement, from one sequential stream."""
     rng = np.random.default_rng(seed)
-    classes = [_PairClass(n, s) for s in range(1, n // 2 + 1)]
+    classes = [_LeveragePairClass(n, s) for s in range(1, n // 2 + 1)]
     rows = []
     for _ in range(-(-budget // 2)):
         open_classes = [c for c in classes if not c.exhausted]
@@ -281,18 +281,15 @@ class _PairClass:
     """Coalition pairs {S, N \\ S} with min(|S|, n - |S|) = size, drawn without replacement.
 
     A pair is represented by its member of size `size`; when both members have
-    that size (size = n/2) by the one that contains player 0. Draws are by
-    rejection while at least half the class is left (at most two tries on
-    average); after that the rest of the class is listed once and shuffled.
+    that size (size = n/2) by the one that contains player 0. Candidates come
+    from `_candidate` while at least half the class is left (few repeats to
+    skip); after that the rest of the class is listed once and shuffled.
     """
 
     def __init__(self, n: int, size: int):
         self.n = n
         self.size = size
         self.middle = 2 * size == n
-        # Leverage scores give each coalition size the same total mass, and a
-        # class holds two sizes except the middle one.
-        self.mass = 1 if self.middle else 2
         self.capacity = math.comb(n, size) // 2 if self.middle else math.comb(n, size)
         self.taken = 0
         self._drawn = set()
@@ -311,20 +308,61 @@ class _PairClass:
             pick = self._rest.pop()
         else:
             while True:
-                subset = np.sort(rng.choice(self.n, self.size, replace=False))
-                if self.middle and subset[0] != 0:
-                    subset = np.setdiff1d(np.arange(self.n), subset)
-                pick = tuple(subset.tolist())
+                pick = self._canonical(self._candidate(rng))
                 if pick not in self._drawn:
                     break
         self._drawn.add(pick)
         self.taken += 1
         return pick
 
+    def _candidate(self, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def _canonical(self, members) -> tuple:
+        members = np.sort(members)
+        if self.middle and members[0] != 0:
+            members = np.setdiff1d(np.arange(self.n), members)
+        return tuple(members.tolist())
+
     def _all(self):
         if self.middle:
             return ((0, *rest) for rest in itertools.combinations(range(1, self.n), self.size - 1))
         return itertools.combinations(range(self.n), self.size)
+
+
+class _LeveragePairClass(_PairClass):
+    """Uniform random candidates. Leverage scores give each coalition size the
+    same total mass, and a class holds two sizes except the middle one."""
+
+    def __init__(self, n: int, size: int):
+        super().__init__(n, size)
+        self.mass = 1 if self.middle else 2
+
+    def _candidate(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.choice(self.n, self.size, replace=False)
+
+
+class _BlockPairClass(_PairClass):
+    """Candidates cut from random permutations of the players, `size` at a time,
+    so that within a run of draws every player is in about the same number of
+    coalitions, and each draw is still a uniform pair of the class. `mass` is the
+    class's share under the Neyman allocation: 1/sqrt(s(n-s)) for each of its
+    two sizes (pairs of the middle class hold two coalitions of the same size,
+    so half that).
+    """
+
+    def __init__(self, n: int, size: int):
+        super().__init__(n, size)
+        root = 1.0 / math.sqrt(size * (n - size))
+        self.mass = root / 2 if self.middle else root
+        self._queue = []  # unused blocks of the current permutation
+
+    def _candidate(self, rng: np.random.Generator) -> np.ndarray:
+        if not self._queue:
+            order = rng.permutation(self.n)
+            starts = range(0, self.n - self.size + 1, self.size)
+            self._queue = [order[k : k + self.size] for k in starts][::-1]
+        return self._queue.pop()
 
 
 def _stratified_design(n: int, budget: int, seed: int) -> np.ndarray:
@@ -342,75 +380,12 @@ def _stratified_design(n: int, budget: int, seed: int) -> np.ndarray:
     while len(rows) < budget:
         open_classes = [c for c in classes if not c.exhausted]
         chosen = min(open_classes, key=lambda c: (c.taken + 1) / c.mass)
-        coalition = chosen.draw(rng)
+        coalition = np.zeros(n, dtype=bool)
+        coalition[list(chosen.draw(rng))] = True
         if rng.random() < 0.5:
             coalition = ~coalition
         rows.extend((coalition, ~coalition))
     return np.array(rows[:budget])
-
-
-class _BlockPairClass:
-    """Pairs {S, N \\ S} with min(|S|, n - |S|) = size, without replacement, balanced.
-
-    Representatives (the member of size `size`; when both have it, the one
-    with player 0) are cut from random permutations of the players, `size`
-    at a time, skipping pairs already drawn; so within a run of draws every
-    player is in about the same number of coalitions, and each draw is a
-    uniform pair of the class. Once half the class is used, the rest is
-    listed once and shuffled. `mass` is the class's share under the Neyman
-    allocation: 1/sqrt(s(n-s)) for each of its two sizes (pairs of the
-    middle class hold two coalitions of the same size, so half that).
-    """
-
-    def __init__(self, n: int, size: int):
-        self.n = n
-        self.size = size
-        self.middle = 2 * size == n
-        root = 1.0 / math.sqrt(size * (n - size))
-        self.mass = root / 2 if self.middle else root
-        self.capacity = math.comb(n, size) // 2 if self.middle else math.comb(n, size)
-        self.taken = 0
-        self._drawn = set()
-        self._queue = []  # unused blocks of the current permutation
-        self._rest = None  # shuffled undrawn pairs, once half the class is used
-
-    @property
-    def exhausted(self) -> bool:
-        return self.taken == self.capacity
-
-    def draw(self, rng: np.random.Generator) -> np.ndarray:
-        """The next pair's representative as a mask."""
-        if self._rest is None and 2 * self.taken >= self.capacity:
-            rest = [p for p in self._all() if p not in self._drawn]
-            self._rest = [rest[i] for i in rng.permutation(len(rest))]
-        if self._rest is not None:
-            pick = self._rest.pop()
-        else:
-            while True:
-                if not self._queue:
-                    order = rng.permutation(self.n)
-                    starts = range(0, self.n - self.size + 1, self.size)
-                    blocks = [order[k : k + self.size] for k in starts]
-                    self._queue = blocks[::-1]
-                pick = self._canonical(self._queue.pop())
-                if pick not in self._drawn:
-                    break
-        self._drawn.add(pick)
-        self.taken += 1
-        coalition = np.zeros(self.n, dtype=bool)
-        coalition[list(pick)] = True
-        return coalition
-
-    def _canonical(self, members) -> tuple:
-        members = np.sort(members)
-        if self.middle and members[0] != 0:
-            members = np.setdiff1d(np.arange(self.n), members)
-        return tuple(members.tolist())
-
-    def _all(self):
-        if self.middle:
-            return ((0, *rest) for rest in itertools.combinations(range(1, self.n), self.size - 1))
-        return itertools.combinations(range(self.n), self.size)
 
 
 def _as_int(name: str, value) -> int:
