@@ -32,9 +32,6 @@ from . import data as data_mod
 from .config import ConfigError, validate
 from .keys import artifact_key
 
-ANCHOR_EMPTY = "empty"
-ANCHOR_FULL = "full"
-
 # Training keys that change how a run is checkpointed, not what it computes.
 _NOT_IN_KEY = {"checkpoint_every"}
 

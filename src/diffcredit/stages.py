@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
-from .io import atomic_dir, atomic_path, read_json, verify_file, write_json
+from .io import atomic_dir, atomic_path, verify_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,3 @@ def design(spec: dict, out: str) -> None:
     df = pd.DataFrame(masks, columns=spec["players"])
     df.insert(0, "row", np.arange(len(df)))
     _write_parquet(df, out)
-
-
-def read_score(path: str) -> float:
-    return float(read_json(verify_file(path))["value"])
