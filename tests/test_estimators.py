@@ -11,6 +11,7 @@ from diffcredit.estimators import (
     DEFAULT_SCHEME,
     METHODS,
     SHAPLEY_METHODS,
+    SHRINKABLE_METHODS,
     BootstrapWarning,
     IdentificationError,
     estimate,
@@ -28,6 +29,7 @@ LEAST_SQUARES = (
     ("leverage", "stratified"),
 )
 STRATIFIED_PAIRS = tuple(p for p in LEAST_SQUARES if p[1] == "stratified")
+assert set(SHRINKABLE_METHODS) == {method for _, method in LEAST_SQUARES}
 
 
 # ---------------------------------------------------------------- games ----
@@ -485,6 +487,111 @@ def test_accepts_integer_masks_and_list_values():
     result = estimate(masks.astype(int), game.value(masks).tolist(), game.v_empty, game.v_full,
                       "kernelshap", n_boot=0)
     np.testing.assert_allclose(result["value"], weights)
+
+
+# ------------------------------------------------------------ shrinkage ----
+
+
+def noisy_evaluations(game, masks, sd, seed):
+    return game.value(masks) + sd * np.random.default_rng([7, seed]).normal(size=len(masks))
+
+
+@pytest.mark.parametrize("scheme, method", LEAST_SQUARES)
+def test_shrinkage_keeps_efficiency_and_only_shrinks(scheme, method):
+    """The shrunk values sum to v(full) - v(empty), and their deviations from
+    the equal split are never longer than the unshrunk ones."""
+    n = 8
+    game, shapley = interaction_game(n, seed=2, triples=3)
+    sd = np.sqrt(np.mean(shapley**2))
+    total = game.v_full - game.v_empty
+    shrunk_at_all = 0
+    for seed in range(5):
+        masks = design(n, 6 * n, scheme, seed)
+        values = noisy_evaluations(game, masks, sd, seed)
+        plain = estimate(masks, values, game.v_empty, game.v_full, method, n_boot=0)["value"]
+        shrunk = estimate(masks, values, game.v_empty, game.v_full, method, n_boot=0, shrink=True)["value"]
+        assert shrunk.sum() == pytest.approx(total, abs=1e-9)
+        plain_spread = np.linalg.norm(plain - total / n)
+        shrunk_spread = np.linalg.norm(shrunk - total / n)
+        assert shrunk_spread <= plain_spread + 1e-12
+        shrunk_at_all += shrunk_spread < 0.99 * plain_spread
+    assert shrunk_at_all >= 3
+
+
+@pytest.mark.parametrize("scheme, method", LEAST_SQUARES)
+def test_shrinkage_leaves_exact_fits_alone(scheme, method):
+    """An additive game is fitted without residuals: no sampling error, no shrinkage."""
+    n = 7
+    game, weights = additive_game(n, seed=1)
+    masks = design(n, 5 * n, scheme, seed=3)
+    result = game.estimate(masks, method, n_boot=0, shrink=True)
+    np.testing.assert_allclose(result["value"], weights, atol=1e-9)
+
+
+@pytest.mark.parametrize("scheme, method", (("kernel", "kernelshap"), ("stratified", "stratified")))
+def test_shrinkage_gives_the_equal_split_when_nothing_tells_players_apart(scheme, method):
+    """v(S) = 2|S| + noise: every player's value is 2. Noise alone gives the
+    unshrunk estimate a spread; shrinkage removes most of it, and the whole of
+    it on the designs where the spread is within what noise explains."""
+    n = 10
+    game = Game(n, lambda m: 2.0 * m.sum(axis=1))
+    plain_errors, shrunk_errors, equal_splits = [], [], 0
+    for seed in range(20):
+        masks = design(n, 5 * n, scheme, seed)
+        values = noisy_evaluations(game, masks, 1.0, seed)
+        plain = estimate(masks, values, 0.0, 2.0 * n, method, n_boot=0)["value"].to_numpy()
+        shrunk = estimate(masks, values, 0.0, 2.0 * n, method, n_boot=0, shrink=True)["value"].to_numpy()
+        plain_errors.append(np.linalg.norm(plain - 2.0))
+        shrunk_errors.append(np.linalg.norm(shrunk - 2.0))
+        equal_splits += bool(np.allclose(shrunk, 2.0, atol=1e-12))
+    assert np.mean(shrunk_errors) < 0.5 * np.mean(plain_errors)
+    assert equal_splits >= 10
+
+
+def test_shrinkage_lowers_the_error_on_a_noisy_game_and_fades_with_budget():
+    n = 10
+    game, shapley = interaction_game(n, seed=4, triples=4)
+    sd = 2 * np.sqrt(np.mean(shapley**2))
+    errors = {}
+    for budget in (3 * n, 60 * n):
+        for shrink in (False, True):
+            total = []
+            for seed in range(20):
+                masks = design(n, budget, "kernel", seed)
+                values = noisy_evaluations(game, masks, sd, seed)
+                result = estimate(masks, values, game.v_empty, game.v_full, "kernelshap",
+                                  n_boot=0, shrink=shrink)
+                total.append(np.linalg.norm(result["value"] - shapley))
+            errors[budget, shrink] = np.mean(total)
+    assert errors[3 * n, True] < 0.85 * errors[3 * n, False]
+    gain_small = errors[3 * n, False] - errors[3 * n, True]
+    gain_large = errors[60 * n, False] - errors[60 * n, True]
+    assert abs(gain_large) < 0.25 * gain_small
+
+
+def test_shrunk_intervals_contain_the_shrunk_value_and_the_plain_interval():
+    n = 8
+    game, shapley = interaction_game(n, seed=5, triples=3)
+    masks = design(n, 4 * n, "stratified", seed=1)
+    values = noisy_evaluations(game, masks, 2.0, seed=1)
+    plain = estimate(masks, values, game.v_empty, game.v_full, "stratified", seed=3)
+    shrunk = estimate(masks, values, game.v_empty, game.v_full, "stratified", seed=3, shrink=True)
+    assert not np.allclose(plain["value"], shrunk["value"])
+    assert (shrunk["ci_low"] <= shrunk["value"]).all() and (shrunk["value"] <= shrunk["ci_high"]).all()
+    assert (shrunk["ci_low"] <= plain["ci_low"]).all() and (shrunk["ci_high"] >= plain["ci_high"]).all()
+    # No bootstrap, no intervals: shrinkage does not invent them.
+    bare = estimate(masks, values, game.v_empty, game.v_full, "stratified", n_boot=0, shrink=True)
+    assert bare["ci_low"].isna().all()
+    np.testing.assert_allclose(bare["value"], shrunk["value"])
+
+
+def test_shrinkage_rejects_other_methods_and_non_booleans():
+    game = airport_game(5)
+    for method, scheme in (("banzhaf", "banzhaf"), ("loo", "loo"), ("exact", "exact")):
+        with pytest.raises(ValueError, match=f"not for '{method}'"):
+            game.estimate(design(5, 30, scheme), method, shrink=True)
+    with pytest.raises(ValueError, match="shrink must be True or False"):
+        game.estimate(design(5, 20, "kernel"), "kernelshap", shrink="yes")
 
 
 # ------------------------------------------------------------- errors ----

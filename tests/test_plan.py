@@ -83,3 +83,13 @@ def test_checkpoint_interval_does_not_change_keys(tmp_path):
 def test_invalid_model_shape_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="multiples of norm_num_groups"):
         make_plan(tmp_path, model={"block_out_channels": [12, 32], "norm_num_groups": 8})
+
+
+def test_a_shrunk_estimator_shares_the_design_not_the_estimate(tmp_path):
+    plan = make_plan(tmp_path, estimators=[{"method": "stratified", "budget": 8},
+                                           {"method": "stratified", "budget": 8, "shrink": True}])
+    plain, shrunk = plan.estimators
+    assert plain.design_key == shrunk.design_key
+    assert plain.key != shrunk.key
+    assert (plain.shrink, shrunk.shrink) == (False, True)
+    assert plan.values_dir(plain) != plan.values_dir(shrunk)

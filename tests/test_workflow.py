@@ -3,6 +3,7 @@
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,32 @@ def test_more_generated_images_plan_no_training(tiny_run, tmp_path):
     jobs = planned(tiny_run, configs=[extra])
     n_models = len(tiny_plan(tiny_run).evaluated)
     assert jobs == {"generate": n_models, "score": n_models * len(load_yaml(TINY)["properties"]), "shapley_estimate": 1, "all": 1}
+
+
+def test_a_shrunk_estimator_reuses_every_coalition(tiny_run, tmp_path):
+    """Shrinkage is a second estimate from the same design and scores: only
+    shapley_estimate runs, and its values keep efficiency and shrink."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    est = load_yaml(TINY)["estimators"][0]
+    both = write_config(tmp_path / "shrink.yaml", {"estimators": [est, {**est, "shrink": True}]})
+    assert planned(work, configs=[both]) == {"shapley_estimate": 1, "all": 1}
+    run(work, configs=[both])
+    plan = tiny_plan(work, both)
+    plain, shrunk = (pd.read_parquet(Path(plan.values_dir(e)) / "values.parquet") for e in plan.estimators)
+    assert not plain["shrink"].any() and shrunk["shrink"].all()
+    for prop, table in shrunk.groupby("property"):
+        diagnostics = pd.read_json(Path(plan.values_dir(plan.estimators[1])) / "diagnostics.json", typ="series")
+        anchors = diagnostics[prop]
+        assert table["value"].sum() == pytest.approx(anchors["v_full"] - anchors["v_empty"], abs=1e-9)
+        before = plain[plain["property"] == prop]["value"].to_numpy()
+        mean = before.mean()
+        assert np.linalg.norm(table["value"].to_numpy() - mean) <= np.linalg.norm(before - mean) + 1e-12
+
+
+def test_shrink_for_a_method_without_it_is_refused(tmp_path):
+    msg = dry_run_error(tmp_path, {"estimators": [{"method": "banzhaf", "budget": 8, "shrink": True}]})
+    assert "shrink is defined for the methods kernelshap, leverage, stratified, not for 'banzhaf'" in msg
 
 
 def test_two_runs_give_identical_values(tiny_run, tmp_path):

@@ -44,6 +44,7 @@ def convergence(
     seed: int = 0,
     *,
     n_boot: int = 200,
+    shrink: bool = False,
 ) -> pd.DataFrame:
     """Values re-estimated on growing prefixes of the design.
 
@@ -75,7 +76,7 @@ def convergence(
         for prefix in prefixes:
             try:
                 result = estimate(masks[:prefix], values[:prefix], v_empty, v_full, method,
-                                  seed=seed, n_boot=n_boot, paired=paired)
+                                  seed=seed, n_boot=n_boot, paired=paired, shrink=shrink)
             except IdentificationError:
                 continue
             frames.append(result.reset_index().assign(prefix=prefix))

@@ -40,6 +40,20 @@ Methods:
   the design leaves them out.
 * ``loo``: leave-one-out, v(full) - v(N \\ {i}).
 * ``exact``: exact Shapley values from all 2^n - 2 coalitions and the anchors.
+
+Shrinkage (``shrink=True``, for the regression methods ``kernelshap``,
+``leverage`` and ``stratified``): the estimate's deviations from the equal
+split, d = phi - (v(full) - v(empty)) / n, are replaced by their posterior
+mean under the empirical-Bayes model d ~ N(0, tau^2 I) on the zero-sum
+subspace, with the estimate's sampling covariance Sigma from the fit's HC3
+residuals (sandwich, by complementary pair in paired designs) and tau^2 by the
+method of moments, max(0, (|d|^2 - tr Sigma) / (n - 1)): d is multiplied by
+tau^2 (tau^2 I + Sigma)^-1 (James & Stein, 1961; Efron & Morris, 1973). The
+values still sum to v(full) - v(empty), shrink the most where the design says
+least, and approach the unshrunk values as Sigma vanishes with the budget; a
+design that cannot tell the contributors apart at all gives the equal split.
+It trades bias for variance: worth it at small budgets and on noisy
+measurements, where Sigma is large against the spread of the values.
 """
 
 from __future__ import annotations
@@ -65,6 +79,8 @@ DEFAULT_SCHEME = {
     "loo": "loo",
     "exact": "exact",
 }
+# Regression methods with a sampling covariance, which shrinkage needs.
+SHRINKABLE_METHODS = ("kernelshap", "leverage", "stratified")
 # Methods without sampling error: their intervals have zero width.
 DETERMINISTIC_METHODS = ("loo", "exact")
 CI_LEVEL = 0.95
@@ -91,6 +107,7 @@ def estimate(
     paired: bool | None = None,
     *,
     n_players: int | None = None,
+    shrink: bool = False,
 ) -> pd.DataFrame:
     """Estimate each contributor's value from an evaluated design.
 
@@ -106,6 +123,8 @@ def estimate(
         paired: whether rows 2k and 2k+1 are complementary pairs, which the
             bootstrap then treats as one unit; None detects it.
         n_players: if given, the number of columns `masks` must have.
+        shrink: shrink the values toward the equal split by empirical Bayes
+            (see the module docstring); methods in `SHRINKABLE_METHODS`.
 
     Returns:
         DataFrame indexed by player 0..n-1 with columns ``value``, ``ci_low``
@@ -114,6 +133,10 @@ def estimate(
         from a wild bootstrap that keeps the design and flips the signs of
         the residuals of rows (pairs in paired designs). The deterministic
         methods ``loo`` and ``exact`` report ci_low = ci_high = value.
+        With ``shrink``, the intervals are those of the unshrunk values,
+        widened where needed to contain the shrunk value: the bootstrap
+        intervals of a shrunk estimate are centred on its bias and cover
+        the true values less often.
 
     Raises:
         ValueError: malformed inputs or unknown method, before any work.
@@ -121,6 +144,13 @@ def estimate(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not isinstance(shrink, (bool, np.bool_)):
+        raise ValueError(f"shrink must be True or False, got {shrink!r}")
+    if shrink and method not in SHRINKABLE_METHODS:
+        raise ValueError(
+            f"shrink is defined for the regression methods {', '.join(SHRINKABLE_METHODS)}, "
+            f"not for {method!r}"
+        )
     masks, values, v_empty, v_full = check_design(masks, values, v_empty, v_full, n_players)
     for name, number in (("n_boot", n_boot), ("seed", seed)):
         if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number < 0:
@@ -140,6 +170,9 @@ def estimate(
         low, high = _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed)
     else:
         low, high = _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed)
+    if shrink:
+        value = shrunk_values(masks, values, v_empty, v_full, method, paired)
+        low, high = np.minimum(low, value), np.maximum(high, value)
     return pd.DataFrame(
         {"value": value, "ci_low": low, "ci_high": high},
         index=pd.RangeIndex(masks.shape[1], name="player"),
@@ -254,16 +287,54 @@ def _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed):
             stacklevel=3,
         )
     theta, (residual, leverage, projector) = _within_size_fit(masks, values - v_empty, with_parts=True)
-    free = leverage < 1.0 - 1e-9
-    inflated = np.where(free, residual / np.where(free, 1.0 - leverage, 1.0), 0.0)
+    inflated = _hc3(residual, leverage)
     units = _units(m, paired)
-    unit_of_row = np.empty(m, dtype=int)
-    for u, rows in enumerate(units):
-        unit_of_row[rows[rows >= 0]] = u
+    unit_of_row = _unit_of_row(units, m)
     rng = np.random.default_rng(seed)
     signs = rng.choice(np.array([-1.0, 1.0]), size=(n_boot, len(units)))[:, unit_of_row]
     thetas = theta + (signs * inflated) @ projector.T
     return _percentiles((v_full - v_empty) / n + thetas @ _zero_sum_basis(n).T)
+
+
+def shrunk_values(masks, values, v_empty, v_full, method, paired=None) -> np.ndarray:
+    """A regression method's values shrunk toward the equal split (empirical Bayes).
+
+    See the module docstring. Inputs as for `estimate`, already checked.
+    """
+    if method not in SHRINKABLE_METHODS:
+        raise ValueError(f"shrink is not defined for method {method!r}")
+    masks = np.asarray(masks, dtype=bool)
+    m, n = masks.shape
+    if paired is None:
+        paired = is_paired(masks)
+    theta, (residual, leverage, projector) = _FITS[method](masks, values, v_empty, v_full)
+    inflated = _hc3(residual, leverage)
+    units = _units(m, paired)
+    # Sandwich covariance of theta: the sum over units of (P e_u)(P e_u)^T.
+    per_unit = np.zeros((len(units), n - 1))
+    np.add.at(per_unit, _unit_of_row(units, m), (projector * inflated).T)
+    covariance = per_unit.T @ per_unit
+    prior = max(0.0, (theta @ theta - np.trace(covariance)) / (n - 1))
+    if prior > 0.0:
+        theta = prior * np.linalg.solve(prior * np.eye(n - 1) + covariance, theta)
+    else:
+        theta = np.zeros(n - 1)
+    return (v_full - v_empty) / n + _zero_sum_basis(n) @ theta
+
+
+def _hc3(residual, leverage):
+    """Residuals inflated by 1 / (1 - leverage): the fit has pulled them toward
+    zero, most for the rows that weigh most. Rows fitted exactly (leverage 1)
+    carry no information about the error and get 0."""
+    free = leverage < 1.0 - 1e-9
+    return np.where(free, residual / np.where(free, 1.0 - leverage, 1.0), 0.0)
+
+
+def _unit_of_row(units: np.ndarray, m: int) -> np.ndarray:
+    unit_of_row = np.empty(m, dtype=int)
+    for u, rows in enumerate(units):
+        unit_of_row[rows[rows >= 0]] = u
+    return unit_of_row
 
 
 def _percentiles(replicates):
@@ -282,23 +353,27 @@ def _units(m: int, paired: bool) -> np.ndarray:
     return np.stack([np.arange(m), np.full(m, -1)], axis=1)
 
 
-def _kernelshap(masks, values, v_empty, v_full):
-    return _constrained_wls(masks, values - v_empty, v_full - v_empty, np.ones(len(masks)))
+def _kernelshap(masks, values, v_empty, v_full, with_parts=False):
+    return _constrained_wls(masks, values - v_empty, v_full - v_empty, np.ones(len(masks)), with_parts)
 
 
-def _leverage(masks, values, v_empty, v_full):
+def _leverage(masks, values, v_empty, v_full, with_parts=False):
     n = masks.shape[1]
     sizes = masks.sum(axis=1)
     counts = np.bincount(sizes, minlength=n)
     # Kernel mass of the row's size, shared among the design's rows of that size.
     weights = (n - 1) / (sizes * (n - sizes)) / counts[sizes]
-    return _constrained_wls(masks, values - v_empty, v_full - v_empty, weights)
+    return _constrained_wls(masks, values - v_empty, v_full - v_empty, weights, with_parts)
 
 
 def _stratified(masks, values, v_empty, v_full):
     total = v_full - v_empty
     theta = _within_size_fit(masks, values - v_empty)
     return total / masks.shape[1] + _zero_sum_basis(masks.shape[1]) @ theta
+
+
+def _stratified_parts(masks, values, v_empty, v_full):
+    return _within_size_fit(masks, values - v_empty, with_parts=True)
 
 
 def _within_size_fit(masks, y, with_parts=False):
@@ -371,26 +446,32 @@ def _within_size_weights(masks, sizes, counts):
     return weights
 
 
-def _constrained_wls(masks, y, total, weights):
+def _constrained_wls(masks, y, total, weights, with_parts=False):
     """argmin sum_r w_r (y_r - z_r . phi)^2 subject to sum(phi) = total.
 
     Writing phi = total/n + B theta with B an orthonormal basis of the vectors
     summing to zero turns the problem into ordinary weighted least squares in
-    theta, so efficiency holds exactly.
+    theta, so efficiency holds exactly. With `with_parts`, returns theta and
+    (residuals, leverages, P) instead, P the linear map with theta = P t.
     """
     n = masks.shape[1]
     z = masks.astype(float)
     basis = _zero_sum_basis(n)
     root = np.sqrt(weights)
-    design = (z @ basis) * root[:, None]
-    target = (y - z.sum(axis=1) * total / n) * root
-    theta, _, rank, _ = np.linalg.lstsq(design, target, rcond=None)
+    features = z @ basis
+    target = y - z.sum(axis=1) * total / n
+    design = features * root[:, None]
+    theta, _, rank, _ = np.linalg.lstsq(design, target * root, rcond=None)
     if rank < n - 1:
         raise IdentificationError(
             f"the {len(masks)} coalitions identify only {rank} of the {n - 1} free "
             "parameters; evaluate more (or more varied) coalitions"
         )
-    return total / n + basis @ theta
+    if not with_parts:
+        return total / n + basis @ theta
+    projector = np.linalg.pinv(design) * root[None, :]
+    leverage = np.einsum("ij,ji->i", features, projector)
+    return theta, (target - features @ theta, leverage, projector)
 
 
 @lru_cache(maxsize=None)
@@ -465,6 +546,13 @@ def _exact(masks, values, v_empty, v_full):
     inside = np.array([(joined + before)[masks[:, player]].sum() for player in range(n)])
     return inside - before.sum() + (v_full - v_empty) / n
 
+
+# The regression methods' fits with their parts: theta, (residuals, leverages, P).
+_FITS = {
+    "kernelshap": lambda *args: _kernelshap(*args, with_parts=True),
+    "leverage": lambda *args: _leverage(*args, with_parts=True),
+    "stratified": _stratified_parts,
+}
 
 _POINT_ESTIMATORS = {
     "kernelshap": _kernelshap,

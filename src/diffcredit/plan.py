@@ -47,13 +47,14 @@ class Estimator:
     budget: int
     seed: int
     n_boot: int
+    shrink: bool
     design_key: str
     key: str
     masks: np.ndarray  # (budget, n) bool, rows in design order
 
     @property
     def label(self) -> str:
-        return f"{self.method}-{self.scheme}-{self.budget}"
+        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{self.budget}"
 
 
 class Plan:
@@ -147,11 +148,16 @@ class Plan:
     def _estimators(self) -> list[Estimator]:
         from .coalitions import sample_design
         from .coalitions import validate as validate_design
-        from .estimators import DEFAULT_SCHEME, estimate
+        from .estimators import DEFAULT_SCHEME, SHRINKABLE_METHODS, estimate
 
         out = []
         for i, e in enumerate(self.cfg["estimators"]):
             scheme = e["scheme"] or DEFAULT_SCHEME[e["method"]]
+            if e["shrink"] and e["method"] not in SHRINKABLE_METHODS:
+                raise ConfigError(
+                    f"invalid config: estimators[{i}]: shrink is defined for the methods "
+                    f"{', '.join(SHRINKABLE_METHODS)}, not for {e['method']!r}"
+                )
             try:
                 validate_design(self.n, e["budget"], scheme, e["method"])
             except ValueError as exc:
@@ -173,10 +179,12 @@ class Plan:
             }
             key = artifact_key(
                 "estimate",
-                {"method": e["method"], "seed": e["seed"], "n_boot": e["n_boot"], "properties": self.properties},
+                {"method": e["method"], "seed": e["seed"], "n_boot": e["n_boot"], "shrink": e["shrink"],
+                 "properties": self.properties},
                 {"design": design_key, "scores": score_keys, "anchors": anchors},
             )
-            out.append(Estimator(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], design_key, key, masks))
+            out.append(Estimator(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], e["shrink"],
+                                 design_key, key, masks))
         return out
 
     # ------------------------------------------------------------ keys
@@ -354,6 +362,7 @@ class Plan:
             "budget": est.budget,
             "seed": est.seed,
             "n_boot": est.n_boot,
+            "shrink": est.shrink,
             "properties": self.properties,
         }
 

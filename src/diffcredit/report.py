@@ -32,7 +32,8 @@ def estimate_values(spec: dict, design_path: str, scores: dict, out: str) -> pd.
         values = np.array([r["value"] for r in rows], dtype=float)
         v_empty, v_full = float(empty["value"]), float(full["value"])
         higher = bool(full["higher_is_better"])
-        df = estimate(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"], n_boot=spec["n_boot"])
+        df = estimate(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"], n_boot=spec["n_boot"],
+                      shrink=spec["shrink"])
         df.insert(0, "contributor", [players[i] for i in df.index])
         df.insert(0, "property", prop)
         sign = 1.0 if higher else -1.0
@@ -40,7 +41,7 @@ def estimate_values(spec: dict, design_path: str, scores: dict, out: str) -> pd.
         df["credit"] = sign * df["value"]
         df["rank"] = df["credit"].rank(ascending=False, method="min").astype(int)
         tables.append(df)
-        conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"])
+        conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"], shrink=spec["shrink"])
         conv.insert(0, "property", prop)
         conv_tables.append(conv)
         diagnostics[prop] = {
@@ -51,7 +52,8 @@ def estimate_values(spec: dict, design_path: str, scores: dict, out: str) -> pd.
             "rank_stability": _jsonable(rank_stability(conv.drop(columns="property"))),
         }
     table = pd.concat(tables, ignore_index=True)
-    for col, val in (("method", spec["method"]), ("scheme", spec["scheme"]), ("budget", spec["budget"])):
+    for col, val in (("shrink", spec["shrink"]), ("method", spec["method"]), ("scheme", spec["scheme"]),
+                     ("budget", spec["budget"])):
         table.insert(0, col, val)
     conv_all = pd.concat(conv_tables, ignore_index=True)
     with atomic_dir(out) as tmp:
@@ -60,7 +62,8 @@ def estimate_values(spec: dict, design_path: str, scores: dict, out: str) -> pd.
         conv_all.to_parquet(tmp / "convergence.parquet", index=False)
         pd.Series(diagnostics, dtype=object).to_json(tmp / "diagnostics.json", indent=2)
         for prop in scores:
-            label = f"{spec['method']} ({spec['scheme']}, {spec['budget']} coalitions)"
+            shrunk = ", shrunk" if spec["shrink"] else ""
+            label = f"{spec['method']} ({spec['scheme']}, {spec['budget']} coalitions{shrunk})"
             plot_values(table[table["property"] == prop], tmp / f"{prop}.png", f"{prop}: {label}")
             plot_convergence(
                 conv_all[conv_all["property"] == prop].drop(columns="property"),
