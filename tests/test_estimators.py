@@ -374,32 +374,21 @@ def test_no_bootstrap_gives_nan_intervals():
     assert result["value"].notna().all()
 
 
-def test_paired_designs_resample_pairs():
-    """Every resample of whole pairs is exact for a pairwise game, so the
-    interval has zero width; resampling single rows breaks pairs."""
+@pytest.mark.parametrize("scheme, method", (("kernel_paired", "kernelshap"), ("stratified", "stratified")))
+def test_paired_designs_bootstrap_whole_pairs(scheme, method):
+    """A pairwise game on a paired design is exact in every bootstrap replicate
+    that keeps pairs whole (resampled pairs, or the wild bootstrap's sign flips
+    of both residuals of a pair), so the interval has zero width; resampling or
+    flipping single rows breaks pairs."""
     n = 6
     game, shapley = interaction_game(n)
-    masks = design(n, 40, "kernel_paired", seed=3)
-    auto = game.estimate(masks, "kernelshap")
+    masks = design(n, 40, scheme, seed=3)
+    auto = game.estimate(masks, method)
     np.testing.assert_allclose(auto["ci_low"], shapley, atol=1e-9)
     np.testing.assert_allclose(auto["ci_high"], shapley, atol=1e-9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BootstrapWarning)
-        rows = game.estimate(masks, "kernelshap", paired=False)
-    assert (rows["ci_high"] - rows["ci_low"]).min() > 1e-3
-
-
-def test_stratified_intervals_sign_flip_whole_pairs():
-    """The wild bootstrap keeps the design and flips the residuals of a whole
-    pair together: a pairwise game on a paired design is exact in every
-    replicate, so the interval has zero width; flipping rows singly does not."""
-    n = 6
-    game, shapley = interaction_game(n)
-    masks = design(n, 40, "stratified", seed=3)
-    auto = game.estimate(masks, "stratified")
-    np.testing.assert_allclose(auto["ci_low"], shapley, atol=1e-9)
-    np.testing.assert_allclose(auto["ci_high"], shapley, atol=1e-9)
-    rows = game.estimate(masks, "stratified", paired=False)
+        rows = game.estimate(masks, method, paired=False)
     assert (rows["ci_high"] - rows["ci_low"]).min() > 1e-3
 
 

@@ -144,13 +144,7 @@ def estimate(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if not isinstance(shrink, (bool, np.bool_)):
-        raise ValueError(f"shrink must be True or False, got {shrink!r}")
-    if shrink and method not in SHRINKABLE_METHODS:
-        raise ValueError(
-            f"shrink is defined for the regression methods {', '.join(SHRINKABLE_METHODS)}, "
-            f"not for {method!r}"
-        )
+    check_shrink(method, shrink)
     masks, values, v_empty, v_full = check_design(masks, values, v_empty, v_full, n_players)
     for name, number in (("n_boot", n_boot), ("seed", seed)):
         if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number < 0:
@@ -161,7 +155,10 @@ def estimate(
         raise ValueError("paired=True but row 2k+1 is not the complement of row 2k for every k")
 
     point = _POINT_ESTIMATORS[method]
-    value = point(masks, values, v_empty, v_full)
+    if shrink:
+        value = _shrunk(masks, values, v_empty, v_full, method, paired)
+    else:
+        value = point(masks, values, v_empty, v_full)
     if method in DETERMINISTIC_METHODS:
         low = high = value
     elif n_boot == 0:
@@ -171,12 +168,22 @@ def estimate(
     else:
         low, high = _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed)
     if shrink:
-        value = shrunk_values(masks, values, v_empty, v_full, method, paired)
         low, high = np.minimum(low, value), np.maximum(high, value)
     return pd.DataFrame(
         {"value": value, "ci_low": low, "ci_high": high},
         index=pd.RangeIndex(masks.shape[1], name="player"),
     )
+
+
+def check_shrink(method: str, shrink) -> None:
+    """Refuse a shrink flag that is not a bool, or shrinkage for a method without it."""
+    if not isinstance(shrink, (bool, np.bool_)):
+        raise ValueError(f"shrink must be True or False, got {shrink!r}")
+    if shrink and method not in SHRINKABLE_METHODS:
+        raise ValueError(
+            f"shrink is defined for the methods {', '.join(SHRINKABLE_METHODS)}, not for "
+            f"{method!r}; drop shrink or use one of those methods"
+        )
 
 
 def is_paired(masks: np.ndarray) -> bool:
@@ -275,7 +282,7 @@ def _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed):
     The fit is linear in y and ignores constants within a size, so a
     replicate is theta + P (e* s), with P the fit's fixed linear map.
     """
-    m, n = masks.shape
+    n = masks.shape[1]
     counts = np.bincount(masks.sum(axis=1), minlength=n + 1)
     alone = np.flatnonzero(counts == 1)
     if alone.size:
@@ -286,33 +293,21 @@ def _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed):
             BootstrapWarning,
             stacklevel=3,
         )
-    theta, (residual, leverage, projector) = _within_size_fit(masks, values - v_empty, with_parts=True)
-    inflated = _hc3(residual, leverage)
-    units = _units(m, paired)
-    unit_of_row = _unit_of_row(units, m)
+    theta, inflated, projector, unit_of_row = _fit_parts("stratified", masks, values, v_empty, v_full, paired)
     rng = np.random.default_rng(seed)
-    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_boot, len(units)))[:, unit_of_row]
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_boot, unit_of_row.max() + 1))[:, unit_of_row]
     thetas = theta + (signs * inflated) @ projector.T
     return _percentiles((v_full - v_empty) / n + thetas @ _zero_sum_basis(n).T)
 
 
-def shrunk_values(masks, values, v_empty, v_full, method, paired=None) -> np.ndarray:
-    """A regression method's values shrunk toward the equal split (empirical Bayes).
-
-    See the module docstring. Inputs as for `estimate`, already checked.
-    """
-    if method not in SHRINKABLE_METHODS:
-        raise ValueError(f"shrink is not defined for method {method!r}")
-    masks = np.asarray(masks, dtype=bool)
-    m, n = masks.shape
-    if paired is None:
-        paired = is_paired(masks)
-    theta, (residual, leverage, projector) = _FITS[method](masks, values, v_empty, v_full)
-    inflated = _hc3(residual, leverage)
-    units = _units(m, paired)
+def _shrunk(masks, values, v_empty, v_full, method, paired) -> np.ndarray:
+    """A regression method's values shrunk toward the equal split (empirical
+    Bayes; see the module docstring). Inputs as for `estimate`, already checked."""
+    n = masks.shape[1]
+    theta, inflated, projector, unit_of_row = _fit_parts(method, masks, values, v_empty, v_full, paired)
     # Sandwich covariance of theta: the sum over units of (P e_u)(P e_u)^T.
-    per_unit = np.zeros((len(units), n - 1))
-    np.add.at(per_unit, _unit_of_row(units, m), (projector * inflated).T)
+    per_unit = np.zeros((unit_of_row.max() + 1, n - 1))
+    np.add.at(per_unit, unit_of_row, (projector * inflated).T)
     covariance = per_unit.T @ per_unit
     prior = max(0.0, (theta @ theta - np.trace(covariance)) / (n - 1))
     if prior > 0.0:
@@ -322,19 +317,23 @@ def shrunk_values(masks, values, v_empty, v_full, method, paired=None) -> np.nda
     return (v_full - v_empty) / n + _zero_sum_basis(n) @ theta
 
 
-def _hc3(residual, leverage):
-    """Residuals inflated by 1 / (1 - leverage): the fit has pulled them toward
-    zero, most for the rows that weigh most. Rows fitted exactly (leverage 1)
-    carry no information about the error and get 0."""
+def _fit_parts(method, masks, values, v_empty, v_full, paired):
+    """A regression method's linear fit theta = P y, with what its error needs.
+
+    Returns theta, the residuals inflated by 1 / (1 - leverage) (HC3: the fit
+    has pulled them toward zero, most for the rows that weigh most; rows
+    fitted exactly carry no information about the error and get 0), P, and
+    the bootstrap unit (row, or complementary pair) of each row.
+    """
+    theta, (residual, leverage, projector) = _POINT_ESTIMATORS[method](
+        masks, values, v_empty, v_full, with_parts=True
+    )
     free = leverage < 1.0 - 1e-9
-    return np.where(free, residual / np.where(free, 1.0 - leverage, 1.0), 0.0)
-
-
-def _unit_of_row(units: np.ndarray, m: int) -> np.ndarray:
-    unit_of_row = np.empty(m, dtype=int)
-    for u, rows in enumerate(units):
+    inflated = np.where(free, residual / np.where(free, 1.0 - leverage, 1.0), 0.0)
+    unit_of_row = np.empty(len(masks), dtype=int)
+    for u, rows in enumerate(_units(len(masks), paired)):
         unit_of_row[rows[rows >= 0]] = u
-    return unit_of_row
+    return theta, inflated, projector, unit_of_row
 
 
 def _percentiles(replicates):
@@ -366,14 +365,12 @@ def _leverage(masks, values, v_empty, v_full, with_parts=False):
     return _constrained_wls(masks, values - v_empty, v_full - v_empty, weights, with_parts)
 
 
-def _stratified(masks, values, v_empty, v_full):
+def _stratified(masks, values, v_empty, v_full, with_parts=False):
+    if with_parts:
+        return _within_size_fit(masks, values - v_empty, with_parts=True)
     total = v_full - v_empty
     theta = _within_size_fit(masks, values - v_empty)
     return total / masks.shape[1] + _zero_sum_basis(masks.shape[1]) @ theta
-
-
-def _stratified_parts(masks, values, v_empty, v_full):
-    return _within_size_fit(masks, values - v_empty, with_parts=True)
 
 
 def _within_size_fit(masks, y, with_parts=False):
@@ -546,13 +543,6 @@ def _exact(masks, values, v_empty, v_full):
     inside = np.array([(joined + before)[masks[:, player]].sum() for player in range(n)])
     return inside - before.sum() + (v_full - v_empty) / n
 
-
-# The regression methods' fits with their parts: theta, (residuals, leverages, P).
-_FITS = {
-    "kernelshap": lambda *args: _kernelshap(*args, with_parts=True),
-    "leverage": lambda *args: _leverage(*args, with_parts=True),
-    "stratified": _stratified_parts,
-}
 
 _POINT_ESTIMATORS = {
     "kernelshap": _kernelshap,

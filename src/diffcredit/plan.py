@@ -148,17 +148,13 @@ class Plan:
     def _estimators(self) -> list[Estimator]:
         from .coalitions import sample_design
         from .coalitions import validate as validate_design
-        from .estimators import DEFAULT_SCHEME, SHRINKABLE_METHODS, estimate
+        from .estimators import DEFAULT_SCHEME, check_shrink, estimate
 
         out = []
         for i, e in enumerate(self.cfg["estimators"]):
             scheme = e["scheme"] or DEFAULT_SCHEME[e["method"]]
-            if e["shrink"] and e["method"] not in SHRINKABLE_METHODS:
-                raise ConfigError(
-                    f"invalid config: estimators[{i}]: shrink is defined for the methods "
-                    f"{', '.join(SHRINKABLE_METHODS)}, not for {e['method']!r}"
-                )
             try:
+                check_shrink(e["method"], e["shrink"])
                 validate_design(self.n, e["budget"], scheme, e["method"])
             except ValueError as exc:
                 raise ConfigError(f"invalid config: estimators[{i}]: {exc}") from None
