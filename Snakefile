@@ -13,6 +13,7 @@ sys.path.insert(0, _src)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_src, os.environ.get("PYTHONPATH")]))
 
 from diffcredit.config import ConfigError
+from diffcredit.devices import visible_gpus
 from diffcredit.plan import Plan
 
 
@@ -25,10 +26,13 @@ try:
 except ConfigError as exc:
     raise WorkflowError(f"diffcredit: {exc}") from None
 
+# Keys are the only rerun trigger: profiles/default/config.yaml sets
+# rerun-triggers to mtime, and every input is ancient().
+# A local run never starts more GPU jobs than this machine has GPUs.
+if "gpu" not in workflow.global_resources and visible_gpus():
+    workflow.register_resource("gpu", visible_gpus())
+
 R = str(plan.results)
-# torch is pinned to the configured thread counts, not to Snakemake's (which it
-# lowers to --cores), so results do not depend on the machine's core count.
-THREADS, TRAIN_THREADS = plan.threads, plan.train_threads
 # With --sdm conda, rules use the env's python; otherwise this interpreter.
 _conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PY = "python -m diffcredit" if _conda else f"{sys.executable} -m diffcredit"
@@ -36,13 +40,10 @@ PY = "python -m diffcredit" if _conda else f"{sys.executable} -m diffcredit"
 
 wildcard_constraints:
     key="[0-9a-f]{16}",
-    shard="[0-9a-f]{16}",
     mkey="[0-9a-f]{16}",
-    gkey="[0-9a-f]{16}",
-    skey="[0-9a-f]{16}",
-    dkey="[0-9a-f]{16}",
-    prop="[a-z][a-z0-9_]*",
-    ekey="[0-9a-f]{16}",
+
+
+include: "workflow/rules/common.smk"
 
 
 rule all:
@@ -53,8 +54,17 @@ rule all:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
-include: "workflow/rules/coalitions.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/coalitions.smk"
+
+
+onstart:
+    # Here, not at parse time: only now is it known whether jobs run on this machine.
+    if plan.device == "cuda" and workflow.local_exec and not visible_gpus():
+        raise WorkflowError(
+            "diffcredit: device is 'cuda' but this machine has no GPU; set device: cpu or auto, "
+            "or run on a GPU cluster (--profile slurm)"
+        )
 
 
 onsuccess:

@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
 
 
-def snakemake(workdir, *args, configs=(), check=True, timeout=1800):
+def snakemake(workdir, *args, configs=(), check=True, timeout=1800, snakefile=REPO / "Snakefile"):
     """Run Snakemake on the repository's Snakefile in `workdir`."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir)]
     files = [str(TINY), *map(str, configs)]
     cmd += ["--configfile", *files, *args]
     env = {**os.environ, "PYTHONHASHSEED": "0"}

@@ -412,12 +412,19 @@ def slurm_cluster() -> Iterator[ClusterInfo]:
 
 
 @pytest.fixture(scope="session")
-def slurm_test_profile(slurm_cluster: ClusterInfo, tmp_path_factory) -> Path:
-    """Directory of a profile derived from slurm/config.yaml for the test cluster:
-    no GPU requests, memory capped at a quarter of the node, threads capped at the
-    node's CPUs (--max-threads), squeue status checks starting after 1 s."""
-    return write_test_profile(
-        tmp_path_factory.mktemp("slurm-profile"),
-        mem_mb_cap=max(500, slurm_cluster.mem_mb // 4),
-        overrides={"max-threads": slurm_cluster.cpus},
-    )
+def slurm_test_profile(slurm_cluster: ClusterInfo) -> Path:
+    """The profile users use (slurm/): the rules declare memory and GPUs, so nothing
+    in it needs adapting to the test cluster. Pass :func:`cluster_args` as well."""
+    return PROFILE_DIR
+
+
+def cluster_args(cluster: ClusterInfo) -> list[str]:
+    """Command-line settings for the test cluster (no accounting database, a local
+    file system, few CPUs), given beside ``--profile slurm``."""
+    args = []
+    for key, value in TEST_PROFILE_OVERRIDES.items():
+        if value is True:
+            args.append(f"--{key}")
+        else:
+            args += [f"--{key}", str(value)]
+    return args + ["--max-threads", str(cluster.cpus)]

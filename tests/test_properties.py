@@ -1,42 +1,80 @@
-"""Properties and the scoring classifier."""
+"""Properties, checked against independent computations, and the classifier."""
 
 import numpy as np
 import pytest
+import torch
 
-from diffcredit.classifier import features_and_probs, train_classifier
 from diffcredit.data import load_digits_arrays
-from diffcredit.properties import PROPERTIES, class_entropy, frechet_distance, get
+from diffcredit.extractors.classifier_net import features_and_probs, train_classifier
+from diffcredit.properties import PROPERTIES, class_entropy, compute_all, frechet_distance, get
 
 
 def one_hot(classes, k=10):
     p = np.zeros((len(classes), k))
     p[np.arange(len(classes)), classes] = 1.0
-    return p
+    return {"probs": p}
 
 
 def test_class_entropy_of_known_shares():
-    assert class_entropy(None, one_hot(np.arange(100) % 10), {}) == pytest.approx(np.log(10))
-    assert class_entropy(None, one_hot(np.full(50, 3)), {}) == 0.0
-    # 3/4 of one class, 1/4 of another.
+    assert class_entropy(one_hot(np.arange(100) % 10), {}, {}) == pytest.approx(np.log(10))
+    assert class_entropy(one_hot(np.full(50, 3)), {}, {}) == 0.0
     shares = np.array([0.75, 0.25])
     expected = -(shares * np.log(shares)).sum()
-    assert class_entropy(None, one_hot(np.array([0, 0, 0, 1] * 5)), {}) == pytest.approx(expected)
+    assert class_entropy(one_hot(np.array([0, 0, 0, 1] * 5)), {}, {}) == pytest.approx(expected)
 
 
 def test_frechet_distance_matches_closed_form():
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(400, 5))
     mu, sigma = feats.mean(0), np.cov(feats, rowvar=False)
-    assert frechet_distance(feats, None, {"mu": mu, "sigma": sigma}) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(feats, {"mu": mu, "sigma": sigma}) == pytest.approx(0.0, abs=1e-6)
     shift = np.array([1.0, -2.0, 0.5, 0.0, 3.0])
-    assert frechet_distance(feats, None, {"mu": mu + shift, "sigma": sigma}) == pytest.approx(shift @ shift, rel=1e-6)
+    assert frechet_distance(feats, {"mu": mu + shift, "sigma": sigma}) == pytest.approx(shift @ shift, rel=1e-6)
     # Scaling the reference covariance by 4 adds trace(S) + 4 trace(S) - 2 * 2 trace(S) = trace(S).
-    assert frechet_distance(feats, None, {"mu": mu, "sigma": 4 * sigma}) == pytest.approx(np.trace(sigma), rel=1e-5)
+    assert frechet_distance(feats, {"mu": mu, "sigma": 4 * sigma}) == pytest.approx(np.trace(sigma), rel=1e-5)
 
 
-def test_registry_knows_directions_and_refuses_unknown_names():
-    assert get("class_entropy").higher_is_better and not get("fid").higher_is_better
-    assert set(PROPERTIES) >= {"class_entropy", "fid"}
+def test_inception_score_matches_its_definition():
+    """exp(E KL(p(y|x) || p(y))) per split, averaged over 10 splits of a fixed shuffle."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=3.0, size=(200, 7))
+    got = compute_all(["inception_score"], {"inception": {"logits": logits}}, {"inception": {}}, {})["inception_score"]
+    perm = np.random.RandomState(2020).permutation(200)
+    p = torch.from_numpy(logits[perm]).softmax(1).numpy()
+    scores = []
+    for i in range(10):
+        chunk = p[i * 20 : (i + 1) * 20]
+        q = chunk.mean(0)
+        scores.append(np.exp((chunk * (np.log(chunk) - np.log(q))).sum(1).mean()))
+    assert got == pytest.approx(np.mean(scores), rel=1e-10)
+
+
+def brute_force_precision_recall(gen, real, k=3):
+    def radii(x):
+        d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+        return np.sort(d, axis=1)[:, k]  # the k-th neighbour besides itself
+
+    r_real, r_gen = radii(real), radii(gen)
+    d = np.linalg.norm(gen[:, None] - real[None], axis=-1)  # (gen, real)
+    precision = (d <= r_real[None]).any(1).mean()
+    recall = (d.T <= r_gen[None]).any(1).mean()
+    return precision, recall
+
+
+def test_precision_and_recall_match_a_brute_force_computation():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(60, 4))
+    gen = rng.normal(loc=0.7, scale=0.6, size=(50, 4))
+    got = compute_all(["precision", "recall"], {"inception": {"pool3": gen}}, {"inception": {"pool3": real}}, {})
+    p, r = brute_force_precision_recall(gen, real)
+    assert (got["precision"], got["recall"]) == pytest.approx((p, r))
+    assert 0 < got["precision"] < 1 and 0 < got["recall"] < 1
+
+
+def test_registry_knows_directions_extractors_and_refuses_unknown_names():
+    assert get("class_entropy").higher_is_better and not get("classifier_fd").higher_is_better
+    assert {p: PROPERTIES[p].extractor for p in ("fid", "inception_score", "precision", "recall")} == dict.fromkeys(
+        ("fid", "inception_score", "precision", "recall"), "inception")
     with pytest.raises(ValueError, match="unknown property 'sharpness'"):
         get("sharpness")
 

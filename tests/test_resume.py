@@ -27,7 +27,7 @@ def find_pids(needle: str) -> list[int]:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if needle in cmd and "diffcredit train" in cmd:
+        if needle in cmd and "diffcredit job" in cmd:
             pids.append(int(proc.name))
     return pids
 
@@ -68,11 +68,9 @@ def test_killed_fine_tune_resumes_with_identical_weights(tiny_run, tmp_path, mon
 
     # The same job, uninterrupted, in a fresh folder.
     ref = tmp_path / "ref"
+    job = {**plan.job(victim), "out": str(ref), "scratch": str(tmp_path / "ref-scratch")}
     subprocess.run(
-        [sys.executable, "-m", "diffcredit", "train", "--spec", json.dumps(plan.train_job_spec(victim)),
-         "--start", plan.start_dir(victim), "--shards", *[plan.shard_path(m) for m in plan.members_of(victim)],
-         "--out", str(ref), "--scratch", str(tmp_path / "ref-scratch"), "--threads", str(plan.threads),
-         "--no-progress"],
+        [sys.executable, "-m", "diffcredit", "job", json.dumps(job), "--no-progress"],
         check=True, capture_output=True, cwd=work,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])},
     )

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, TINY, run, write_config
-from slurm_cluster import job_states, run_id_from_log, snakemake_env, wait_for_jobs_gone
+from slurm_cluster import cluster_args, ensure_cluster, job_states, run_id_from_log, snakemake_env, wait_for_jobs_gone
 from diffcredit.status import load_plan
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
@@ -51,7 +51,7 @@ def local_values(tiny_run, slow_cfg, tmp_path_factory):
 
 def start(workdir, profile, cfg, *args):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(TINY), str(cfg), "--profile", str(profile), *args]
+           "--configfile", str(TINY), str(cfg), "--profile", str(profile), *cluster_args(ensure_cluster()), *args]
     return subprocess.Popen(cmd, cwd=REPO, env=snakemake_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

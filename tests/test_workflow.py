@@ -1,6 +1,7 @@
 """Real Snakemake runs on configs/tiny.yaml: what reruns after which change."""
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -65,21 +66,22 @@ def test_raising_the_budget_plans_only_the_new_coalitions(tiny_run, tmp_path):
     more = write_config(tmp_path / "more.yaml", {"estimators": [{**est, "budget": est["budget"] + k}]})
     old, new = tiny_plan(tiny_run), tiny_plan(tiny_run, more)
     assert len(set(new.coalitions) - set(old.coalitions)) == k
-    n_props = len(new.properties)
     assert planned(tiny_run, configs=[more]) == {
         "fine_tune": k,
         "generate": k,
-        "score": k * n_props,
+        "features": k,
+        "score": k,
         "coalition_sample": 1,  # the design table of the larger budget
         "shapley_estimate": 1,
         "all": 1,
     }
 
 
-def test_adding_a_property_plans_scores_and_estimate_only(tiny_run, tmp_path):
+def test_adding_a_property_of_the_same_extractor_plans_no_features(tiny_run, tmp_path):
     props = load_yaml(TINY)["properties"]
-    extra = write_config(tmp_path / "prop.yaml", {"properties": [*props, "fid"]})
+    extra = write_config(tmp_path / "prop.yaml", {"properties": [*props, "classifier_fd"]})
     n_models = len(tiny_plan(tiny_run).evaluated)
+    # The classifier's features and reference statistics serve both properties.
     assert planned(tiny_run, configs=[extra]) == {"score": n_models, "shapley_estimate": 1, "all": 1}
 
 
@@ -88,7 +90,43 @@ def test_more_generated_images_plan_no_training(tiny_run, tmp_path):
     extra = write_config(tmp_path / "gen.yaml", {"generate": {**gen, "n_images": gen["n_images"] + 16}})
     jobs = planned(tiny_run, configs=[extra])
     n_models = len(tiny_plan(tiny_run).evaluated)
-    assert jobs == {"generate": n_models, "score": n_models * len(load_yaml(TINY)["properties"]), "shapley_estimate": 1, "all": 1}
+    assert jobs == {"generate": n_models, "features": n_models, "score": n_models, "shapley_estimate": 1, "all": 1}
+
+
+def test_settings_that_do_not_change_results_plan_nothing(tiny_run, tmp_path):
+    same = write_config(tmp_path / "same.yaml", {
+        "fine_tune": {"training": {"checkpoint_every": 3}},
+        "train_full": {"checkpoint_every": 7},
+        "generate": {"batch_size": 5},
+        "features": {"batch_size": 3},
+        "threads": 2,
+    })
+    assert planned(tiny_run, configs=[same]) == {}
+
+
+def test_edited_rule_text_plans_nothing(tiny_run, tmp_path):
+    """A new release that rewrites a rule's shell line (same stage_version) reruns nothing."""
+    copy = tmp_path / "release"
+    copy.mkdir()
+    for item in ("Snakefile", "config.yaml", "workflow", "src", "profiles", "envs"):
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, copy / item)
+    rules = copy / "workflow" / "rules" / "models.smk"
+    text = rules.read_text()
+    assert text.count('"{PY} job {params.job:q} > {log:q} 2>&1"') == 5
+    rules.write_text(text.replace('"{PY} job {params.job:q} > {log:q} 2>&1"',
+                                  '"nice -n 0 {PY} job {params.job:q} --no-progress > {log:q} 2>&1"'))
+    proc = snakemake(tiny_run, "--dry-run", snakefile=copy / "Snakefile")
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
+
+
+def test_more_fine_tune_steps_plan_exactly_the_coalition_chain(tiny_run, tmp_path):
+    ft = load_yaml(TINY)["fine_tune"]["training"]
+    more = write_config(tmp_path / "steps.yaml", {"fine_tune": {"training": {**ft, "steps": ft["steps"] + 5}}})
+    n = len(tiny_plan(tiny_run).coalitions)
+    assert planned(tiny_run, configs=[more]) == {
+        "fine_tune": n, "generate": n, "features": n, "score": n, "shapley_estimate": 1, "all": 1,
+    }
 
 
 def test_a_shrunk_estimator_reuses_every_coalition(tiny_run, tmp_path):
@@ -249,8 +287,9 @@ def test_budget_too_small_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "cfg, needle",
     [
-        ({"properties": ["sharpness"]}, "properties.0: 'sharpness' is not one of"),
-        ({"fine_tune": {"strategy": "lora"}}, "fine_tune.strategy: 'lora' is not one of"),
+        ({"properties": ["sharpness"]}, "unknown property 'sharpness'"),
+        ({"fine_tune": {"strategy": "lora"}}, "unknown strategy 'lora'"),
+        ({"model": {"family": "gan"}}, "unknown model.family 'gan'"),
         ({"train_full": {"steps": 0}}, "train_full.steps: 0 is less than the minimum of 1"),
         ({"fine_tune": {"training": {"steps": -5}}}, "fine_tune.training.steps: -5 is less than the minimum"),
         ({"generate": {"n_images": 0}}, "generate.n_images: 0 is less than the minimum"),
@@ -259,3 +298,34 @@ def test_budget_too_small_is_refused(tmp_path):
 )
 def test_invalid_config_values_are_refused(tmp_path, cfg, needle):
     assert needle in dry_run_error(tmp_path, cfg)
+
+
+# ---------------------------------------------------------------- devices and resources
+
+
+def job_resources(text: str, rule: str) -> list[str]:
+    """The `resources:` lines of the planned jobs of `rule` in a dry-run's output."""
+    out = []
+    for block in re.split(r"\n(?=\[)|\n(?=(?:local)?rule )", text):
+        if re.search(rf"(?:local)?rule {rule}:", block):
+            m = re.search(r"resources: (.*)", block)
+            out.append(m.group(1) if m else "")
+    return out
+
+
+@pytest.mark.parametrize("device, gpus", [("cpu", "gpu=0"), ("cuda", "gpu=1")])
+def test_gpu_requests_follow_the_device(tmp_path, device, gpus):
+    cfg = write_config(tmp_path / "dev.yaml", {"device": device})
+    text = snakemake(tmp_path, "--dry-run", configs=[cfg]).stdout
+    for rule in ("train_full", "fine_tune", "generate", "features"):
+        lines = job_resources(text, rule)
+        assert lines and all(gpus in line and "mem_mb=" in line for line in lines), (rule, lines)
+    assert all("gpu=" not in line for line in job_resources(text, "shapley_estimate"))
+
+
+def test_cuda_without_a_gpu_fails_before_any_job(tmp_path):
+    cfg = write_config(tmp_path / "cuda.yaml", {"device": "cuda"})
+    proc = snakemake(tmp_path, "--cores", "1", configs=[cfg], check=False)
+    assert proc.returncode != 0
+    assert "device is 'cuda' but this machine has no GPU" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results-tiny" / "data").exists()  # no job ran

@@ -1,8 +1,8 @@
 """Command line.
 
-    diffcredit status [--configfile F ...]       what a config's run has done
-    diffcredit gc [--configfile F ...] [--delete] artifacts the config no longer uses
-    python -m diffcredit <stage> --spec JSON ...  one workflow job (the rules call these)
+    diffcredit status [--configfile F ...]        what a config's run has done
+    diffcredit gc [--configfile F ...] [--delete]  artifacts the config no longer uses
+    python -m diffcredit job JOB_JSON              one workflow job (the rules call this)
 """
 
 from __future__ import annotations
@@ -11,41 +11,6 @@ import argparse
 import json
 import logging
 import sys
-
-STAGES = (
-    "prepare-shard",
-    "prepare-data",
-    "init-model",
-    "train",
-    "prune",
-    "generate",
-    "train-classifier",
-    "score",
-    "design",
-)
-# Stages that only move tables and arrays skip importing torch.
-_NO_TORCH = {"prepare-shard", "prepare-data", "design"}
-
-
-def _setup(stage: str, threads: int) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if stage in _NO_TORCH:
-        return
-    import torch
-
-    torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass  # already set in this process
-    if torch.cuda.is_available():
-        # CPU kernels are deterministic at a fixed thread count; CUDA needs this
-        # (it imports torch's compiler stack, over a second, so only here).
-        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,24 +25,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--workflow-dir", default=".", help="the repository root (holds config.yaml and workflow/)")
         if name == "gc":
             p.add_argument("--delete", action="store_true", help="remove what is listed")
-    for stage in STAGES:
-        p = sub.add_parser(stage, help=f"workflow job: {stage}")
-        p.add_argument("--spec", required=True, help="the job's spec as JSON")
-        p.add_argument("--out", required=True)
-        p.add_argument("--threads", type=int, default=1)
-        p.add_argument("--start", help="model folder to start from")
-        p.add_argument("--model", help="model folder to sample from")
-        p.add_argument("--shards", nargs="*", default=[])
-        p.add_argument("--scratch", help="checkpoint folder")
-        p.add_argument("--samples")
-        p.add_argument("--classifier")
-        p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("job", help="run one workflow job")
+    p.add_argument("job", help="the job as JSON (Plan.job): rule, spec, inputs, out and settings")
+    p.add_argument("--no-progress", action="store_true")
     return parser
 
 
 def _housekeeping(args) -> int:
     from .config import ConfigError
-    from .status import format_status, garbage, human, disk_usage, load_plan, remove, status
+    from .status import disk_usage, format_status, garbage, human, load_plan, remove, status
 
     try:
         plan = load_plan(args.workflow_dir, args.configfile)
@@ -98,33 +54,17 @@ def _housekeeping(args) -> int:
     return 0
 
 
+def run_job(job: dict, progress: bool = True) -> None:
+    from .stages import STAGES
+
+    STAGES[job["rule"]](job, progress=progress)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("status", "gc"):
         return _housekeeping(args)
-    _setup(args.command, args.threads)
-    spec = json.loads(args.spec)
-    progress = not args.no_progress
-
-    from . import stages
-
-    stage = args.command
-    if stage == "prepare-shard":
-        stages.prepare_shard(spec, args.out)
-    elif stage == "prepare-data":
-        stages.prepare_data(spec, args.out)
-    elif stage == "init-model":
-        stages.init_model(spec, args.out)
-    elif stage == "train":
-        stages.train_model(spec, args.start, args.shards, args.out, args.scratch, progress)
-    elif stage == "prune":
-        stages.prune_model(spec, args.start, args.shards, args.out, args.scratch, progress)
-    elif stage == "generate":
-        stages.generate(spec, args.model, args.out, progress)
-    elif stage == "train-classifier":
-        stages.train_classifier(spec, args.shards, args.out, progress)
-    elif stage == "score":
-        stages.score(spec, args.samples, args.classifier, args.out)
-    elif stage == "design":
-        stages.design(spec, args.out)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    run_job(json.loads(args.job), progress=not args.no_progress)
     return 0

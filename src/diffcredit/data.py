@@ -1,6 +1,7 @@
 """Datasets split into contributors.
 
-Two sources: scikit-learn's handwritten digits (8x8 grayscale, 1,797 images) and a
+Three sources: scikit-learn's handwritten digits (8x8 grayscale, 1,797 images), the
+CIFAR-100 python archive (32x32 RGB, one contributor per fine class by default) and a
 folder of image folders, one per contributor. Describing a dataset (names, item
 counts, content hashes) is cheap and runs when the workflow is parsed; decoding
 images into shards runs in the prepare_shard jobs.
@@ -91,11 +92,18 @@ def describe_digits(spec: dict, cache: "HashCache") -> list[Contributor]:
         }
 
     info = cache.get_or_compute(digits_path(), compute)
-    hashes, labels = info["hashes"], np.asarray(info["labels"])
-    classes = spec.get("classes") or list(range(10))
-    bad = sorted(set(classes) - set(range(10)))
+    return split_labelled(spec, info["hashes"], np.asarray(info["labels"]), 10, lambda c: f"digit{c}")
+
+
+def split_labelled(spec: dict, hashes: list, labels: np.ndarray, n_classes: int, class_name) -> list[Contributor]:
+    """Contributors of a labelled dataset: one per class (`groups` > 1 splits each
+    class), or `groups` stratified seeded groups (`by: split`)."""
+    classes = spec.get("classes")
+    if classes is None:
+        classes = list(range(n_classes))
+    bad = sorted(set(classes) - set(range(n_classes)))
     if bad:
-        raise DataError(f"data.classes has digits outside 0..9: {bad}")
+        raise DataError(f"data.classes has class indices outside 0..{n_classes - 1}: {bad}")
     per_class = spec.get("per_class")
     by = spec.get("by", "class")
     groups = int(spec.get("groups", 1))
@@ -107,10 +115,9 @@ def describe_digits(spec: dict, cache: "HashCache") -> list[Contributor]:
         idx = idx[np.random.default_rng([seed, c]).permutation(len(idx))]
         if per_class:
             idx = idx[: int(per_class)]
-        parts = np.array_split(idx, groups)
-        for g, part in enumerate(parts):
+        for g, part in enumerate(np.array_split(idx, groups)):
             if by == "class":
-                name = f"digit{c}" if groups == 1 else f"digit{c}-{g}"
+                name = class_name(c) if groups == 1 else f"{class_name(c)}-{g}"
             else:
                 name = f"group{g}"
             members.setdefault(name, []).extend(part.tolist())
@@ -119,6 +126,67 @@ def describe_digits(spec: dict, cache: "HashCache") -> list[Contributor]:
         rows = sorted(rows)
         out.append(Contributor(name, [hashes[i] for i in rows], [int(labels[i]) for i in rows], rows))
     return out
+
+
+# ---------------------------------------------------------------- CIFAR-100
+
+# The paper's CIFAR-20: fine classes of five superclasses.
+CIFAR20_CLASSES = [*range(40, 45), *range(55, 60), *range(60, 65), *range(80, 85)]
+
+
+def cifar100_file(root: str | None, split: str = "train") -> Path:
+    """The `train` or `test` file of the CIFAR-100 python version under `root`."""
+    if not root:
+        raise DataError("the cifar100 source needs data.root: the folder holding cifar-100-python/")
+    root = Path(root).expanduser()
+    for candidate in (root / "cifar-100-python" / split, root / split):
+        if candidate.is_file():
+            return candidate
+    raise DataError(
+        f"no CIFAR-100 archive at {root}: expected {root / 'cifar-100-python' / split} "
+        "(extract cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html there)"
+    )
+
+
+def _unpickle(path: Path) -> dict:
+    import pickle
+
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")  # the archive's own format
+
+
+def load_cifar100(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images as uint8 (N, 3, 32, 32) and fine labels of one CIFAR-100 file."""
+    try:
+        batch = _unpickle(path)
+        images = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch["fine_labels"], dtype=np.int64)
+    except Exception as exc:  # truncated file, wrong format
+        raise DataError(f"{path} is not a CIFAR-100 python archive file ({type(exc).__name__}: {exc})") from None
+    return images, labels
+
+
+def cifar100_names(path: Path) -> list[str]:
+    meta = path.parent / "meta"
+    if meta.is_file():
+        names = _unpickle(meta).get("fine_label_names")
+        if names and len(names) == 100:
+            return [str(n) for n in names]
+    return [f"class{c}" for c in range(100)]
+
+
+def describe_cifar100(spec: dict, cache: "HashCache") -> list[Contributor]:
+    path = cifar100_file(spec.get("root"), spec.get("split", "train"))
+
+    def compute():
+        images, labels = load_cifar100(path)
+        return {"hashes": [item_hash(img, lab) for img, lab in zip(images, labels)], "labels": labels.tolist(),
+                "names": cifar100_names(path)}
+
+    info = cache.get_or_compute(path, compute)
+    spec = {**spec, "classes": spec.get("classes") or CIFAR20_CLASSES}
+    names = info["names"]
+    return split_labelled(spec, info["hashes"], np.asarray(info["labels"]), 100, lambda c: names[c])
 
 
 # ---------------------------------------------------------------- folders
@@ -140,14 +208,15 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
     return [(p.name, p) for p in dirs]
 
 
-def describe_folders(spec: dict, cache: "HashCache") -> list[Contributor]:
+def describe_folders(spec: dict, cache: "HashCache", recursive: bool = True) -> list[Contributor]:
     from PIL import Image
 
     out = []
     for name, folder in _contributor_dirs(spec):
         if not folder.is_dir():
             raise DataError(f"contributor {name!r}: folder {folder} does not exist")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        found = folder.rglob("*") if recursive else folder.iterdir()
+        files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(
                 f"contributor {name!r}: folder {folder} has no images (.png, .jpg, .jpeg); "
@@ -176,15 +245,46 @@ def describe_folders(spec: dict, cache: "HashCache") -> list[Contributor]:
     return out
 
 
+def describe_reference(spec: dict, cache: "HashCache") -> tuple[list[Contributor], bool]:
+    """The image groups of a reference set and whether they carry class labels.
+
+    digits and cifar100 are labelled by class; a folder of class folders is
+    labelled by folder; a flat folder of images is one unlabelled group.
+    """
+    source = spec["source"]
+    if source in ("digits", "cifar100"):
+        groups = SOURCES[source]({**spec, "by": "class", "groups": 1}, cache)
+        labelled = True
+    elif source == "folder":
+        root = Path(spec.get("root") or "")
+        if not root.is_dir():
+            raise DataError(f"reference.root {root} is not a folder of images")
+        flat = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        if flat:
+            groups = describe_folders({"contributors": [{"name": "images", "path": str(root)}]}, cache, recursive=False)
+            labelled = False
+        else:
+            try:
+                groups = describe_folders({"root": str(root)}, cache)
+            except DataError as exc:
+                raise DataError(f"reference set: {exc}") from None
+            for i, g in enumerate(groups):
+                g.labels = [i] * g.n_items
+            labelled = len(groups) > 1
+    else:
+        raise DataError(f"unknown reference.source {source!r}: use digits, cifar100, folder or stats")
+    cache.flush()
+    if not groups or sum(g.n_items for g in groups) == 0:
+        raise DataError(f"the reference set {spec} has no images")
+    return sorted(groups, key=lambda g: g.name), labelled
+
+
 def describe(spec: dict, cache: "HashCache") -> list[Contributor]:
     """The contributors of a data spec, sorted by name, validated."""
     source = spec.get("source", "digits")
-    if source == "digits":
-        contributors = describe_digits(spec, cache)
-    elif source == "folder":
-        contributors = describe_folders(spec, cache)
-    else:
-        raise DataError(f"unknown data.source {source!r}: use 'digits' or 'folder'")
+    if source not in SOURCES:
+        raise DataError(f"unknown data.source {source!r}: use one of {sorted(SOURCES)}")
+    contributors = SOURCES[source](spec, cache)
     cache.flush()
     names = [c.name for c in contributors]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -206,14 +306,30 @@ def describe(spec: dict, cache: "HashCache") -> list[Contributor]:
     return sorted(contributors, key=lambda c: c.name)
 
 
+SOURCES = {"digits": describe_digits, "cifar100": describe_cifar100, "folder": describe_folders}
+
+
+def image_shape(spec: dict) -> dict:
+    """{"resolution", "channels"} of a data (or reference) spec's decoded images."""
+    source = spec.get("source", "digits")
+    if source == "digits":
+        return {"resolution": 8, "channels": 1}
+    if source == "cifar100":
+        return {"resolution": 32, "channels": 3}
+    return {"resolution": int(spec["resolution"]), "channels": int(spec["channels"])}
+
+
 # ---------------------------------------------------------------- shards
 
 
 def load_items(spec: dict, contributor: Contributor) -> tuple[np.ndarray, np.ndarray]:
     """Decode a contributor's items as uint8 (N, C, H, W) and labels, in canonical order."""
     source = spec.get("source", "digits")
-    if source == "digits":
-        images, labels = load_digits_arrays()
+    if source in ("digits", "cifar100"):
+        if source == "digits":
+            images, labels = load_digits_arrays()
+        else:
+            images, labels = load_cifar100(cifar100_file(spec.get("root"), spec.get("split", "train")))
         images, labels = images[contributor.sources], labels[contributor.sources]
     else:
         images = np.stack([_load_image(p, spec["resolution"], spec["channels"]) for p in contributor.sources])

@@ -16,15 +16,19 @@ KEY_LENGTH = 16
 # Bump a stage's version when a code change alters what that stage produces.
 STAGE_VERSIONS = {
     "data": 1,
-    "init_model": 1,
-    "train_full": 1,
-    "prune": 1,
-    "fine_tune": 1,
-    "generate": 1,
-    "classifier": 1,
-    "score": 1,
+    "manifest": 1,
+    "reference_data": 1,
+    "init_model": 2,
+    "train": 2,
+    "prune": 2,
+    "fine_tune": 2,
+    "generate": 2,
+    "classifier": 2,
+    "features": 1,
+    "reference_stats": 1,
+    "score": 2,
     "design": 1,
-    "estimate": 1,
+    "estimate": 2,
 }
 
 

@@ -1,29 +1,37 @@
-"""The whole workflow as content-addressed artifacts, computed from a config.
+"""The whole workflow as a table of content-addressed nodes, built from a config.
 
 A Plan is built when the Snakefile is parsed (and again by every cluster job,
 which re-parses it), so it only describes: contributor hashes come from a cache
-keyed by (path, size, mtime); no model or image is loaded.
+keyed by (path, size, mtime); no model or image is loaded, torch is not imported.
 
-Every expensive artifact lives at a path named by its key (see keys.py):
+Every node is (rule, key, path, spec, parents): the rule that makes it, its key
+(see keys.py: the stage, the spec and the parents' keys), where it lives, what its
+key covers, and the nodes it is made from. `job` holds what the job needs besides
+(threads, batch sizes, checkpoint intervals, file paths): settings that do not
+change the result and so stay out of the key. Small functions below add the nodes
+of each stage; the rules, `status` and `gc` all read the same table.
 
-    data/shards/{shard}.npz            one contributor's items
-    data/{data}/manifest.parquet       contributors, counts, hashes
-    models/init/{key}/                 the untrained model: v(empty)
-    models/full/{key}/                 trained on all data: v(N)
-    models/pruned/{key}/               pruned full model fine-tuned on all data
-    models/classifier/{key}/           the scoring classifier
-    coalitions/{key}/model/            one coalition's model
+    data/shards/{key}.npz                 one contributor's items
+    data/{key}/manifest.parquet           contributors, counts, hashes
+    data/reference/{key}.npz              the reference images
+    models/init/{key}/                    the untrained model: v(empty)
+    models/full/{key}/                    trained on all data: v(N)
+    models/pruned/{key}/                  pruned full model fine-tuned on all data
+    models/classifier/{key}/              the classifier feature extractor
+    coalitions/{key}/model/               one coalition's model (any strategy)
     coalitions/{model}/samples/{key}.npz
-    coalitions/{model}/scores/{property}-{key}.json
-    designs/{key}.parquet              one estimator's coalitions
-    values/{key}/                      values, plots and diagnostics
-    scratch/{key}/                     checkpoints of unfinished training
+    coalitions/{model}/features/{key}.npz
+    coalitions/{model}/scores/{key}.json
+    references/{key}.npz                  reference statistics of one extractor
+    designs/{key}.parquet                 one estimator's coalitions
+    values/{key}/                         values, plots and diagnostics
+    scratch/{key}/                        checkpoints of unfinished training
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +40,21 @@ from . import data as data_mod
 from .config import ConfigError, validate
 from .keys import artifact_key
 
-# Training keys that change how a run is checkpointed, not what it computes.
+# Keys of training sections that change how a run is checkpointed, not what it computes.
 _NOT_IN_KEY = {"checkpoint_every"}
+# Rules whose jobs run on a GPU when the config's device is one.
+TRAINING_RULES = ("train_full", "prune", "fine_tune")
+GPU_RULES = ("train_full", "prune", "fine_tune", "generate", "features", "reference_stats", "train_classifier")
 
 
-def _training_spec(section: dict) -> dict:
-    return {k: v for k, v in section.items() if k not in _NOT_IN_KEY}
+@dataclass(frozen=True)
+class Node:
+    rule: str
+    key: str
+    path: str
+    spec: dict
+    parents: dict  # role -> key, or list of keys
+    job: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,112 +65,342 @@ class Estimator:
     seed: int
     n_boot: int
     shrink: bool
+    strategy: str
     design_key: str
     key: str
     masks: np.ndarray  # (budget, n) bool, rows in design order
 
     @property
     def label(self) -> str:
-        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{self.budget}"
+        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{self.budget}-{self.strategy}"
+
+
+def _recipe(section: dict) -> dict:
+    return {k: v for k, v in section.items() if k not in _NOT_IN_KEY}
+
+
+def _section(cfg: dict, dotted: str) -> dict:
+    out = cfg
+    for part in dotted.split("."):
+        out = out[part]
+    return out
 
 
 class Plan:
-    """Keys and paths of every artifact a config asks for."""
+    """The node table of a config."""
 
     def __init__(self, config: dict, schema: dict | str | Path):
+        from .families import get_family
+
         cfg = validate(config, schema)
         self.cfg = cfg
-        self._model_keys: dict = {}
-        self._generate_keys: dict = {}
-        self._score_keys: dict = {}
         self.results = Path(cfg["results"])
         self._results_str = str(self.results)
         self.threads = cfg["threads"]
         self.train_threads = cfg["train_threads"]
-        self.strategy = cfg["fine_tune"]["strategy"]
-        self.properties = list(cfg["properties"])
-        self._check_properties()
-
-        cache = data_mod.HashCache(self.results / ".cache" / "hashes.json")
+        self.device = cfg["device"]
+        self.nodes: dict[str, Node] = {}
+        self._by_rule: dict[str, list[str]] = {}
+        self._model_keys: dict = {}
+        self._score_keys: dict = {}
+        self._cache = data_mod.HashCache(self.results / ".cache" / "hashes.json")
         try:
-            contributors = data_mod.describe(cfg["data"], cache)
+            self.family = get_family(cfg["model"]["family"])
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {exc}") from None
+        self.properties = list(cfg["properties"])
+        self._add_data()
+        self._add_reference()
+        self._add_models()
+        self._resolve_extractors()
+        self.estimators = self._add_estimators()
+        self._cache.flush()
+
+    # ------------------------------------------------------------ the table
+
+    def add(self, rule: str, stage: str, spec: dict, parents: dict, path, job: dict | None = None) -> str:
+        """Add a node made by `rule`; its key covers `stage`, `spec` and `parents`."""
+        key = artifact_key(stage, spec, parents)
+        if key not in self.nodes:
+            self.nodes[key] = Node(rule, key, path(key) if callable(path) else path, spec, parents, job or {})
+            self._by_rule.setdefault(rule, []).append(key)
+        return key
+
+    def node(self, key: str, rule: str | None = None) -> Node:
+        n = self.nodes.get(key)
+        if n is None or (rule is not None and n.rule != rule):
+            raise KeyError(f"no {rule or 'node'} with key {key} in this plan")
+        return n
+
+    def keys(self, rule: str) -> list[str]:
+        return list(self._by_rule.get(rule, []))
+
+    def path(self, *parts) -> str:
+        return os.path.join(self._results_str, *parts)
+
+    def inputs(self, key: str) -> dict:
+        """role -> path (or list of paths) of a node's parents."""
+        out = {}
+        for role, parent in self.nodes[key].parents.items():
+            if isinstance(parent, list):
+                out[role] = [self.nodes[p].path for p in parent]
+            elif parent in self.nodes:
+                out[role] = self.nodes[parent].path
+        return out
+
+    def job(self, key: str) -> dict:
+        """Everything a job needs: its spec, inputs, output and unkeyed settings."""
+        n = self.nodes[key]
+        job = {"rule": n.rule, "key": key, "spec": n.spec, "inputs": self.inputs(key), "out": n.path, **n.job}
+        if n.rule in TRAINING_RULES:
+            job["scratch"] = self.scratch_dir(key)
+        return job
+
+    def scratch_dir(self, key: str) -> str:
+        return self.path("scratch", key)
+
+    # ------------------------------------------------------------ data
+
+    def _add_data(self) -> None:
+        d = self.cfg["data"]
+        try:
+            contributors = data_mod.describe(d, self._cache)
         except data_mod.DataError as exc:
             raise ConfigError(str(exc)) from None
         self.contributors = contributors
         self.names = [c.name for c in contributors]
         self.n = len(contributors)
+        self.shape = data_mod.image_shape(d)
+        self.transform = {"source": d["source"], **self.shape}
+        cache_path = self.path(".cache", "hashes.json")
+        self.shard_keys = {}
+        for c in contributors:
+            self.shard_keys[c.name] = self.add(
+                "prepare_shard", "data", self.transform, {"content": c.content_hash},
+                lambda k: self.path("data", "shards", f"{k}.npz"),
+                {"data": d, "name": c.name, "content_hash": c.content_hash, "cache": cache_path},
+            )
+        self.all_shards = [self.shard_keys[n] for n in self.names]
+        rows = [{"contributor": c.name, "n_items": c.n_items, "content_hash": c.content_hash} for c in contributors]
+        self.manifest_key = self.add(
+            "prepare_data", "manifest", {"rows": rows}, {"shards": self.all_shards},
+            lambda k: self.path("data", k, "manifest.parquet"),
+        )
 
-        # Data: one shard per contributor, keyed by its content and the transform.
-        self.transform = self._transform_spec()
-        self.shard_keys = {
-            c.name: artifact_key("data", self.transform, {"content": c.content_hash}) for c in contributors
-        }
-        self.data_key = artifact_key("data", self.transform, {"shards": sorted(self.shard_keys.values())})
-        all_items = [h for c in contributors for h in c.item_hashes]
-        self.reference_hash = data_mod.combine_hashes(all_items)
+    def _shards_of(self, members) -> list[str]:
+        return sorted(self.shard_keys[m] for m in members)
 
-        # Models.
-        from .models import scheduler_config, unet_config
+    # ------------------------------------------------------------ reference set
 
-        d = cfg["data"]
-        resolution, channels = (8, 1) if d["source"] == "digits" else (d["resolution"], d["channels"])
+    def _add_reference(self) -> None:
+        ref = self.cfg["reference"]
+        if ref == "data" or (isinstance(ref, dict) and ref.get("source") == "data"):
+            labels = {lab for c in self.contributors for lab in c.labels}
+            self.reference = {"source": "data", "labelled": -1 not in labels, "n_classes": len(labels - {-1}),
+                              "n_contributors": self.n, "stats_file": None}
+            self.reference_key = self.add(
+                "reference_data", "reference_data", {"source": "data", **self.transform},
+                {"shards": self.all_shards}, lambda k: self.path("data", "reference", f"{k}.npz"),
+            )
+            return
+        if ref["source"] == "stats":
+            path = Path(ref.get("file") or "")
+            if not path.is_file():
+                raise ConfigError(f"reference.file {path} does not exist: give a .npz with mu and sigma")
+            from .io import file_sha256
+
+            digest = self._cache.get_or_compute(path, lambda: {"sha256": file_sha256(path)})
+            self.reference = {"source": "stats", "labelled": False, "n_classes": 0, "n_contributors": self.n,
+                              "stats_file": str(path), "stats_sha256": digest["sha256"]}
+            self.reference_key = None
+            return
         try:
-            self.unet_config = unet_config(cfg["model"], resolution, channels)
+            groups, labelled = data_mod.describe_reference(ref, self._cache)
+        except data_mod.DataError as exc:
+            raise ConfigError(f"invalid config: reference: {exc}") from None
+        items = [h for g in groups for h in g.item_hashes]
+        labels = [lab for g in groups for lab in g.labels]
+        self.reference = {"source": ref["source"], "labelled": labelled, "n_classes": len(set(labels) - {-1}),
+                          "n_contributors": self.n, "stats_file": None}
+        self.reference_key = self.add(
+            "reference_data", "reference_data",
+            {"source": ref["source"], **self.transform,
+             "content": data_mod.combine_hashes([f"{h}:{lab}" for h, lab in zip(items, labels)])},
+            {}, lambda k: self.path("data", "reference", f"{k}.npz"),
+            {"reference": ref, **self.shape, "cache": self.path(".cache", "hashes.json")},
+        )
+
+    # ------------------------------------------------------------ models
+
+    def _train_job(self, section: dict, members, desc: str, **more) -> dict:
+        return {"training": section, "members": list(members), "desc": desc, "family": self.family.name,
+                "device": self.device, "precision": self.cfg["precision"], **more}
+
+    def _add_models(self) -> None:
+        cfg = self.cfg
+        try:
+            self.model_spec = self.family.resolve(cfg["model"], self.shape)
         except ValueError as exc:
             raise ConfigError(f"invalid config: {exc}") from None
-        self.scheduler_config = scheduler_config(cfg["model"])
-        self.init_spec = {"unet": self.unet_config, "scheduler": self.scheduler_config, "seed": cfg["model"]["seed"]}
-        self.init_key = artifact_key("init_model", self.init_spec)
-        self.train_spec = _training_spec(cfg["train_full"])
-        self.full_key = self._retrain_key(self.names, stage="train_full")
-        self.prune_spec = {
-            "ratio": cfg["prune"]["ratio"],
-            "importance": cfg["prune"]["importance"],
-            "training": _training_spec(cfg["prune"]["training"]),
-        }
-        self.pruned_key = artifact_key(
-            "prune", self.prune_spec, {"full": self.full_key, "shards": self._shards_of(self.names)}
+        self.n_parameters = self.family.estimate_parameters(self.model_spec)
+        self.init_key = self.add(
+            "init_model", "init_model", {"family": self.family.name, **self.model_spec}, {},
+            lambda k: self.path("models", "init", k), {"family": self.family.name},
         )
-        self.classifier_spec = {k: v for k, v in cfg["classifier"].items() if k != "min_accuracy"}
-        self.classifier_key = artifact_key(
-            "classifier", self.classifier_spec, {"items": self.reference_hash, "transform": self.transform}
+        self.full_key = self._retrain(self.names, "train_full", lambda k: self.path("models", "full", k))
+        prune = cfg["prune"]
+        self.pruned_key = self.add(
+            "prune", "prune",
+            {"ratio": prune["ratio"], "importance": prune["importance"], "training": _recipe(prune["training"])},
+            {"start": self.full_key, "shards": self._shards_of(self.names)},
+            lambda k: self.path("models", "pruned", k),
+            self._train_job(prune["training"], self.names, "prune", ratio=prune["ratio"],
+                            importance=prune["importance"], threads=self.train_threads),
         )
-        self.generate_spec = dict(cfg["generate"])
-        self.generate_spec.pop("batch_size")  # batching does not change the images
+        self.coalitions: dict[str, tuple[str, ...]] = {}  # coalition model key -> members
 
-        # Coalitions: every estimator's design, deduplicated through the keys.
-        self.estimators = self._estimators()
-        self.coalitions: dict[str, tuple[str, ...]] = {}  # model key -> members
-        for est in self.estimators:
-            for row in est.masks:
-                members = tuple(n for n, m in zip(self.names, row) if m)
-                self.coalitions.setdefault(self.model_key(members), members)
-        self.evaluated = {self.init_key: (), self.full_key: tuple(self.names), **self.coalitions}
+    def _retrain(self, members, rule: str, path) -> str:
+        section = self.cfg["train_full"]
+        threads = self.train_threads if rule == "train_full" else self.threads
+        desc = "train_full" if rule == "train_full" else f"retrain[{len(members)}/{self.n}]"
+        return self.add(
+            rule, "train", {"strategy": "retrain", "recipe": _recipe(section)},
+            {"start": self.init_key, "shards": self._shards_of(members)}, path,
+            self._train_job(section, members, desc, threads=threads),
+        )
 
-    # ------------------------------------------------------------ validation
+    def model_key(self, members, strategy: str | None = None) -> str:
+        """The key of the model that stands for coalition `members` under `strategy`."""
+        from .strategies import get_strategy
 
-    def _check_properties(self) -> None:
-        from .properties import PROPERTIES
+        strategy = strategy or self.cfg["fine_tune"]["strategy"]
+        members = tuple(members)
+        cached = self._model_keys.get((strategy, members))
+        if cached is not None:
+            return cached
+        if not members:
+            key = self.init_key
+        elif len(members) == self.n:
+            key = self.full_key
+        else:
+            s = get_strategy(strategy)
+            path = lambda k: self.path("coalitions", k, "model")  # noqa: E731
+            if s.start == "init":
+                key = self._retrain(members, "fine_tune", path)
+            else:
+                trained = members if s.data == "members" else tuple(n for n in self.names if n not in members)
+                section = _section(self.cfg, s.recipe)
+                start = {"full": self.full_key, "pruned": self.pruned_key}[s.start]
+                key = self.add(
+                    "fine_tune", "fine_tune", {"strategy": s.name, "recipe": _recipe(section)},
+                    {"start": start, "shards": self._shards_of(trained)}, path,
+                    self._train_job(section, trained, f"{s.name}[{len(members)}/{self.n}]", ascent=s.ascent,
+                                    threads=self.threads),
+                )
+            self.coalitions[key] = members
+        self._model_keys[(strategy, members)] = key
+        return key
 
-        unknown = [p for p in self.properties if p not in PROPERTIES]
-        if unknown:
-            raise ConfigError(f"unknown properties {unknown}; known: {sorted(PROPERTIES)}")
+    # ------------------------------------------------------------ features and scores
 
-    def _transform_spec(self) -> dict:
-        d = self.cfg["data"]
-        if d["source"] == "digits":
-            return {"source": "digits"}
-        return {"source": "folder", "resolution": d["resolution"], "channels": d["channels"]}
+    def _resolve_extractors(self) -> None:
+        from .extractors import get_extractor
+        from .properties import get as get_property
 
-    def _estimators(self) -> list[Estimator]:
+        feats = self.cfg["features"]
+        try:
+            props = [get_property(p) for p in self.properties]
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {exc}") from None
+        self.extractor_specs, self.reference_stats = {}, {}
+        for name in sorted({p.extractor for p in props}):
+            ext = get_extractor(name)
+            try:
+                spec = ext.resolve(feats.get(name, {}), self.reference)
+            except ValueError as exc:
+                raise ConfigError(f"invalid config: features.{name}: {exc}") from None
+            self.extractor_specs[name] = spec
+        if self.reference["source"] == "stats":
+            bad = [p.name for p in props if p.needs_reference_features or p.extractor != "inception"]
+            if bad:
+                raise ConfigError(
+                    f"invalid config: properties {bad} need reference images, but reference.source is "
+                    "'stats' (a mean and covariance of Inception pool3 features only)"
+                )
+        self.networks = {}
+        if "classifier" in self.extractor_specs:
+            clf = feats["classifier"]
+            parents = ({"reference": self.reference_key} if self.reference["labelled"]
+                       else {"shards": self.all_shards})
+            self.networks["classifier"] = self.add(
+                "train_classifier", "classifier", self.extractor_specs["classifier"], parents,
+                lambda k: self.path("models", "classifier", k),
+                {"min_accuracy": clf["min_accuracy"], "device": self.device, "threads": self.train_threads},
+            )
+        for name, spec in self.extractor_specs.items():
+            ext = get_extractor(name)
+            job = {"extractor": name, "runtime": {name: ext.runtime(feats.get(name, {}))}, "device": self.device,
+                   "batch_size": feats["batch_size"], "threads": self.train_threads}
+            parents = {}
+            if self.reference_key:
+                parents["images"] = self.reference_key
+            if name in self.networks:
+                parents[name] = self.networks[name]
+            if self.reference["source"] == "stats":
+                spec = {**spec, "stats_sha256": self.reference["stats_sha256"]}
+                job["stats_file"] = self.reference["stats_file"]
+            self.reference_stats[name] = self.add(
+                "reference_stats", "reference_stats", {"extractor": name, **spec}, parents,
+                lambda k: self.path("references", f"{k}.npz"), job,
+            )
+        self.generate_spec = {k: v for k, v in self.cfg["generate"].items() if k != "batch_size"}
+        self.features_spec = {"extractors": self.extractor_specs}
+        self.score_spec = {"properties": sorted(self.properties), "options": self.cfg["scores"]}
+
+    def score_key(self, model: str) -> str:
+        """The score node of a model (its generate -> features -> score chain)."""
+        key = self._score_keys.get(model)
+        if key is None:
+            key = self._score_keys[model] = self._add_scoring(model)
+        return key
+
+    def _add_scoring(self, model: str) -> str:
+        """The generate -> features -> score chain of one model; returns the score key."""
+        run = {"device": self.device, "precision": self.cfg["precision"], "threads": self.threads}
+        samples = self.add(
+            "generate", "generate", self.generate_spec, {"model": model},
+            lambda k: self.path("coalitions", model, "samples", f"{k}.npz"),
+            {**run, "family": self.family.name, "batch_size": self.cfg["generate"]["batch_size"]},
+        )
+        feats = self.cfg["features"]
+        from .extractors import get_extractor
+
+        features = self.add(
+            "features", "features", self.features_spec, {"samples": samples, **self.networks},
+            lambda k: self.path("coalitions", model, "features", f"{k}.npz"),
+            {**run, "batch_size": feats["batch_size"],
+             "runtime": {n: get_extractor(n).runtime(feats.get(n, {})) for n in self.extractor_specs}},
+        )
+        return self.add(
+            "score", "score", self.score_spec,
+            {"features": features, **{f"reference_{n}": k for n, k in self.reference_stats.items()}},
+            lambda k: self.path("coalitions", model, "scores", f"{k}.json"),
+        )
+
+    # ------------------------------------------------------------ estimators
+
+    def _add_estimators(self) -> list[Estimator]:
         from .coalitions import sample_design
         from .coalitions import validate as validate_design
         from .estimators import DEFAULT_SCHEME, check_shrink, estimate
+        from .strategies import get_strategy
 
         out = []
         for i, e in enumerate(self.cfg["estimators"]):
             scheme = e["scheme"] or DEFAULT_SCHEME[e["method"]]
+            strategy = e["strategy"] or self.cfg["fine_tune"]["strategy"]
             try:
+                get_strategy(strategy)
                 check_shrink(e["method"], e["shrink"])
                 validate_design(self.n, e["budget"], scheme, e["method"])
             except ValueError as exc:
@@ -166,201 +413,54 @@ class Plan:
                     f"invalid config: estimators[{i}]: budget {e['budget']} is too small: {exc}"
                 ) from None
             design_spec = {"scheme": scheme, "budget": e["budget"], "seed": e["seed"], "players": self.names}
-            design_key = artifact_key("design", design_spec)
-            score_keys = {
-                p: [self.score_key(self.model_key(self._members(row)), p) for row in masks] for p in self.properties
-            }
-            anchors = {
-                p: [self.score_key(self.init_key, p), self.score_key(self.full_key, p)] for p in self.properties
-            }
-            key = artifact_key(
-                "estimate",
-                {"method": e["method"], "seed": e["seed"], "n_boot": e["n_boot"], "shrink": e["shrink"],
-                 "properties": self.properties},
-                {"design": design_key, "scores": score_keys, "anchors": anchors},
-            )
-            out.append(Estimator(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], e["shrink"],
+            design_key = self.add("coalition_sample", "design", design_spec, {},
+                                  lambda k: self.path("designs", f"{k}.parquet"))
+            rows = [self.score_key(self.model_key(self._members(r), strategy)) for r in masks]
+            anchors = [self.score_key(self.init_key), self.score_key(self.full_key)]
+            spec = {"method": e["method"], "scheme": scheme, "budget": e["budget"], "seed": e["seed"],
+                    "n_boot": e["n_boot"], "shrink": e["shrink"], "strategy": strategy,
+                    "properties": self.properties}
+            key = self.add("shapley_estimate", "estimate", spec,
+                           {"design": design_key, "empty": anchors[0], "full": anchors[1], "rows": rows},
+                           lambda k: self.path("values", k))
+            out.append(Estimator(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], e["shrink"], strategy,
                                  design_key, key, masks))
         return out
-
-    # ------------------------------------------------------------ keys
 
     def _members(self, row) -> tuple[str, ...]:
         return tuple(n for n, m in zip(self.names, row) if m)
 
-    def _shards_of(self, members) -> list[str]:
-        return sorted(self.shard_keys[m] for m in members)
+    # ------------------------------------------------------------ views
 
-    def _retrain_key(self, members, stage: str) -> str:
-        """Training from the untrained model on `members`: depends on their data only."""
-        return artifact_key(stage, {"strategy": "retrain", **self.train_spec}, {
-            "start": self.init_key,
-            "shards": self._shards_of(members),
-        })
-
-    def model_key(self, members) -> str:
-        """The key of the model that stands for coalition `members`."""
-        members = tuple(members)
-        key = self._model_keys.get(members)
-        if key is None:
-            key = self._model_keys[members] = self._compute_model_key(members)
-        return key
-
-    def _compute_model_key(self, members: tuple) -> str:
-        if not members:
-            return self.init_key
-        if set(members) == set(self.names):
-            return self.full_key
-        if self.strategy == "retrain":
-            return self._retrain_key(members, stage="fine_tune")
-        spec = {"strategy": "sft", **_training_spec(self.cfg["fine_tune"]["training"])}
-        return artifact_key("fine_tune", spec, {"start": self.pruned_key, "shards": self._shards_of(members)})
-
-    def generate_key(self, model_key: str) -> str:
-        key = self._generate_keys.get(model_key)
-        if key is None:
-            key = self._generate_keys[model_key] = artifact_key("generate", self.generate_spec, {"model": model_key})
-        return key
-
-    def score_key(self, model_key: str, prop: str) -> str:
-        key = self._score_keys.get((model_key, prop))
-        if key is None:
-            key = self._score_keys[(model_key, prop)] = artifact_key(
-                "score",
-                {"property": prop},
-                {"samples": self.generate_key(model_key), "classifier": self.classifier_key},
-            )
-        return key
-
-    # ------------------------------------------------------------ paths
-
-    def path(self, *parts) -> str:
-        return os.path.join(self._results_str, *parts)
-
-    def shard_path(self, name: str) -> str:
-        return self.path("data", "shards", f"{self.shard_keys[name]}.npz")
-
-    def manifest_path(self) -> str:
-        return self.path("data", self.data_key, "manifest.parquet")
+    @property
+    def evaluated(self) -> list[str]:
+        """Every model that is generated from: the anchors and the coalitions."""
+        return [self.nodes[self.nodes[s].parents["model"]].key for s in self.keys("generate")]
 
     def model_dir(self, key: str) -> str:
-        if key == self.init_key:
-            return self.path("models", "init", key)
-        if key == self.full_key:
-            return self.path("models", "full", key)
-        if key == self.pruned_key:
-            return self.path("models", "pruned", key)
-        if key in self.coalitions:
-            return self.path("coalitions", key, "model")
-        raise KeyError(f"no model with key {key} in this plan")
-
-    def classifier_dir(self) -> str:
-        return self.path("models", "classifier", self.classifier_key)
-
-    def samples_path(self, model_key: str) -> str:
-        return self.path("coalitions", model_key, "samples", f"{self.generate_key(model_key)}.npz")
-
-    def score_path(self, model_key: str, prop: str) -> str:
-        return self.path("coalitions", model_key, "scores", f"{prop}-{self.score_key(model_key, prop)}.json")
-
-    def design_path(self, est: Estimator) -> str:
-        return self.path("designs", f"{est.design_key}.parquet")
+        return self.nodes[key].path
 
     def values_dir(self, est: Estimator) -> str:
-        return self.path("values", est.key)
+        return self.nodes[est.key].path
 
-    def scratch_dir(self, key: str) -> str:
-        return self.path("scratch", key)
-
-    def estimator(self, key: str) -> Estimator:
-        for est in self.estimators:
-            if est.key == key:
-                return est
-        raise KeyError(f"no estimate with key {key} in this plan")
-
-    def design(self, design_key: str) -> Estimator:
-        for est in self.estimators:
-            if est.design_key == design_key:
-                return est
-        raise KeyError(f"no design with key {design_key} in this plan")
-
-    def score_paths(self, est: Estimator) -> dict:
-        """Per property: the anchors' and every design row's score file."""
-        out = {}
-        for p in self.properties:
-            out[f"empty_{p}"] = self.score_path(self.init_key, p)
-            out[f"full_{p}"] = self.score_path(self.full_key, p)
-            out[f"rows_{p}"] = [self.score_path(self.model_key(self._members(r)), p) for r in est.masks]
-        return out
-
-    # ------------------------------------------------------------ job specs
-
-    def training_section(self, key: str) -> dict:
-        """The training recipe (with checkpointing) of a model key."""
-        if key == self.full_key or (self.strategy == "retrain" and key in self.coalitions):
-            return self.cfg["train_full"]
-        if key == self.pruned_key:
-            return self.cfg["prune"]["training"]
-        return self.cfg["fine_tune"]["training"]
-
-    def start_dir(self, key: str) -> str:
-        if key == self.full_key or self.strategy == "retrain":
-            return self.model_dir(self.init_key)
-        if key == self.pruned_key:
-            return self.model_dir(self.full_key)
-        return self.model_dir(self.pruned_key)
-
-    def members_of(self, key: str) -> tuple[str, ...]:
-        if key == self.pruned_key:
-            return tuple(self.names)
-        return self.evaluated[key]
-
-    def shard_spec(self, shard_key: str) -> dict:
-        for c in self.contributors:
-            if self.shard_keys[c.name] == shard_key:
-                return {
-                    "data": self.cfg["data"],
-                    "name": c.name,
-                    "content_hash": c.content_hash,
-                    "cache": self.path(".cache", "hashes.json"),
-                }
-        raise KeyError(f"no contributor shard with key {shard_key} in this plan")
-
-    def manifest_spec(self) -> dict:
-        rows = [
-            {
-                "contributor": c.name,
-                "n_items": c.n_items,
-                "content_hash": c.content_hash,
-                "shard": self.shard_path(c.name),
-            }
-            for c in self.contributors
-        ]
-        return {"rows": rows}
-
-    def train_job_spec(self, key: str) -> dict:
-        members = self.members_of(key)
-        spec = {"training": self.training_section(key), "members": list(members)}
-        if key == self.pruned_key:
-            spec.update(ratio=self.prune_spec["ratio"], importance=self.prune_spec["importance"], desc="prune")
-        else:
-            spec["desc"] = "train_full" if key == self.full_key else f"fine_tune[{len(members)}/{self.n}]"
-        return spec
-
-    def design_spec(self, design_key: str) -> dict:
-        est = self.design(design_key)
-        return {"players": self.names, "scheme": est.scheme, "budget": est.budget, "seed": est.seed}
-
-    def estimate_spec(self, est: Estimator) -> dict:
-        return {
-            "method": est.method,
-            "scheme": est.scheme,
-            "budget": est.budget,
-            "seed": est.seed,
-            "n_boot": est.n_boot,
-            "shrink": est.shrink,
-            "properties": self.properties,
-        }
+    def design_path(self, est: Estimator) -> str:
+        return self.nodes[est.design_key].path
 
     def targets(self) -> list[str]:
-        return [self.values_dir(e) for e in self.estimators]
+        return [self.nodes[self.manifest_key].path, *(self.values_dir(e) for e in self.estimators)]
+
+    def resources(self, key: str) -> dict:
+        """threads, mem_mb and gpu of a node's job, from the config and the model size."""
+        from .devices import visible_gpus
+
+        n = self.nodes[key]
+        gpu = 0
+        if n.rule in GPU_RULES and (self.device == "cuda" or (self.device == "auto" and visible_gpus() > 0)):
+            gpu = 1
+        mem = 1000
+        if n.rule in ("init_model", "train_full", "prune", "fine_tune", "generate"):
+            # Weights, gradients, Adam moments, EMA and checkpoint copies, plus activations.
+            mem += 6 * 4 * self.n_parameters // 2**20 + 1500
+        if n.rule in ("features", "reference_stats", "train_classifier"):
+            mem += 2500 if "inception" in self.extractor_specs else 500
+        return {"mem_mb": int(mem), "gpu": gpu}

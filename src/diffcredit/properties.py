@@ -1,8 +1,9 @@
 """Global properties of a set of generated images, in a registry.
 
-Each property maps generated uint8 images to one number and says whether higher
-is better. Properties here are computed with the workflow's classifier: its class
-predictions and its penultimate-layer features.
+A property is a cheap function of one extractor's features of the samples and of
+that extractor's reference statistics, with a direction. The metrics themselves
+come from torch-fidelity (FID, Inception Score, precision/recall), so they agree
+with its one-call `calculate_metrics` on the same features.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import numpy as np
 @dataclass(frozen=True)
 class Property:
     name: str
+    extractor: str
     higher_is_better: bool
     description: str
-    compute: Callable  # (features, probs, reference) -> float
+    compute: Callable  # (features: dict, reference: dict, options: dict) -> float
+    needs_reference_features: bool = False  # not computable from mean/covariance alone
 
 
 PROPERTIES: dict[str, Property] = {}
@@ -38,40 +41,89 @@ def get(name: str) -> Property:
         raise ValueError(f"unknown property {name!r}; known: {sorted(PROPERTIES)}") from None
 
 
+# ---------------------------------------------------------------- metrics
+
+
 def class_shares(probs: np.ndarray) -> np.ndarray:
     counts = np.bincount(probs.argmax(1), minlength=probs.shape[1])
     return counts / counts.sum()
 
 
-def class_entropy(features: np.ndarray, probs: np.ndarray, reference: dict) -> float:
-    shares = class_shares(probs)
+def class_entropy(features: dict, reference: dict, options: dict) -> float:
+    shares = class_shares(features["probs"])
     nz = shares[shares > 0]
     return float(-(nz * np.log(nz)).sum())
 
 
-def frechet_distance(features: np.ndarray, probs: np.ndarray, reference: dict) -> float:
-    from cleanfid.fid import frechet_distance as fd
+def frechet_distance(x: np.ndarray, reference: dict) -> float:
+    """FID formula of torch-fidelity on features `x` against reference mu/sigma."""
+    import torch
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-    if len(features) < 2:
+    if len(x) < 2:
         raise ValueError("the Frechet distance needs at least 2 generated images")
-    mu = features.mean(0)
-    sigma = np.cov(features, rowvar=False)
-    return float(fd(mu, sigma, reference["mu"], reference["sigma"]))
+    stats = fid_features_to_statistics(torch.from_numpy(np.ascontiguousarray(x)))
+    ref = {"mu": reference["mu"].astype(stats["mu"].dtype), "sigma": reference["sigma"].astype(stats["sigma"].dtype)}
+    return float(fid_statistics_to_metric(stats, ref, verbose=False)["frechet_inception_distance"])
 
 
-register(
-    Property(
-        "class_entropy",
-        higher_is_better=True,
-        description="entropy (nats) of the predicted class shares of the samples: diversity",
-        compute=class_entropy,
-    )
-)
-register(
-    Property(
-        "fid",
-        higher_is_better=False,
-        description="Frechet distance between classifier features of samples and of the real data",
-        compute=frechet_distance,
-    )
-)
+def classifier_fd(features: dict, reference: dict, options: dict) -> float:
+    return frechet_distance(features["features"], reference)
+
+
+def fid(features: dict, reference: dict, options: dict) -> float:
+    return frechet_distance(features["pool3"], reference)
+
+
+def inception_score(features: dict, reference: dict, options: dict) -> float:
+    import torch
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    logits = torch.from_numpy(np.ascontiguousarray(features["logits"]))
+    return float(isc_features_to_metric(logits, splits=int(options.get("isc_splits", 10)))["inception_score_mean"])
+
+
+def precision_recall(features: dict, reference: dict, options: dict) -> tuple[float, float]:
+    """Kynkaanniemi et al. (2019) improved precision and recall, k nearest neighbours."""
+    import torch
+    from torch_fidelity.metric_prc import calculate_precision_recall_full
+
+    gen = torch.from_numpy(np.ascontiguousarray(features["pool3"]))
+    real = torch.from_numpy(np.ascontiguousarray(reference["pool3"])).to(gen.dtype)
+    return calculate_precision_recall_full(gen, real, neighborhood=int(options.get("prc_neighborhood", 3)))
+
+
+register(Property("class_entropy", "classifier", True,
+                  "entropy (nats) of the classifier's predicted class shares of the samples: diversity",
+                  class_entropy))
+register(Property("classifier_fd", "classifier", False,
+                  "Frechet distance between classifier features of the samples and of the reference images",
+                  classifier_fd))
+register(Property("fid", "inception", False,
+                  "Frechet Inception distance (pool3) between the samples and the reference images", fid))
+register(Property("inception_score", "inception", True,
+                  "Inception Score of the samples (mean over 10 splits)", inception_score))
+register(Property("precision", "inception", True,
+                  "improved precision (k = 3): share of samples inside the reference manifold",
+                  lambda f, r, o: precision_recall(f, r, o)[0], needs_reference_features=True))
+register(Property("recall", "inception", True,
+                  "improved recall (k = 3): share of reference images inside the samples' manifold",
+                  lambda f, r, o: precision_recall(f, r, o)[1], needs_reference_features=True))
+
+
+def compute_all(names: list[str], features: dict, references: dict, options: dict) -> dict:
+    """{name: value} of every property in `names`; precision and recall share one pass."""
+    out, cache = {}, {}
+    for name in names:
+        prop = get(name)
+        feats, ref = features[prop.extractor], references[prop.extractor]
+        if name in ("precision", "recall"):
+            if "prc" not in cache:
+                cache["prc"] = precision_recall(feats, ref, options)
+            value = cache["prc"][0 if name == "precision" else 1]
+        else:
+            value = prop.compute(feats, ref, options)
+        if not np.isfinite(value):
+            raise FloatingPointError(f"property {name} is {value}")
+        out[name] = float(value)
+    return out

@@ -13,25 +13,29 @@ from .io import atomic_dir, read_json, verify_file
 log = logging.getLogger(__name__)
 
 
-def _score(path: str) -> dict:
-    return read_json(verify_file(path))
+def _scores(path: str) -> dict:
+    return read_json(verify_file(path))["properties"]
 
 
-def estimate_values(spec: dict, design_path: str, scores: dict, out: str) -> pd.DataFrame:
-    """Estimate every property's values from a design and its scores; write `out`/."""
+def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
+    """Estimate every property's values from a design and its scores; write `out`/.
+
+    `inputs`: the design table and the score files of the empty and full anchors and
+    of every design row, in design order.
+    """
     from .diagnostics import convergence, efficiency_gap, plot_convergence, rank_stability
     from .estimators import SHAPLEY_METHODS, estimate
 
-    design = pd.read_parquet(verify_file(design_path))
+    design = pd.read_parquet(verify_file(inputs["design"]))
     players = [c for c in design.columns if c != "row"]
     masks = design[players].to_numpy(dtype=bool)
+    rows = [_scores(p) for p in inputs["rows"]]
+    empty, full = _scores(inputs["empty"]), _scores(inputs["full"])
     tables, diagnostics, conv_tables = [], {}, []
-    for prop, paths in scores.items():
-        rows = [_score(p) for p in paths["rows"]]
-        empty, full = _score(paths["empty"]), _score(paths["full"])
-        values = np.array([r["value"] for r in rows], dtype=float)
-        v_empty, v_full = float(empty["value"]), float(full["value"])
-        higher = bool(full["higher_is_better"])
+    for prop in spec["properties"]:
+        values = np.array([r[prop]["value"] for r in rows], dtype=float)
+        v_empty, v_full = float(empty[prop]["value"]), float(full[prop]["value"])
+        higher = bool(full[prop]["higher_is_better"])
         df = estimate(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"], n_boot=spec["n_boot"],
                       shrink=spec["shrink"])
         df.insert(0, "contributor", [players[i] for i in df.index])
@@ -52,8 +56,8 @@ def estimate_values(spec: dict, design_path: str, scores: dict, out: str) -> pd.
             "rank_stability": _jsonable(rank_stability(conv.drop(columns="property"))),
         }
     table = pd.concat(tables, ignore_index=True)
-    for col, val in (("shrink", spec["shrink"]), ("method", spec["method"]), ("scheme", spec["scheme"]),
-                     ("budget", spec["budget"])):
+    for col, val in (("strategy", spec["strategy"]), ("shrink", spec["shrink"]), ("method", spec["method"]),
+                     ("scheme", spec["scheme"]), ("budget", spec["budget"])):
         table.insert(0, col, val)
     conv_all = pd.concat(conv_tables, ignore_index=True)
     with atomic_dir(out) as tmp:
@@ -61,9 +65,9 @@ def estimate_values(spec: dict, design_path: str, scores: dict, out: str) -> pd.
         table.to_csv(tmp / "values.csv", index=False)
         conv_all.to_parquet(tmp / "convergence.parquet", index=False)
         pd.Series(diagnostics, dtype=object).to_json(tmp / "diagnostics.json", indent=2)
-        for prop in scores:
+        for prop in spec["properties"]:
             shrunk = ", shrunk" if spec["shrink"] else ""
-            label = f"{spec['method']} ({spec['scheme']}, {spec['budget']} coalitions{shrunk})"
+            label = f"{spec['method']} ({spec['scheme']}, {spec['budget']} {spec['strategy']} coalitions{shrunk})"
             plot_values(table[table["property"] == prop], tmp / f"{prop}.png", f"{prop}: {label}")
             plot_convergence(
                 conv_all[conv_all["property"] == prop].drop(columns="property"),

@@ -1,10 +1,12 @@
-"""What each workflow job does. Every function writes its outputs atomically."""
+"""What each workflow job does, one function per rule. Every function takes the
+job dict of `Plan.job` and writes its output atomically."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,153 +22,256 @@ def _write_parquet(df, path: str) -> None:
         df.to_parquet(tmp, index=False)
 
 
-def prepare_shard(spec: dict, out: str) -> None:
-    cache = data_mod.HashCache(Path(spec["cache"]))
-    contributors = {c.name: c for c in data_mod.describe(spec["data"], cache)}
-    c = contributors.get(spec["name"])
-    if c is None or c.content_hash != spec["content_hash"]:
+def _write_npz(path: str, **arrays) -> None:
+    with atomic_path(path, suffix=".npz", seal=True) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def _read_npz(path: str) -> dict:
+    with np.load(verify_file(path)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _device(job: dict):
+    from .devices import dtype_of, setup
+
+    return setup(job.get("device", "cpu"), job.get("threads", 1)), dtype_of(job.get("precision", "fp32"))
+
+
+# ---------------------------------------------------------------- data
+
+
+def prepare_shard(job: dict, progress: bool = True) -> None:
+    cache = data_mod.HashCache(Path(job["cache"]))
+    contributors = {c.name: c for c in data_mod.describe(job["data"], cache)}
+    c = contributors.get(job["name"])
+    if c is None or c.content_hash != job["content_hash"]:
         raise RuntimeError(
-            f"contributor {spec['name']!r} changed after the workflow was planned; run snakemake again"
+            f"contributor {job['name']!r} changed after the workflow was planned; run snakemake again"
         )
-    images, labels = data_mod.load_items(spec["data"], c)
-    data_mod.write_shard(out, images, labels)
-    log.info("wrote %d items of %s to %s", len(images), c.name, out)
+    images, labels = data_mod.load_items(job["data"], c)
+    data_mod.write_shard(job["out"], images, labels)
+    log.info("wrote %d items of %s to %s", len(images), c.name, job["out"])
 
 
-def prepare_data(spec: dict, out: str) -> None:
+def prepare_data(job: dict, progress: bool = True) -> None:
     import pandas as pd
 
-    _write_parquet(pd.DataFrame(spec["rows"]), out)
+    rows = [{**r, "shard": p} for r, p in zip(job["spec"]["rows"], job["inputs"]["shards"])]
+    _write_parquet(pd.DataFrame(rows), job["out"])
 
 
-def init_model(spec: dict, out: str) -> None:
-    from .models import build_unet, n_parameters, save_model
-
-    model = build_unet(spec["unet"], spec["seed"])
-    with atomic_dir(out) as tmp:
-        save_model(model, tmp, spec["scheduler"])
-    log.info("untrained model with %d parameters written to %s", n_parameters(model), out)
-
-
-def _train_and_save(model, scheduler_cfg, spec: dict, shards: list[str], out: str, scratch: str, progress: bool):
-    from .models import save_model
-    from .training import TrainSpec, train
-
-    images, _ = data_mod.read_shards(shards)
-    section = spec["training"]
-    log.info("training on %d images of %s for %d steps", len(images), ", ".join(spec["members"]), section["steps"])
-    stats = train(
-        model,
-        images,
-        TrainSpec.from_dict(section),
-        scheduler_cfg,
-        checkpoint_dir=scratch,
-        checkpoint_every=section.get("checkpoint_every", 0),
-        desc=spec.get("desc", "train"),
-        progress=progress,
-    )
-    with atomic_dir(out) as tmp:
-        save_model(model, tmp, scheduler_cfg)
-        (tmp / "training.json").write_text(
-            json.dumps({"members": spec["members"], "n_images": int(len(images)), "final_loss": stats["final_loss"]}, indent=2)
-        )
-    shutil.rmtree(scratch, ignore_errors=True)
-    log.info("final loss %.4f; model written to %s", stats["final_loss"], out)
+def reference_data(job: dict, progress: bool = True) -> None:
+    """The reference images (and labels, -1 when unlabelled) in one file."""
+    if "shards" in job["inputs"]:
+        images, labels = data_mod.read_shards(job["inputs"]["shards"])
+    else:
+        ref = job["reference"]
+        groups, _ = data_mod.describe_reference(ref, data_mod.HashCache(Path(job["cache"])))
+        decode = {**ref, "resolution": job["resolution"], "channels": job["channels"]}
+        parts = [data_mod.load_items(decode, g) for g in groups]
+        images = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([np.asarray(g.labels, dtype=np.int64)[np.argsort(np.asarray(g.item_hashes), kind="stable")]
+                                 for g in groups])
+    _write_npz(job["out"], images=images, labels=labels)
+    log.info("wrote %d reference images to %s", len(images), job["out"])
 
 
-def train_model(spec: dict, start: str, shards: list[str], out: str, scratch: str, progress: bool = True) -> None:
-    """train_full, fine_tune (sft and retrain): train the start model on the shards."""
-    from .models import load_model
-
-    model, scheduler_cfg = load_model(start)
-    _train_and_save(model, scheduler_cfg, spec, shards, out, scratch, progress)
+# ---------------------------------------------------------------- models
 
 
-def prune_model(spec: dict, start: str, shards: list[str], out: str, scratch: str, progress: bool = True) -> None:
-    """Prune the full model, then fine-tune the pruned model on all data."""
+def init_model(job: dict, progress: bool = True) -> None:
+    from .families import get_family
+
+    family = get_family(job["family"])
+    model = family.init(job["spec"])
+    with atomic_dir(job["out"]) as tmp:
+        family.save(model, tmp)
+    log.info("untrained %s model with %d parameters written to %s", family.name,
+             sum(p.numel() for p in model.net.parameters()), job["out"])
+
+
+def train(job: dict, progress: bool = True) -> None:
+    """train_full, prune and fine_tune: (prune,) train the start model on the shards."""
     import torch
 
-    from .models import load_model, n_parameters, prune_unet
+    from .families import get_family
+    from .training import TrainSpec, train as fit
 
-    model, scheduler_cfg = load_model(start)
-    before = n_parameters(model)
-    torch.manual_seed(spec["training"].get("seed", 0))
-    prune_unet(model, spec["ratio"], spec["importance"])
-    log.info("pruned %d -> %d parameters (ratio %.2f)", before, n_parameters(model), spec["ratio"])
-    _train_and_save(model, scheduler_cfg, spec, shards, out, scratch, progress)
+    device, dtype = _device(job)
+    family = get_family(job["family"])
+    inputs = job["inputs"]
+    model = family.load(Path(inputs["start"]))
+    if job["rule"] == "prune":
+        before = sum(p.numel() for p in model.net.parameters())
+        torch.manual_seed(job["training"].get("seed", 0))
+        family.prune(model, job["ratio"], job["importance"])
+        log.info("pruned %d -> %d parameters (ratio %.2f)", before,
+                 sum(p.numel() for p in model.net.parameters()), job["ratio"])
+    images, _ = data_mod.read_shards(inputs["shards"])
+    section = job["training"]
+    log.info("training on %d images of %s for %d steps on %s", len(images), ", ".join(job["members"]),
+             section["steps"], device)
+    start = time.perf_counter()
+    stats = fit(family, model, images, TrainSpec.from_dict(section), device, dtype,
+                checkpoint_dir=job["scratch"], checkpoint_every=section.get("checkpoint_every", 0),
+                desc=job.get("desc", "train"), progress=progress, ascent=job.get("ascent", False))
+    model.net.to("cpu")
+    with atomic_dir(job["out"]) as tmp:
+        family.save(model, tmp)
+        (tmp / "training.json").write_text(json.dumps({
+            "members": job["members"], "n_images": int(len(images)), "final_loss": stats["final_loss"],
+            "resumed_at": stats["start_step"], "seconds": time.perf_counter() - start, "device": str(device),
+        }, indent=2))
+    shutil.rmtree(job["scratch"], ignore_errors=True)
+    log.info("final loss %s; model written to %s", stats["final_loss"], job["out"])
 
 
-def generate(spec: dict, model_dir: str, out: str, progress: bool = True) -> None:
-    from .models import load_model
-    from .sampling import sample_ddim
+def generate(job: dict, progress: bool = True) -> None:
+    from .families import get_family
 
-    model, scheduler_cfg = load_model(model_dir)
-    images = sample_ddim(
-        model,
-        scheduler_cfg,
-        n_images=spec["n_images"],
-        inference_steps=spec["inference_steps"],
-        seed=spec["seed"],
-        batch_size=spec["batch_size"],
-        eta=spec["eta"],
-        progress=progress,
-    )
-    with atomic_path(out, suffix=".npz", seal=True) as tmp:
+    device, dtype = _device(job)
+    family = get_family(job["family"])
+    from .io import verify_dir
+
+    model = family.load(verify_dir(job["inputs"]["model"]))
+    images = family.sample(model, job["spec"]["n_images"], {**job["spec"], "batch_size": job["batch_size"]},
+                           device, dtype, progress)
+    with atomic_path(job["out"], suffix=".npz", seal=True) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, images=images)
-    log.info("wrote %d samples to %s", len(images), out)
+    log.info("wrote %d samples to %s", len(images), job["out"])
 
 
-def train_classifier(spec: dict, shards: list[str], out: str, progress: bool = True) -> None:
-    from .classifier import save_classifier, train_classifier as fit
+def train_classifier(job: dict, progress: bool = True) -> None:
+    from .extractors.classifier_net import save_classifier, train_classifier as fit
 
-    images, labels = [], []
-    for i, shard in enumerate(shards):
-        x, y = data_mod.read_shards([shard])
-        images.append(x)
-        # Unlabelled folders: the contributor is the class.
-        labels.append(np.full(len(y), i) if (y < 0).all() else y)
-    images, labels = np.concatenate(images), np.concatenate(labels)
-    model, metrics = fit(images, labels, spec, progress=progress)
-    acc, need = metrics["heldout_accuracy"], spec["min_accuracy"]
+    _device({**job, "device": "cpu"})  # a small CNN: CPU, pinned threads, reproducible
+    inputs = job["inputs"]
+    if "reference" in inputs:
+        ref = _read_npz(inputs["reference"])
+        images, labels = ref["images"], ref["labels"]
+    else:  # unlabelled: the contributor is the class
+        images, labels = [], []
+        for i, shard in enumerate(inputs["shards"]):
+            x, _ = data_mod.read_shards([shard])
+            images.append(x)
+            labels.append(np.full(len(x), i))
+        images, labels = np.concatenate(images), np.concatenate(labels)
+    model, metrics = fit(images, labels, job["spec"], progress=progress)
+    acc, need = metrics["heldout_accuracy"], job["min_accuracy"]
     log.info("classifier held-out accuracy %.4f on %d images", acc, metrics["n_test"])
     if acc < need:
         raise RuntimeError(
-            f"classifier held-out accuracy {acc:.4f} is below classifier.min_accuracy {need}; "
-            "raise classifier.steps or lower min_accuracy"
+            f"classifier held-out accuracy {acc:.4f} is below features.classifier.min_accuracy {need}; "
+            "raise features.classifier.steps or lower min_accuracy"
         )
-    with atomic_dir(out) as tmp:
-        save_classifier(model, tmp, metrics, images)
+    with atomic_dir(job["out"]) as tmp:
+        save_classifier(model, tmp, metrics)
 
 
-def score(spec: dict, samples: str, classifier_dir: str, out: str) -> None:
-    from .classifier import features_and_probs, load_classifier
-    from .properties import get
-
-    prop = get(spec["property"])
-    model, _ = load_classifier(Path(classifier_dir))
-    with np.load(verify_file(samples)) as z:
-        images = z["images"]
-    feats, probs = features_and_probs(model, images)
-    with np.load(Path(classifier_dir) / "reference_stats.npz") as z:
-        reference = {k: z[k] for k in z.files}
-    value = prop.compute(feats, probs, reference)
-    if not np.isfinite(value):
-        raise FloatingPointError(f"property {prop.name} of {samples} is {value}")
-    write_json(
-        out,
-        {"property": prop.name, "value": value, "higher_is_better": prop.higher_is_better, "n_images": int(len(images))},
-        seal=True,
-    )
-    log.info("%s = %.6g", prop.name, value)
+# ---------------------------------------------------------------- features and scores
 
 
-def design(spec: dict, out: str) -> None:
+def _extract(job: dict, images: np.ndarray, names, specs: dict, device) -> dict:
+    """{extractor: {array name: array}} of uint8 images."""
+    from .extractors import get_extractor
+
+    out = {}
+    for name in names:
+        ext = get_extractor(name)
+        state = ext.load({**specs[name], **job["runtime"][name]}, job["inputs"].get(name), device)
+        out[name] = ext.extract(state, images, job["batch_size"])
+    return out
+
+
+def features(job: dict, progress: bool = True) -> None:
+    device, _ = _device(job)
+    images = _read_npz(job["inputs"]["samples"])["images"]
+    specs = job["spec"]["extractors"]
+    feats = _extract(job, images, sorted(specs), specs, device)
+    _write_npz(job["out"], **{f"{e}.{k}": v for e, arrays in feats.items() for k, v in arrays.items()})
+    log.info("features of %d samples (%s) written to %s", len(images), ", ".join(sorted(specs)), job["out"])
+
+
+def reference_stats(job: dict, progress: bool = True) -> None:
+    from .extractors import get_extractor
+
+    name = job["extractor"]
+    if job.get("stats_file"):
+        stats = dict(np.load(job["stats_file"]))
+        if "mu" not in stats or "sigma" not in stats or stats["sigma"].shape != (len(stats["mu"]),) * 2:
+            raise ValueError(f"{job['stats_file']} must hold 'mu' (d,) and 'sigma' (d, d)")
+        _write_npz(job["out"], mu=stats["mu"], sigma=stats["sigma"])
+        return
+    device, _ = _device(job)
+    images = _read_npz(job["inputs"]["images"])["images"]
+    feats = _extract(job, images, [name], {name: job["spec"]}, device)
+    _write_npz(job["out"], **get_extractor(name).reference(feats[name]))
+    log.info("%s reference statistics of %d images written to %s", name, len(images), job["out"])
+
+
+def _grouped(arrays: dict) -> dict:
+    out: dict = {}
+    for k, v in arrays.items():
+        ext, _, name = k.partition(".")
+        out.setdefault(ext, {})[name] = v
+    return out
+
+
+def score(job: dict, progress: bool = True) -> None:
+    from .properties import compute_all, get
+
+    inputs = job["inputs"]
+    feats = _grouped(_read_npz(inputs["features"]))
+    refs = {role.removeprefix("reference_"): _read_npz(p) for role, p in inputs.items() if role.startswith("reference_")}
+    names = job["spec"]["properties"]
+    values = compute_all(names, feats, refs, job["spec"]["options"])
+    n_images = len(next(iter(next(iter(feats.values())).values())))
+    write_json(job["out"], {
+        "n_images": n_images,
+        "properties": {n: {"value": values[n], "higher_is_better": get(n).higher_is_better} for n in names},
+    }, seal=True)
+    log.info("%s", ", ".join(f"{n} = {v:.6g}" for n, v in values.items()))
+
+
+# ---------------------------------------------------------------- designs and values
+
+
+def coalition_sample(job: dict, progress: bool = True) -> None:
     import pandas as pd
 
     from .coalitions import sample_design
 
+    spec = job["spec"]
     masks = sample_design(len(spec["players"]), spec["budget"], spec["scheme"], spec["seed"])
     df = pd.DataFrame(masks, columns=spec["players"])
     df.insert(0, "row", np.arange(len(df)))
-    _write_parquet(df, out)
+    _write_parquet(df, job["out"])
+
+
+def shapley_estimate(job: dict, progress: bool = True) -> None:
+    from .report import estimate_values
+
+    estimate_values(job["spec"], job["inputs"], job["out"])
+
+
+STAGES = {
+    "prepare_shard": prepare_shard,
+    "prepare_data": prepare_data,
+    "reference_data": reference_data,
+    "init_model": init_model,
+    "train_full": train,
+    "prune": train,
+    "fine_tune": train,
+    "generate": generate,
+    "train_classifier": train_classifier,
+    "features": features,
+    "reference_stats": reference_stats,
+    "score": score,
+    "coalition_sample": coalition_sample,
+    "shapley_estimate": shapley_estimate,
+}
+# Jobs that only move tables and arrays do not import torch.
+NO_TORCH = {"prepare_shard", "prepare_data", "reference_data", "coalition_sample", "shapley_estimate"}

@@ -1,20 +1,22 @@
 """`diffcredit status` and `diffcredit gc`: what a config's run has done, and what
-in its results folder no longer belongs to it."""
+in its results folder no longer belongs to it. Both read the plan's node table."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import deep_update, load_yaml
-from .io import FOLDER_SIDECAR, sidecar_of
-from .io import list_checkpoints
+from .io import FOLDER_SIDECAR, list_checkpoints, sidecar_of
 
-# Folders under results/ whose entries are named by a key.
-KEYED = ("data/shards", "models/init", "models/full", "models/pruned", "models/classifier",
-         "coalitions", "designs", "values", "scratch")
+# Folders under results/ whose entries are named by a key (or hold keyed files).
+KEYED = ("data/shards", "data/reference", "models/init", "models/full", "models/pruned", "models/classifier",
+         "coalitions", "references", "designs", "values", "scratch")
+# Rules whose outputs are folders.
+FOLDER_RULES = {"init_model", "train_full", "prune", "fine_tune", "train_classifier", "shapley_estimate"}
 
 
 def load_plan(workflow_dir: str | Path = ".", configfiles=()):
@@ -49,9 +51,16 @@ def human(n: int) -> str:
     return str(n)
 
 
-def _model_state(plan, key: str) -> tuple[str, int | None]:
+def is_done(node) -> bool:
+    """A node's artifact is complete: it carries the sidecar written on success."""
+    if node.rule in FOLDER_RULES:
+        return (Path(node.path) / FOLDER_SIDECAR).is_file()
+    return Path(node.path).is_file() and sidecar_of(node.path).is_file()
+
+
+def model_state(plan, key: str) -> tuple[str, int | None]:
     """('done' | 'incomplete' | 'missing', latest checkpoint step)."""
-    if (Path(plan.model_dir(key)) / FOLDER_SIDECAR).is_file():
+    if is_done(plan.nodes[key]):
         return "done", None
     ckpts = list_checkpoints(Path(plan.scratch_dir(key)))
     if ckpts:
@@ -63,43 +72,38 @@ def _model_state(plan, key: str) -> tuple[str, int | None]:
 class Status:
     models: dict = field(default_factory=dict)  # name -> state
     coalitions: dict = field(default_factory=lambda: {"done": 0, "incomplete": 0, "missing": 0})
+    strategies: Counter = field(default_factory=Counter)
     incomplete: list = field(default_factory=list)  # (key, members, step)
-    samples: tuple = (0, 0)
-    scores: tuple = (0, 0)
-    estimates: tuple = (0, 0)
+    stages: dict = field(default_factory=dict)  # rule -> (done, total)
     disk: dict = field(default_factory=dict)
 
 
 def status(plan) -> Status:
     st = Status()
-    for name, key in (("untrained", plan.init_key), ("full", plan.full_key)):
-        st.models[name] = _model_state(plan, key)[0]
-    if plan.strategy == "sft":
-        st.models["pruned"] = _model_state(plan, plan.pruned_key)[0]
-    st.models["classifier"] = "done" if (Path(plan.classifier_dir()) / FOLDER_SIDECAR).is_file() else "missing"
+    for name, rule in (("untrained", "init_model"), ("full", "train_full"), ("pruned", "prune"),
+                       ("classifier", "train_classifier")):
+        for key in plan.keys(rule):
+            if rule != "prune" or any(plan.nodes[k].parents.get("start") == key for k in plan.coalitions):
+                st.models[name] = model_state(plan, key)[0]
     for key, members in plan.coalitions.items():
-        state, step = _model_state(plan, key)
+        state, step = model_state(plan, key)
         st.coalitions[state] += 1
+        st.strategies[plan.nodes[key].spec["strategy"]] += 1
         if state == "incomplete":
             st.incomplete.append((key, members, step))
-    done = lambda p: sidecar_of(p).is_file() and Path(p).is_file()  # noqa: E731
-    models = list(plan.evaluated)
-    st.samples = (sum(done(plan.samples_path(m)) for m in models), len(models))
-    scores = [plan.score_path(m, p) for m in models for p in plan.properties]
-    st.scores = (sum(done(s) for s in scores), len(scores))
-    st.estimates = (
-        sum((Path(plan.values_dir(e)) / FOLDER_SIDECAR).is_file() for e in plan.estimators),
-        len(plan.estimators),
-    )
-    for sub in ("data", "models", "coalitions", "scratch", "values"):
+    for rule in ("generate", "features", "score", "shapley_estimate"):
+        keys = plan.keys(rule)
+        st.stages[rule] = (sum(is_done(plan.nodes[k]) for k in keys), len(keys))
+    for sub in ("data", "models", "coalitions", "references", "scratch", "values"):
         st.disk[sub] = disk_usage(plan.results / sub) if (plan.results / sub).exists() else 0
     return st
 
 
 def format_status(plan, st: Status) -> str:
     n = len(plan.coalitions)
+    strategies = ", ".join(f"{k} {v}" for k, v in sorted(st.strategies.items())) or "none"
     lines = [
-        f"results: {plan.results}  ({plan.n} contributors, strategy {plan.strategy})",
+        f"results: {plan.results}  ({plan.n} contributors, strategies: {strategies})",
         "models: " + ", ".join(f"{k} {v}" for k, v in st.models.items()),
         f"coalitions: {n} in the design(s): {st.coalitions['done']} done, "
         f"{st.coalitions['incomplete']} incomplete (have checkpoints), {st.coalitions['missing']} missing",
@@ -107,60 +111,48 @@ def format_status(plan, st: Status) -> str:
     for key, members, step in st.incomplete:
         lines.append(f"  incomplete {key}: step {step}, members {'+'.join(members)}")
     lines += [
-        f"samples: {st.samples[0]}/{st.samples[1]}  scores: {st.scores[0]}/{st.scores[1]}  "
-        f"estimates: {st.estimates[0]}/{st.estimates[1]}",
+        "  ".join(f"{rule.replace('shapley_estimate', 'estimates')}: {d}/{t}" for rule, (d, t) in st.stages.items()),
         "disk: " + ", ".join(f"{k} {human(v)}" for k, v in st.disk.items())
         + f"; total {human(sum(st.disk.values()))}",
     ]
     return "\n".join(lines)
 
 
-def referenced(plan) -> dict[str, set[str]]:
-    """Entry names under each keyed folder that the plan uses."""
-    models = set(plan.evaluated)
-    ref = {
-        "data/shards": {f"{k}.npz" for k in plan.shard_keys.values()}
-        | {f"{k}.npz.sha256.json" for k in plan.shard_keys.values()},
-        "models/init": {plan.init_key},
-        "models/full": {plan.full_key},
-        "models/pruned": {plan.pruned_key} if plan.strategy == "sft" else set(),
-        "models/classifier": {plan.classifier_key},
-        "coalitions": models,
-        "designs": {f"{e.design_key}.parquet" for e in plan.estimators}
-        | {f"{e.design_key}.parquet.sha256.json" for e in plan.estimators},
-        "values": {e.key for e in plan.estimators},
-        "scratch": set(plan.coalitions) | {plan.full_key, plan.pruned_key},
-    }
-    return ref
+def referenced(plan) -> set[Path]:
+    """Every path the plan's nodes use, with sidecars and scratch folders."""
+    out = set()
+    for node in plan.nodes.values():
+        p = Path(node.path)
+        out.add(p)
+        out.add(sidecar_of(p))
+        if node.rule in ("train_full", "prune", "fine_tune"):
+            out.add(Path(plan.scratch_dir(node.key)))
+    return out
 
 
 def garbage(plan) -> list[Path]:
-    """Artifacts under the results folder that the plan does not refer to."""
-    ref = referenced(plan)
+    """Artifacts under the results folder's keyed folders that the plan does not use."""
+    used = referenced(plan)
+    keep = used | {q for p in used for q in p.parents}
     out = []
+
+    def walk(folder: Path):
+        for entry in sorted(folder.iterdir()):
+            if entry in used:
+                continue
+            if entry in keep and entry.is_dir():
+                walk(entry)
+            else:
+                out.append(entry)
+
     for sub in KEYED:
         folder = plan.results / sub
-        if not folder.is_dir():
-            continue
-        for entry in sorted(folder.iterdir()):
-            if entry.name not in ref[sub]:
-                out.append(entry)
-    # Inside a used coalition: samples and scores of other generate/score settings.
-    for m in plan.evaluated:
-        base = plan.results / "coalitions" / m
-        keep_samples = {Path(plan.samples_path(m)).name}
-        keep_scores = {Path(plan.score_path(m, p)).name for p in plan.properties}
-        for sub, keep in (("samples", keep_samples), ("scores", keep_scores)):
-            folder = base / sub
-            if folder.is_dir():
-                for entry in sorted(folder.iterdir()):
-                    name = entry.name.removesuffix(".sha256.json")
-                    if name not in keep:
-                        out.append(entry)
+        if folder.is_dir():
+            walk(folder)
     data_dir = plan.results / "data"
     if data_dir.is_dir():
         for entry in sorted(data_dir.iterdir()):
-            if entry.is_dir() and entry.name not in ("shards", plan.data_key):
+            if entry.is_dir() and entry not in keep and entry.name not in ("shards", "reference"):
                 out.append(entry)
     return out
 

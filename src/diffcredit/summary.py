@@ -30,11 +30,12 @@ def write_summary(plan, stream=None) -> pd.DataFrame:
     with atomic_path(out, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False)
     cols = ["contributor", "value", "ci_low", "ci_high", "rank"]
-    groups = ["method", "shrink", "scheme", "budget", "property"]
-    for (method, shrink, scheme, budget, prop), t in table.groupby(groups, sort=False):
+    groups = ["method", "shrink", "scheme", "budget", "strategy", "property"]
+    for (method, shrink, scheme, budget, strategy, prop), t in table.groupby(groups, sort=False):
         better = "higher" if bool(t["higher_is_better"].iloc[0]) else "lower"
         shrunk = ", shrunk toward the equal split" if shrink else ""
-        print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions{shrunk}:", file=stream)
+        print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions ({strategy}){shrunk}:",
+              file=stream)
         print(t.sort_values("rank")[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=stream)
     for est in plan.estimators:
         print(f"plots: {plan.values_dir(est)}/", file=stream)

@@ -1,9 +1,10 @@
-"""Denoising training with checkpoints that resume exactly.
+"""Denoising training of any family, with checkpoints that resume exactly.
 
 All randomness of step t (which items, which timesteps, which noise) is a pure
-function of (seed, t), so a run resumed from a checkpoint at step t draws the same
-batches as an uninterrupted one. Checkpoints hold the model, optimizer, learning
-rate schedule and EMA state; a corrupt one is skipped for the one before it.
+function of (seed, t) and drawn on the CPU, so a run resumed from a checkpoint at
+step t draws the same batches as an uninterrupted one, on any device. Checkpoints
+hold the trained parameters, optimizer, learning rate schedule and EMA state; a
+corrupt one is skipped for the one before it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .io import atomic_path, list_checkpoints
 
 log = logging.getLogger(__name__)
 
 KEEP_CHECKPOINTS = 2
+LOG_EVERY = 50
 
 
 @dataclass
@@ -33,6 +34,8 @@ class TrainSpec:
     warmup_steps: int = 0
     ema_decay: float = 0.0
     grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    antithetic: bool = False
     seed: int = 0
 
     @classmethod
@@ -57,24 +60,27 @@ def batch_indices(n_items: int, batch_size: int, seed: int, step: int) -> np.nda
     return np.asarray(out)
 
 
-def to_model_range(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).float().div(127.5).sub(1.0)
+def timesteps(n: int, n_t: int, antithetic: bool, g: torch.Generator) -> torch.Tensor:
+    """Uniform timesteps; antithetic pairs (t, T-1-t) halve the loss variance."""
+    if not antithetic:
+        return torch.randint(0, n_t, (n,), generator=g)
+    t = torch.randint(0, n_t, (n // 2 + 1,), generator=g)
+    return torch.cat([t, n_t - 1 - t])[:n]
 
 
 class EMA:
-    def __init__(self, model: torch.nn.Module, decay: float):
+    def __init__(self, params: list, decay: float):
         self.decay = decay
-        self.shadow = [p.detach().clone() for p in model.parameters()]
+        self.shadow = [p.detach().clone() for p in params]
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
+    def update(self, params: list, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
-        for s, p in zip(self.shadow, model.parameters()):
-            s.mul_(d).add_(p.detach(), alpha=1 - d)
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in params], 1 - d)
 
     @torch.no_grad()
-    def copy_to(self, model: torch.nn.Module) -> None:
-        for s, p in zip(self.shadow, model.parameters()):
+    def copy_to(self, params: list) -> None:
+        for s, p in zip(self.shadow, params):
             p.copy_(s)
 
 
@@ -108,82 +114,104 @@ def load_latest_checkpoint(folder: Path) -> dict | None:
 
 
 def train(
-    model: torch.nn.Module,
+    family,
+    model,
     images: np.ndarray,
     spec: TrainSpec,
-    scheduler_cfg: dict,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 0,
     desc: str = "train",
     progress: bool = True,
+    ascent: bool = False,
 ) -> dict:
-    """Train `model` to predict noise on uint8 `images` (N, C, H, W); returns stats."""
-    from diffusers import DDPMScheduler
+    """Train `model` (a family's Model) on uint8 `images` (N, C, H, W); returns stats.
+
+    With `ascent`, the loss is maximised (gradient ascent on data to forget).
+    """
     from tqdm import tqdm
+
+    from .devices import autocast
 
     if len(images) == 0:
         raise ValueError("cannot train on zero images")
-    noise_scheduler = DDPMScheduler(**scheduler_cfg)
-    n_t = noise_scheduler.config.num_train_timesteps
-    data = to_model_range(images)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.0)
+    device = device or torch.device("cpu")
+    net = model.net.to(device)
+    net.train()
+    named = family.trainable(model)
+    params = list(named.values())
+    data = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    n_t = family.num_timesteps(model)
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     warmup = max(spec.warmup_steps, 0)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
     )
-    ema = EMA(model, spec.ema_decay) if spec.ema_decay > 0 else None
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and dtype == torch.float16)
+    ema = EMA(params, spec.ema_decay) if spec.ema_decay > 0 else None
     start = 0
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     if ckpt_dir is not None:
         state = load_latest_checkpoint(ckpt_dir)
         if state is not None:
-            model.load_state_dict(state["model"])
+            with torch.no_grad():
+                for name, value in state["params"].items():
+                    named[name].copy_(value)
             optimizer.load_state_dict(state["optimizer"])
             lr_schedule.load_state_dict(state["lr_schedule"])
             if ema is not None:
-                ema.shadow = list(state["ema"])
+                ema.shadow = [s.to(device) for s in state["ema"]]
             start = state["step"]
             log.info("resumed from checkpoint at step %d of %d", start, spec.steps)
+    sign = -1.0 if ascent else 1.0
+    window, n_window = torch.zeros((), device=device), 0
     losses = []
     bar = tqdm(total=spec.steps, initial=start, desc=desc, disable=not progress, mininterval=2.0)
     for step in range(start, spec.steps):
-        idx = batch_indices(len(data), spec.batch_size, spec.seed, step)
-        x0 = data[torch.from_numpy(idx)]
+        idx = torch.from_numpy(batch_indices(len(data), spec.batch_size, spec.seed, step)).to(device)
+        x0 = family.encode(model, data[idx])
         g = torch.Generator().manual_seed(step_seed(spec.seed, step))
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.randint(0, n_t, (len(x0),), generator=g)
-        xt = noise_scheduler.add_noise(x0, noise, t)
-        loss = F.mse_loss(model(xt, t).sample, noise)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step}; lower the learning rate")
+        noise = torch.randn(x0.shape, generator=g).to(device)
+        t = timesteps(len(x0), n_t, spec.antithetic, g).to(device)
+        with autocast(device, dtype):
+            loss = family.loss(model, x0, noise, t).mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(sign * loss).backward()
         if spec.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-        optimizer.step()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, spec.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
         lr_schedule.step()
         if ema is not None:
-            ema.update(model, step)
-        losses.append(loss.item())
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            ema.update(params, step)
+        window += loss.detach()
+        n_window += 1
         done = step + 1
+        if done % LOG_EVERY == 0 or done == spec.steps:
+            mean = window.item() / n_window  # one host sync per window, not per step
+            window.zero_()
+            n_window = 0
+            if not math.isfinite(mean):
+                raise FloatingPointError(f"{desc}: loss is {mean} near step {step}; lower the learning rate")
+            losses.append(mean)
+            bar.set_postfix(loss=f"{mean:.4f}")
+        bar.update(1)
         if ckpt_dir is not None and checkpoint_every > 0 and done % checkpoint_every == 0 and done < spec.steps:
             save_checkpoint(
                 ckpt_dir,
                 done,
                 {
                     "step": done,
-                    "model": model.state_dict(),
+                    "params": {k: v.detach().cpu() for k, v in named.items()},
                     "optimizer": optimizer.state_dict(),
                     "lr_schedule": lr_schedule.state_dict(),
-                    "ema": ema.shadow if ema is not None else None,
+                    "ema": [s.cpu() for s in ema.shadow] if ema is not None else None,
                 },
             )
     bar.close()
     if ema is not None:
-        ema.copy_to(model)
-    model.eval()
-    return {"start_step": start, "steps": spec.steps, "final_loss": float(np.mean(losses[-50:])) if losses else None}
+        ema.copy_to(params)
+    net.eval()
+    return {"start_step": start, "steps": spec.steps, "final_loss": losses[-1] if losses else None}

@@ -1,38 +1,29 @@
-# Coalition designs and one fine-tune per coalition.
+# Coalition designs and the estimates made from their scores.
 
 
 rule coalition_sample:
     output:
-        f"{R}/designs/{{dkey}}.parquet",
+        f"{R}/designs/{{key}}.parquet",
     params:
-        spec=lambda wc: json.dumps(plan.design_spec(wc.dkey)),
+        job=node_job("coalition_sample"),
     conda:
         "../../envs/estimate.yaml"
     log:
-        f"{R}/logs/coalition_sample/{{dkey}}.log",
+        f"{R}/logs/coalition_sample/{{key}}.log",
     shell:
-        "{PY} design --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "{PY} job {params.job:q} > {log:q} 2>&1"
 
 
-def _fine_tune_inputs(wc):
-    return {
-        "start": ancient(plan.start_dir(wc.key)),
-        "shards": [ancient(plan.shard_path(n)) for n in plan.members_of(wc.key)],
-    }
-
-
-rule fine_tune:
+rule shapley_estimate:
     input:
-        unpack(_fine_tune_inputs),
+        unpack(node_inputs("shapley_estimate")),
     output:
-        directory(f"{R}/coalitions/{{key}}/model"),
+        directory(f"{R}/values/{{key}}"),
     params:
-        spec=lambda wc: json.dumps(plan.train_job_spec(wc.key)),
-    threads: plan.threads
+        job=node_job("shapley_estimate"),
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/estimate.yaml"
     log:
-        f"{R}/logs/fine_tune/{{key}}.log",
+        f"{R}/logs/shapley_estimate/{{key}}.log",
     shell:
-        "{PY} train --spec {params.spec:q} --start {input.start} --shards {input.shards}"
-        " --out {output} --scratch {R}/scratch/{wildcards.key} --threads {THREADS} > {log} 2>&1"
+        "{PY} job {params.job:q} > {log:q} 2>&1"

@@ -1,29 +1,45 @@
-# Contributors' data: one shard per contributor, keyed by its content.
+# Contributors' data (one shard per contributor, keyed by its content) and the
+# reference images.
 
 
 rule prepare_shard:
     output:
-        f"{R}/data/shards/{{shard}}.npz",
+        f"{R}/data/shards/{{key}}.npz",
     params:
-        spec=lambda wc: json.dumps(plan.shard_spec(wc.shard)),
+        job=node_job("prepare_shard"),
     conda:
         "../../envs/estimate.yaml"
     log:
-        f"{R}/logs/prepare_shard/{{shard}}.log",
+        f"{R}/logs/prepare_shard/{{key}}.log",
     shell:
-        "{PY} prepare-shard --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "{PY} job {params.job:q} > {log:q} 2>&1"
 
 
 rule prepare_data:
     input:
-        [ancient(plan.shard_path(n)) for n in plan.names],
+        unpack(node_inputs("prepare_data")),
     output:
-        plan.manifest_path(),
+        f"{R}/data/{{key}}/manifest.parquet",
     params:
-        spec=json.dumps(plan.manifest_spec()),
+        job=node_job("prepare_data"),
     conda:
         "../../envs/estimate.yaml"
     log:
-        f"{R}/logs/prepare_data/{plan.data_key}.log",
+        f"{R}/logs/prepare_data/{{key}}.log",
     shell:
-        "{PY} prepare-data --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "{PY} job {params.job:q} > {log:q} 2>&1"
+
+
+rule reference_data:
+    input:
+        unpack(node_inputs("reference_data")),
+    output:
+        f"{R}/data/reference/{{key}}.npz",
+    params:
+        job=node_job("reference_data"),
+    conda:
+        "../../envs/estimate.yaml"
+    log:
+        f"{R}/logs/reference_data/{{key}}.log",
+    shell:
+        "{PY} job {params.job:q} > {log:q} 2>&1"

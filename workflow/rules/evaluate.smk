@@ -1,68 +1,76 @@
-# Generate from every coalition model, score the samples, estimate the values.
-
-
-def _samples_input(wc):
-    if plan.generate_key(wc.mkey) != wc.gkey:
-        raise WorkflowError(f"samples {wc.gkey} of model {wc.mkey} are not in this plan")
-    return ancient(plan.model_dir(wc.mkey))
+# Samples of every model, their features, the reference statistics, and the
+# properties (scores) computed from them.
 
 
 rule generate:
     input:
-        model=_samples_input,
+        unpack(node_inputs("generate")),
     output:
-        f"{R}/coalitions/{{mkey}}/samples/{{gkey}}.npz",
+        f"{R}/coalitions/{{mkey}}/samples/{{key}}.npz",
     params:
-        spec=json.dumps(plan.cfg["generate"]),
+        job=node_job("generate"),
     threads: plan.threads
+    resources:
+        mem_mb=node_mem_mb,
+        gpu=node_gpu,
     conda:
         "../../envs/torch.yaml"
     log:
-        f"{R}/logs/generate/{{mkey}}-{{gkey}}.log",
+        f"{R}/logs/generate/{{mkey}}-{{key}}.log",
     shell:
-        "{PY} generate --spec {params.spec:q} --model {input.model} --out {output}"
-        " --threads {THREADS} > {log} 2>&1"
+        "{PY} job {params.job:q} > {log:q} 2>&1"
 
 
-def _score_inputs(wc):
-    if plan.score_key(wc.mkey, wc.prop) != wc.skey:
-        raise WorkflowError(f"score {wc.prop}-{wc.skey} of model {wc.mkey} is not in this plan")
-    return {"samples": ancient(plan.samples_path(wc.mkey)), "classifier": ancient(plan.classifier_dir())}
+rule features:
+    input:
+        unpack(node_inputs("features")),
+    output:
+        f"{R}/coalitions/{{mkey}}/features/{{key}}.npz",
+    params:
+        job=node_job("features"),
+    threads: plan.threads
+    resources:
+        mem_mb=node_mem_mb,
+        gpu=node_gpu,
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        f"{R}/logs/features/{{mkey}}-{{key}}.log",
+    shell:
+        "{PY} job {params.job:q} > {log:q} 2>&1"
+
+
+rule reference_stats:
+    input:
+        unpack(node_inputs("reference_stats")),
+    output:
+        f"{R}/references/{{key}}.npz",
+    params:
+        job=node_job("reference_stats"),
+    threads: plan.train_threads
+    resources:
+        mem_mb=node_mem_mb,
+        gpu=node_gpu,
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        f"{R}/logs/reference_stats/{{key}}.log",
+    shell:
+        "{PY} job {params.job:q} > {log:q} 2>&1"
 
 
 rule score:
     input:
-        unpack(_score_inputs),
+        unpack(node_inputs("score")),
     output:
-        f"{R}/coalitions/{{mkey}}/scores/{{prop}}-{{skey}}.json",
-    threads: plan.threads
+        f"{R}/coalitions/{{mkey}}/scores/{{key}}.json",
+    params:
+        job=node_job("score"),
+    resources:
+        mem_mb=node_mem_mb,
     conda:
         "../../envs/torch.yaml"
     log:
-        f"{R}/logs/score/{{mkey}}-{{prop}}-{{skey}}.log",
+        f"{R}/logs/score/{{mkey}}-{{key}}.log",
     shell:
-        """{PY} score --spec '{{"property": "{wildcards.prop}"}}' --samples {input.samples}"""
-        " --classifier {input.classifier} --out {output} --threads {THREADS} > {log} 2>&1"
-
-
-def _estimate_inputs(wc):
-    est = plan.estimator(wc.ekey)
-    inputs = {"design": ancient(plan.design_path(est))}
-    for name, paths in plan.score_paths(est).items():
-        inputs[name] = ancient(paths) if isinstance(paths, str) else [ancient(p) for p in paths]
-    return inputs
-
-
-rule shapley_estimate:
-    input:
-        unpack(_estimate_inputs),
-    output:
-        directory(f"{R}/values/{{ekey}}"),
-    params:
-        spec=lambda wc: plan.estimate_spec(plan.estimator(wc.ekey)),
-    conda:
-        "../../envs/estimate.yaml"
-    log:
-        f"{R}/logs/shapley_estimate/{{ekey}}.log",
-    script:
-        "../scripts/estimate.py"
+        "{PY} job {params.job:q} > {log:q} 2>&1"

@@ -1,74 +1,92 @@
-# The untrained model, the full model, the pruned model and the classifier.
-
-
-def all_shards():
-    return [ancient(plan.shard_path(n)) for n in plan.names]
+# The untrained, full and pruned models, every coalition's model, and the
+# classifier feature extractor.
 
 
 rule init_model:
     output:
-        directory(plan.model_dir(plan.init_key)),
+        directory(f"{R}/models/init/{{key}}"),
     params:
-        spec=json.dumps(plan.init_spec),
+        job=node_job("init_model"),
+    resources:
+        mem_mb=node_mem_mb,
     conda:
         "../../envs/torch.yaml"
     log:
-        f"{R}/logs/init_model/{plan.init_key}.log",
+        f"{R}/logs/init_model/{{key}}.log",
     shell:
-        "{PY} init-model --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "{PY} job {params.job:q} > {log:q} 2>&1"
 
 
 rule train_full:
     input:
-        start=ancient(plan.model_dir(plan.init_key)),
-        shards=all_shards(),
-        manifest=ancient(plan.manifest_path()),
+        unpack(node_inputs("train_full")),
     output:
-        directory(plan.model_dir(plan.full_key)),
+        directory(f"{R}/models/full/{{key}}"),
     params:
-        spec=json.dumps(plan.train_job_spec(plan.full_key)),
-        scratch=plan.scratch_dir(plan.full_key),
+        job=node_job("train_full"),
     threads: plan.train_threads
+    resources:
+        mem_mb=node_mem_mb,
+        gpu=node_gpu,
     conda:
         "../../envs/torch.yaml"
     log:
-        f"{R}/logs/train_full/{plan.full_key}.log",
+        f"{R}/logs/train_full/{{key}}.log",
     shell:
-        "{PY} train --spec {params.spec:q} --start {input.start} --shards {input.shards}"
-        " --out {output} --scratch {params.scratch} --threads {TRAIN_THREADS} > {log} 2>&1"
+        "{PY} job {params.job:q} > {log:q} 2>&1"
 
 
 rule prune:
     input:
-        start=ancient(plan.model_dir(plan.full_key)),
-        shards=all_shards(),
+        unpack(node_inputs("prune")),
     output:
-        directory(plan.model_dir(plan.pruned_key)),
+        directory(f"{R}/models/pruned/{{key}}"),
     params:
-        spec=json.dumps(plan.train_job_spec(plan.pruned_key)),
-        scratch=plan.scratch_dir(plan.pruned_key),
+        job=node_job("prune"),
     threads: plan.train_threads
+    resources:
+        mem_mb=node_mem_mb,
+        gpu=node_gpu,
     conda:
         "../../envs/torch.yaml"
     log:
-        f"{R}/logs/prune/{plan.pruned_key}.log",
+        f"{R}/logs/prune/{{key}}.log",
     shell:
-        "{PY} prune --spec {params.spec:q} --start {input.start} --shards {input.shards}"
-        " --out {output} --scratch {params.scratch} --threads {TRAIN_THREADS} > {log} 2>&1"
+        "{PY} job {params.job:q} > {log:q} 2>&1"
+
+
+rule fine_tune:
+    input:
+        unpack(node_inputs("fine_tune")),
+    output:
+        directory(f"{R}/coalitions/{{key}}/model"),
+    params:
+        job=node_job("fine_tune"),
+    threads: plan.threads
+    resources:
+        mem_mb=node_mem_mb,
+        gpu=node_gpu,
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        f"{R}/logs/fine_tune/{{key}}.log",
+    shell:
+        "{PY} job {params.job:q} > {log:q} 2>&1"
 
 
 rule train_classifier:
     input:
-        shards=all_shards(),
+        unpack(node_inputs("train_classifier")),
     output:
-        directory(plan.classifier_dir()),
+        directory(f"{R}/models/classifier/{{key}}"),
     params:
-        spec=json.dumps({**plan.classifier_spec, "min_accuracy": plan.cfg["classifier"]["min_accuracy"]}),
+        job=node_job("train_classifier"),
     threads: plan.train_threads
+    resources:
+        mem_mb=node_mem_mb,
     conda:
         "../../envs/torch.yaml"
     log:
-        f"{R}/logs/train_classifier/{plan.classifier_key}.log",
+        f"{R}/logs/train_classifier/{{key}}.log",
     shell:
-        "{PY} train-classifier --spec {params.spec:q} --shards {input.shards}"
-        " --out {output} --threads {TRAIN_THREADS} > {log} 2>&1"
+        "{PY} job {params.job:q} > {log:q} 2>&1"

@@ -1,4 +1,4 @@
-"""A small CNN classifier used to score generated images.
+"""A small CNN classifier: the network of the `classifier` feature extractor.
 
 It gives class predictions (for class_entropy) and penultimate-layer features
 (for a Frechet distance). It is trained once per dataset content, on a seeded
@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 
 WEIGHTS = "classifier.safetensors"
 CONFIG = "classifier.json"
-REFERENCE = "reference_stats.npz"
 
 
 class SmallCNN(nn.Module):
@@ -99,15 +98,16 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, spec: dict, progres
 
 @torch.no_grad()
 def features_and_probs(model: SmallCNN, images: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    device = next(model.parameters()).device
     feats, probs = [], []
     for i in range(0, len(images), batch_size):
-        f = model.features(_prep(images[i : i + batch_size]))
-        feats.append(f.double().numpy())
-        probs.append(F.softmax(model.head(f), dim=1).double().numpy())
+        f = model.features(_prep(images[i : i + batch_size]).to(device))
+        feats.append(f.double().cpu().numpy())
+        probs.append(F.softmax(model.head(f), dim=1).double().cpu().numpy())
     return np.concatenate(feats), np.concatenate(probs)
 
 
-def save_classifier(model: SmallCNN, folder: Path, metrics: dict, ref_images: np.ndarray) -> None:
+def save_classifier(model: SmallCNN, folder: Path, metrics: dict) -> None:
     from safetensors.torch import save_file
 
     save_file(model.state_dict(), folder / WEIGHTS)
@@ -119,14 +119,12 @@ def save_classifier(model: SmallCNN, folder: Path, metrics: dict, ref_images: np
         **metrics,
     }
     (folder / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True))
-    feats, _ = features_and_probs(model, ref_images)
-    np.savez(folder / REFERENCE, mu=feats.mean(0), sigma=np.cov(feats, rowvar=False), n=len(feats))
 
 
 def load_classifier(folder: Path) -> tuple[SmallCNN, dict]:
     from safetensors.torch import load_file
 
-    from .io import verify_dir
+    from ..io import verify_dir
 
     verify_dir(folder)
     cfg = json.loads((folder / CONFIG).read_text())

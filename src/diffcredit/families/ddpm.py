@@ -1,7 +1,4 @@
-"""The pixel DDPM family: build, save, load and prune a diffusers UNet2DModel.
-
-torch is imported inside the functions that need it: the workflow imports this
-module when it parses the Snakefile, which must stay fast.
+"""The pixel DDPM family: a diffusers UNet2DModel on images.
 
 A pruned UNet has layer widths its diffusers config cannot describe. It is stored
 as the dense config (config.json), the pruned weights (safetensors) and
@@ -16,11 +13,14 @@ import json
 import logging
 from pathlib import Path
 
+from .base import Family, Model
+
 log = logging.getLogger(__name__)
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 STRUCTURE = "structure.json"
 SCHEDULER = "scheduler_config.json"
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 def unet_config(model_spec: dict, resolution: int, channels: int) -> dict:
@@ -52,14 +52,20 @@ def unet_config(model_spec: dict, resolution: int, channels: int) -> dict:
         norm_num_groups=groups,
         attention_head_dim=model_spec.get("attention_head_dim"),
         add_attention=bool(model_spec.get("mid_attention", True)),
+        dropout=float(model_spec.get("dropout", 0.0)),
     )
 
 
 def scheduler_config(model_spec: dict) -> dict:
+    prediction = model_spec.get("prediction_type", "epsilon")
+    if prediction not in PREDICTION_TYPES:
+        raise ValueError(f"model.prediction_type {prediction!r}: use one of {PREDICTION_TYPES}")
     return dict(
         num_train_timesteps=int(model_spec.get("num_train_timesteps", 1000)),
         beta_schedule=model_spec.get("beta_schedule", "linear"),
-        prediction_type="epsilon",
+        beta_start=float(model_spec.get("beta_start", 0.0001)),
+        beta_end=float(model_spec.get("beta_end", 0.02)),
+        prediction_type=prediction,
         clip_sample=True,
     )
 
@@ -124,8 +130,8 @@ def apply_structure(model, structure: dict) -> None:
 # ---------------------------------------------------------------- save/load
 
 
-def save_model(model, folder: str | Path, scheduler_cfg: dict) -> None:
-    """Save with save_pretrained (safetensors), plus the structure of a pruned model."""
+def save_unet(model, folder: str | Path, scheduler_cfg: dict) -> None:
+    """save_pretrained (safetensors), the scheduler, and the structure of a pruned model."""
     folder = Path(folder)
     model.save_pretrained(folder, safe_serialization=True)
     (folder / SCHEDULER).write_text(json.dumps(scheduler_cfg, indent=2, sort_keys=True))
@@ -135,16 +141,12 @@ def save_model(model, folder: str | Path, scheduler_cfg: dict) -> None:
         (folder / STRUCTURE).write_text(json.dumps(structure, indent=2, sort_keys=True))
 
 
-def load_model(folder: str | Path, verify: bool = True):
-    """Load a model saved by `save_model`; returns (unet, scheduler config)."""
+def load_unet(folder: str | Path):
+    """(unet, scheduler config) saved by `save_unet`."""
     from diffusers import UNet2DModel
     from safetensors.torch import load_file
 
-    from .io import verify_dir
-
     folder = Path(folder)
-    if verify:
-        verify_dir(folder)
     scheduler_cfg = json.loads((folder / SCHEDULER).read_text())
     if not (folder / STRUCTURE).is_file():
         return UNet2DModel.from_pretrained(folder), scheduler_cfg
@@ -178,9 +180,10 @@ def prune_unet(model, ratio: float, importance: str = "magnitude"):
     else:
         raise ValueError(f"unknown prune.importance {importance!r}: use 'magnitude' or 'random'")
     cfg = model.config
+    device = next(model.parameters()).device
     example = {
-        "sample": torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size),
-        "timestep": torch.tensor([1]),
+        "sample": torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size, device=device),
+        "timestep": torch.tensor([1], device=device),
     }
     heads = {}
     for m in model.modules():
@@ -194,6 +197,7 @@ def prune_unet(model, ratio: float, importance: str = "magnitude"):
         pruning_ratio=ratio,
         ignored_layers=[model.conv_out],
         num_heads=heads,
+        out_channel_groups={},
     )
     pruner.step()
     for m in model.modules():
@@ -208,3 +212,124 @@ def prune_unet(model, ratio: float, importance: str = "magnitude"):
                 f"{m.num_groups} groups; choose another prune.ratio"
             )
     return model
+
+
+# ---------------------------------------------------------------- loss and sampling
+
+
+def diffusion_loss(pred, x0, noise, t, noise_scheduler):
+    """Per-sample MSE against the target of the scheduler's prediction_type."""
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        target = noise
+    elif kind == "v_prediction":
+        target = noise_scheduler.get_velocity(x0, noise, t)
+    elif kind == "sample":
+        target = x0
+    else:
+        raise ValueError(f"unsupported prediction_type {kind!r}")
+    return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+
+
+def image_noise(shape, seed: int, start: int, n: int, device):
+    """Initial noise of images start..start+n-1: image i from its own seed (seed, i)."""
+    import torch
+
+    from ..training import step_seed
+
+    out = torch.empty((n, *shape))
+    for j in range(n):
+        g = torch.Generator().manual_seed(step_seed(seed, start + j))
+        out[j] = torch.randn(shape, generator=g)
+    return out.to(device)
+
+
+def ddim_sample(denoise, scheduler_cfg: dict, shape, n_images: int, spec: dict, device, dtype, progress=True):
+    """Seeded DDIM from `denoise(x, t) -> prediction`; returns float samples in the
+    model's space, on the CPU. eta > 0 draws each image's step noise from its own seed."""
+    import torch
+    from diffusers import DDIMScheduler
+    from tqdm import tqdm
+
+    from ..devices import autocast
+
+    scheduler = DDIMScheduler(**{**scheduler_cfg, "steps_offset": 1, "set_alpha_to_one": False})
+    scheduler.set_timesteps(spec["inference_steps"])
+    eta, seed, batch = float(spec.get("eta", 0.0)), int(spec["seed"]), int(spec["batch_size"])
+    out = []
+    bar = tqdm(total=n_images, desc="generate", disable=not progress, mininterval=2.0)
+    for start in range(0, n_images, batch):
+        n = min(batch, n_images - start)
+        x = image_noise(shape, seed, start, n, device)
+        for i, t in enumerate(scheduler.timesteps):
+            with autocast(device, dtype):
+                pred = denoise(x, t)
+            extra = {}
+            if eta > 0:  # per-image step noise, independent of the batch layout
+                extra["variance_noise"] = image_noise(shape, seed + 1 + i, start, n, device)
+            x = scheduler.step(pred.float(), t, x, eta=eta, **extra).prev_sample
+        out.append(x.float().cpu())
+        bar.update(n)
+    bar.close()
+    return torch.cat(out)
+
+
+def to_uint8(x):
+    import torch
+
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+class DDPM(Family):
+    name = "ddpm"
+
+    def resolve(self, model_cfg: dict, data: dict) -> dict:
+        unet = unet_config(model_cfg, data["resolution"], data["channels"])
+        return {"unet": unet, "scheduler": scheduler_config(model_cfg), "seed": int(model_cfg["seed"])}
+
+    def estimate_parameters(self, spec: dict) -> int:
+        u = spec["unet"]
+        widths, layers = u["block_out_channels"], u["layers_per_block"]
+        # Down resnets ~18 c^2 each, up resnets (skip concat) ~27 c^2, two mid resnets.
+        per_level = sum(c * c * (18 * layers + 27 * (layers + 1)) for c in widths)
+        return int(per_level + 36 * widths[-1] ** 2)
+
+    def init(self, spec: dict) -> Model:
+        return Model(build_unet(spec["unet"], spec["seed"]), dict(spec["scheduler"]))
+
+    def save(self, model: Model, folder: Path) -> None:
+        save_unet(model.net, folder, model.scheduler)
+
+    def load(self, folder: Path) -> Model:
+        net, scheduler = load_unet(folder)
+        return Model(net, scheduler)
+
+    def noise_scheduler(self, model: Model):
+        from diffusers import DDPMScheduler
+
+        sched = model.extras.get("noise_scheduler")
+        if sched is None:
+            sched = model.extras["noise_scheduler"] = DDPMScheduler(**model.scheduler)
+        return sched
+
+    def num_timesteps(self, model: Model) -> int:
+        return int(model.scheduler["num_train_timesteps"])
+
+    def loss(self, model: Model, x0, noise, t):
+        sched = self.noise_scheduler(model)
+        xt = sched.add_noise(x0, noise, t)
+        return diffusion_loss(model.net(xt, t).sample, x0, noise, t, sched)
+
+    def prune(self, model: Model, ratio: float, importance: str) -> None:
+        prune_unet(model.net, ratio, importance)
+
+    def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
+        import torch
+
+        net = model.net.to(device).eval()
+        cfg = net.config
+        shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
+        with torch.no_grad():
+            x = ddim_sample(lambda x, t: net(x, t).sample, model.scheduler, shape, n_images, spec, device, dtype,
+                            progress)
+        return to_uint8(x)

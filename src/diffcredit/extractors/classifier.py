@@ -1,0 +1,41 @@
+"""A small CNN the workflow trains on the reference images (their labels), or on
+contributor identity when the reference is unlabelled: its penultimate features
+and class probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import Extractor, mean_and_covariance
+
+
+class Classifier(Extractor):
+    name = "classifier"
+    trained = True
+
+    def resolve(self, cfg: dict, reference: dict) -> dict:
+        n = reference["n_classes"] if reference["labelled"] else reference["n_contributors"]
+        if n < 2:
+            what = "labelled classes in the reference set" if reference["labelled"] else "contributors"
+            raise ValueError(
+                f"the classifier extractor needs at least 2 classes to learn, found {n} {what}; "
+                "use a labelled reference set or a property that needs no classifier"
+            )
+        return {k: v for k, v in cfg.items() if k != "min_accuracy"}
+
+    def load(self, spec: dict, network: str | None, device):
+        from .classifier_net import load_classifier
+
+        model, _ = load_classifier(Path(network))
+        return model.to(device)
+
+    def extract(self, state, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+        from .classifier_net import features_and_probs
+
+        feats, probs = features_and_probs(state, images, batch_size)
+        return {"features": feats, "probs": probs}
+
+    def reference(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return mean_and_covariance(features["features"])

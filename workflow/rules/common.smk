@@ -1,0 +1,37 @@
+# Input functions shared by every rule: a job's inputs, spec and resources are its
+# node's in the plan (src/diffcredit/plan.py); keys not in the plan are refused.
+
+
+def _node(wc, rule):
+    try:
+        node = plan.node(wc.key, rule)
+    except KeyError as exc:
+        raise WorkflowError(f"diffcredit: {exc}") from None
+    if "mkey" in wc.keys() and not node.path.startswith(os.path.join(R, "coalitions", wc.mkey, "")):
+        raise WorkflowError(f"diffcredit: {rule} {wc.key} does not belong to model {wc.mkey}")
+    return node
+
+
+def node_inputs(rule):
+    """The node's parents' paths; ancient: keys, not times, decide what reruns."""
+
+    def inputs(wc):
+        _node(wc, rule)
+        return {
+            role: [ancient(p) for p in path] if isinstance(path, list) else ancient(path)
+            for role, path in plan.inputs(wc.key).items()
+        }
+
+    return inputs
+
+
+def node_job(rule):
+    return lambda wc: json.dumps(plan.job(_node(wc, rule).key))
+
+
+def node_mem_mb(wc, attempt):
+    return plan.resources(wc.key)["mem_mb"] * attempt
+
+
+def node_gpu(wc):
+    return plan.resources(wc.key)["gpu"]
