@@ -2,6 +2,7 @@
 # diffusion model, with sparsified fine-tuning. See README.md and docs/.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -10,7 +11,6 @@ from snakemake.settings.types import DeploymentMethod
 
 _src = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _src)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_src, os.environ.get("PYTHONPATH")]))
 
 from diffcredit.config import ConfigError
 from diffcredit.devices import visible_gpus
@@ -33,9 +33,10 @@ if "gpu" not in workflow.global_resources and visible_gpus():
     workflow.register_resource("gpu", visible_gpus())
 
 R = str(plan.results)
-# With --sdm conda, rules use the env's python; otherwise this interpreter.
+# With --sdm conda, rules use the env's python (and this checkout's library);
+# otherwise this interpreter.
 _conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-PY = "python -m diffcredit" if _conda else f"{sys.executable} -m diffcredit"
+PY = f"PYTHONPATH={shlex.quote(_src)} python -m diffcredit" if _conda else f"{sys.executable} -m diffcredit"
 
 
 wildcard_constraints:

@@ -28,6 +28,11 @@ def tiny_plan(workdir, *overrides):
     return Plan(cfg, SCHEMA)
 
 
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(tmp_path, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr, proc.stdout
+
+
 def test_complete_run_writes_values_and_plans_nothing_more(tiny_run):
     plan = tiny_plan(tiny_run)
     values = pd.read_parquet(os.path.join(plan.values_dir(plan.estimators[0]), "values.parquet"))
@@ -113,9 +118,9 @@ def test_edited_rule_text_plans_nothing(tiny_run, tmp_path):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, copy / item)
     rules = copy / "workflow" / "rules" / "models.smk"
     text = rules.read_text()
-    assert text.count('"{PY} job {params.job:q} > {log:q} 2>&1"') == 5
-    rules.write_text(text.replace('"{PY} job {params.job:q} > {log:q} 2>&1"',
-                                  '"nice -n 0 {PY} job {params.job:q} --no-progress > {log:q} 2>&1"'))
+    line = '"{params.py} job {params.job:q} > {log:q} 2>&1"'
+    assert text.count(line) == 5
+    rules.write_text(text.replace(line, '"nice -n 0 {params.py} job {params.job:q} --no-progress > {log:q} 2>&1"'))
     proc = snakemake(tiny_run, "--dry-run", snakefile=copy / "Snakefile")
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
 

@@ -6,12 +6,13 @@ rule coalition_sample:
         f"{R}/designs/{{key}}.parquet",
     params:
         job=node_job("coalition_sample"),
+        py=PY,
     conda:
         "../../envs/estimate.yaml"
     log:
         f"{R}/logs/coalition_sample/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule shapley_estimate:
@@ -21,9 +22,10 @@ rule shapley_estimate:
         directory(f"{R}/values/{{key}}"),
     params:
         job=node_job("shapley_estimate"),
+        py=PY,
     conda:
         "../../envs/estimate.yaml"
     log:
         f"{R}/logs/shapley_estimate/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"

@@ -7,12 +7,13 @@ rule prepare_shard:
         f"{R}/data/shards/{{key}}.npz",
     params:
         job=node_job("prepare_shard"),
+        py=PY,
     conda:
         "../../envs/estimate.yaml"
     log:
         f"{R}/logs/prepare_shard/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule prepare_data:
@@ -22,12 +23,13 @@ rule prepare_data:
         f"{R}/data/{{key}}/manifest.parquet",
     params:
         job=node_job("prepare_data"),
+        py=PY,
     conda:
         "../../envs/estimate.yaml"
     log:
         f"{R}/logs/prepare_data/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule reference_data:
@@ -37,9 +39,10 @@ rule reference_data:
         f"{R}/data/reference/{{key}}.npz",
     params:
         job=node_job("reference_data"),
+        py=PY,
     conda:
         "../../envs/estimate.yaml"
     log:
         f"{R}/logs/reference_data/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"

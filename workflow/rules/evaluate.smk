@@ -9,6 +9,7 @@ rule generate:
         f"{R}/coalitions/{{mkey}}/samples/{{key}}.npz",
     params:
         job=node_job("generate"),
+        py=PY,
     threads: plan.threads
     resources:
         mem_mb=node_mem_mb,
@@ -18,7 +19,7 @@ rule generate:
     log:
         f"{R}/logs/generate/{{mkey}}-{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule features:
@@ -28,6 +29,7 @@ rule features:
         f"{R}/coalitions/{{mkey}}/features/{{key}}.npz",
     params:
         job=node_job("features"),
+        py=PY,
     threads: plan.threads
     resources:
         mem_mb=node_mem_mb,
@@ -37,7 +39,7 @@ rule features:
     log:
         f"{R}/logs/features/{{mkey}}-{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule reference_stats:
@@ -47,6 +49,7 @@ rule reference_stats:
         f"{R}/references/{{key}}.npz",
     params:
         job=node_job("reference_stats"),
+        py=PY,
     threads: plan.train_threads
     resources:
         mem_mb=node_mem_mb,
@@ -56,7 +59,7 @@ rule reference_stats:
     log:
         f"{R}/logs/reference_stats/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule score:
@@ -66,6 +69,7 @@ rule score:
         f"{R}/coalitions/{{mkey}}/scores/{{key}}.json",
     params:
         job=node_job("score"),
+        py=PY,
     resources:
         mem_mb=node_mem_mb,
     conda:
@@ -73,4 +77,4 @@ rule score:
     log:
         f"{R}/logs/score/{{mkey}}-{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"

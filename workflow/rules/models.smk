@@ -7,6 +7,7 @@ rule init_model:
         directory(f"{R}/models/init/{{key}}"),
     params:
         job=node_job("init_model"),
+        py=PY,
     resources:
         mem_mb=node_mem_mb,
     conda:
@@ -14,7 +15,7 @@ rule init_model:
     log:
         f"{R}/logs/init_model/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule train_full:
@@ -24,6 +25,7 @@ rule train_full:
         directory(f"{R}/models/full/{{key}}"),
     params:
         job=node_job("train_full"),
+        py=PY,
     threads: plan.train_threads
     resources:
         mem_mb=node_mem_mb,
@@ -33,7 +35,7 @@ rule train_full:
     log:
         f"{R}/logs/train_full/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule prune:
@@ -43,6 +45,7 @@ rule prune:
         directory(f"{R}/models/pruned/{{key}}"),
     params:
         job=node_job("prune"),
+        py=PY,
     threads: plan.train_threads
     resources:
         mem_mb=node_mem_mb,
@@ -52,7 +55,7 @@ rule prune:
     log:
         f"{R}/logs/prune/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule fine_tune:
@@ -62,6 +65,7 @@ rule fine_tune:
         directory(f"{R}/coalitions/{{key}}/model"),
     params:
         job=node_job("fine_tune"),
+        py=PY,
     threads: plan.threads
     resources:
         mem_mb=node_mem_mb,
@@ -71,7 +75,7 @@ rule fine_tune:
     log:
         f"{R}/logs/fine_tune/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
 rule train_classifier:
@@ -81,6 +85,7 @@ rule train_classifier:
         directory(f"{R}/models/classifier/{{key}}"),
     params:
         job=node_job("train_classifier"),
+        py=PY,
     threads: plan.train_threads
     resources:
         mem_mb=node_mem_mb,
@@ -89,4 +94,4 @@ rule train_classifier:
     log:
         f"{R}/logs/train_classifier/{{key}}.log",
     shell:
-        "{PY} job {params.job:q} > {log:q} 2>&1"
+        "{params.py} job {params.job:q} > {log:q} 2>&1"
