@@ -11,12 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
 
 
-def snakemake(workdir, *args, configs=(), check=True, timeout=1800, snakefile=REPO / "Snakefile"):
-    """Run Snakemake on the repository's Snakefile in `workdir`."""
+def snakemake(workdir, *args, configs=(), check=True, timeout=1800, snakefile=REPO / "Snakefile", base=TINY):
+    """Run Snakemake on the repository's Snakefile in `workdir`, with the config
+    files `base` (configs/tiny.yaml) and `configs` over the embedded default."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir)]
-    files = [str(TINY), *map(str, configs)]
+    files = [str(base), *map(str, configs)]
     cmd += ["--configfile", *files, *args]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "DIFFCREDIT_OFFLINE": "1"}
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")

@@ -26,6 +26,8 @@ def cached_weights() -> Path:
 
 
 def _online(host: str = "github.com", timeout: float = 2.0) -> bool:
+    if os.environ.get("DIFFCREDIT_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
         return True

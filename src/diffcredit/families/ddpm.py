@@ -53,6 +53,9 @@ def unet_config(model_spec: dict, resolution: int, channels: int) -> dict:
         attention_head_dim=model_spec.get("attention_head_dim"),
         add_attention=bool(model_spec.get("mid_attention", True)),
         dropout=float(model_spec.get("dropout", 0.0)),
+        flip_sin_to_cos=bool(model_spec.get("flip_sin_to_cos", True)),
+        freq_shift=int(model_spec.get("freq_shift", 0)),
+        downsample_padding=int(model_spec.get("downsample_padding", 1)),
     )
 
 
