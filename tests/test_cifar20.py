@@ -120,3 +120,73 @@ def test_the_full_recipe_plans_the_paper_model_on_gpus(cifar, tmp_path):
     assert 35.6e6 < n_parameters(unet) < 35.8e6
     text = cifar_snakemake(tmp_path, "--dry-run", configs=[only]).stdout
     assert "gpu=1" in text.split("rule fine_tune:")[1].split("rule ")[0]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def dry_run_error(workdir, cfg: dict, env=None) -> str:
+    path = write_config(workdir / "bad.yaml", cfg)
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        proc = cifar_snakemake(workdir, "--dry-run", configs=[path], check=False)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "Job stats" not in proc.stdout  # failed before planning any job
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def small(cifar, tmp_path):
+    base, root, weights, _ = cifar
+    return scaled_down(tmp_path, root, weights)
+
+
+def test_no_archive_at_the_root_is_refused(small, tmp_path):
+    small["data"]["root"] = str(tmp_path / "nowhere")
+    msg = dry_run_error(tmp_path, small)
+    assert f"no CIFAR-100 archive at {tmp_path / 'nowhere'}" in msg
+
+
+def test_class_outside_0_99_is_refused(small, tmp_path):
+    small["data"]["classes"] = [3, 100]
+    assert "data.classes has class indices outside 0..99: [100]" in dry_run_error(tmp_path, small)
+
+
+def test_reference_folder_without_images_is_refused(small, tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    small["reference"] = {"source": "folder", "root": str(tmp_path / "empty")}
+    msg = dry_run_error(tmp_path, small)
+    assert "reference" in msg and "has no images" in msg
+
+
+def test_missing_inception_weights_file_is_refused(small, tmp_path):
+    small["features"]["inception"]["weights"] = str(tmp_path / "inception.pth")
+    msg = dry_run_error(tmp_path, small)
+    assert f"features.inception.weights {tmp_path / 'inception.pth'} does not exist" in msg
+
+
+def test_uncached_inception_weights_offline_name_the_file_and_where_it_goes(small, tmp_path):
+    small["features"]["inception"]["weights"] = None
+    msg = dry_run_error(tmp_path, small, env={"TORCH_HOME": str(tmp_path / "torch")})
+    assert "weights-inception-2015-12-05-6726825d.pth" in msg
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in msg
+
+
+def test_a_classifier_property_on_a_one_class_reference_is_refused(small, tmp_path):
+    small["properties"] = ["class_entropy"]
+    small["reference"] = {"source": "cifar100", "root": small["data"]["root"], "classes": [40]}
+    msg = dry_run_error(tmp_path, small)
+    assert "the classifier extractor needs at least 2 classes to learn, found 1" in msg
+
+
+def test_a_stats_reference_refuses_properties_that_need_images(small, tmp_path):
+    stats = tmp_path / "stats.npz"
+    np.savez(stats, mu=np.zeros(2048), sigma=np.eye(2048))
+    small["reference"] = {"source": "stats", "file": str(stats)}
+    msg = dry_run_error(tmp_path, small)
+    assert "properties ['precision', 'recall'] need reference images" in msg

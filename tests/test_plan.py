@@ -93,3 +93,35 @@ def test_a_shrunk_estimator_shares_the_design_not_the_estimate(tmp_path):
     assert plain.key != shrunk.key
     assert (plain.shrink, shrunk.shrink) == (False, True)
     assert plan.values_dir(plain) != plan.values_dir(shrunk)
+
+
+def test_a_clean_reference_set_trains_the_classifier_on_its_labels(tmp_path):
+    """Contributors may include junk: FID and the classifier then use a clean reference."""
+    root = folders(tmp_path / "img")
+    plan = make_plan(tmp_path, data={"source": "folder", "root": str(root)}, reference={"source": "digits"},
+                     properties=["class_entropy", "classifier_fd"])
+    ref = plan.nodes[plan.reference_key]
+    assert ref.parents == {}  # the digits, not the contributors' shards
+    clf = plan.nodes[plan.networks["classifier"]]
+    assert clf.parents == {"reference": plan.reference_key}
+    stats = plan.nodes[plan.reference_stats["classifier"]]
+    assert stats.parents == {"images": plan.reference_key, "classifier": clf.key}
+
+
+def test_an_unlabelled_reference_trains_the_classifier_on_contributors(tmp_path):
+    root = folders(tmp_path / "img")
+    plan = make_plan(tmp_path, data={"source": "folder", "root": str(root)})
+    clf = plan.nodes[plan.networks["classifier"]]
+    assert clf.parents == {"shards": plan.all_shards}
+    assert plan.nodes[plan.reference_key].parents == {"shards": plan.all_shards}
+
+
+def test_every_node_path_is_unique_and_parents_exist(tmp_path):
+    plan = make_plan(tmp_path, estimators=[{"method": "leverage", "budget": 8},
+                                           {"method": "loo", "strategy": "ga"}])
+    paths = [n.path for n in plan.nodes.values()]
+    assert len(paths) == len(set(paths))
+    for node in plan.nodes.values():
+        for parent in node.parents.values():
+            for p in parent if isinstance(parent, list) else [parent]:
+                assert p in plan.nodes or node.rule == "prepare_shard", (node.rule, p)

@@ -1,5 +1,6 @@
 """Real Snakemake runs on configs/tiny.yaml: what reruns after which change."""
 
+import json
 import os
 import re
 import shutil
@@ -334,3 +335,35 @@ def test_cuda_without_a_gpu_fails_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "device is 'cuda' but this machine has no GPU" in proc.stdout + proc.stderr
     assert not (tmp_path / "results-tiny" / "data").exists()  # no job ran
+
+
+# ---------------------------------------------------------------- strategies
+
+
+STRATEGIES = ("sft", "ft", "retrain", "ga")
+
+
+def test_four_strategies_share_every_common_artifact(tiny_run, tmp_path):
+    four = write_config(tmp_path / "four.yaml", {
+        "estimators": [{"method": "loo", "strategy": s, "n_boot": 0} for s in STRATEGIES]})
+    n = 4  # leave-one-out coalitions of the tiny config
+    assert planned(tmp_path / "fresh", configs=[four]) == {
+        "prepare_shard": n, "prepare_data": 1, "reference_data": 1, "init_model": 1, "train_full": 1, "prune": 1,
+        "train_classifier": 1, "reference_stats": 1, "coalition_sample": 1,
+        "fine_tune": n * len(STRATEGIES), "generate": n * len(STRATEGIES) + 2, "features": n * len(STRATEGIES) + 2,
+        "score": n * len(STRATEGIES) + 2, "shapley_estimate": len(STRATEGIES), "all": 1,
+    }
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    run(work, configs=[four])
+    plan = tiny_plan(work, four)
+    values = pd.read_csv(work / "results-tiny" / "values.csv")
+    assert sorted(values["strategy"].unique()) == sorted(STRATEGIES)
+    starts = {"sft": plan.pruned_key, "ft": plan.full_key, "retrain": plan.init_key, "ga": plan.pruned_key}
+    for key, members in plan.coalitions.items():
+        node = plan.nodes[key]
+        strategy = node.spec["strategy"]
+        assert node.parents["start"] == starts[strategy]
+        trained = json.loads((work / node.path / "training.json").read_text())["members"]
+        removed = [m for m in plan.names if m not in members]
+        assert trained == (removed if strategy == "ga" else list(members))
