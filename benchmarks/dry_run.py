@@ -1,6 +1,6 @@
 """Dry-run time of diffcredit against a bare Snakefile with the same jobs.
 
-Plans a config with 1,000 coalitions (10 digit contributors) and times
+Plans the embedded default with 1,000 coalitions (10 digit contributors) and times
 `snakemake --dry-run` on it, then on a bare Snakefile whose DAG has the same number
 of jobs per rule and the same dependency shape but no plan, no keys and no hashing.
 Both run in this process's interpreter, alternately, several times; the ratio of
@@ -28,7 +28,7 @@ BARE = r'''
 N = {n}
 C = {c}
 rule all:
-    input: "values/est.done"
+    input: "values/est.done", "manifest.parquet"
 rule prepare_shard:
     output: "shards/{{i}}.npz"
     shell: "touch {{output}}"
@@ -36,11 +36,15 @@ rule prepare_data:
     input: expand("shards/{{i}}.npz", i=range(C))
     output: "manifest.parquet"
     shell: "touch {{output}}"
+rule reference_data:
+    input: expand("shards/{{i}}.npz", i=range(C))
+    output: "reference/images.npz"
+    shell: "touch {{output}}"
 rule init_model:
     output: "models/init/done"
     shell: "touch {{output}}"
 rule train_full:
-    input: "models/init/done", "manifest.parquet", expand("shards/{{i}}.npz", i=range(C))
+    input: "models/init/done", expand("shards/{{i}}.npz", i=range(C))
     output: "models/full/done"
     shell: "touch {{output}}"
 rule prune:
@@ -48,8 +52,12 @@ rule prune:
     output: "models/pruned/done"
     shell: "touch {{output}}"
 rule train_classifier:
-    input: expand("shards/{{i}}.npz", i=range(C))
+    input: "reference/images.npz"
     output: "models/classifier/done"
+    shell: "touch {{output}}"
+rule reference_stats:
+    input: "reference/images.npz", "models/classifier/done"
+    output: "references/classifier.npz"
     shell: "touch {{output}}"
 rule coalition_sample:
     output: "designs/d.parquet"
@@ -66,19 +74,27 @@ rule generate:
     input: "coalitions/{{k}}/model/done"
     output: "coalitions/{{k}}/samples.npz"
     shell: "touch {{output}}"
-rule score:
+rule features_anchor:
+    input: "anchors/{{a}}/samples.npz", "models/classifier/done"
+    output: "anchors/{{a}}/features.npz"
+    shell: "touch {{output}}"
+rule features:
     input: "coalitions/{{k}}/samples.npz", "models/classifier/done"
-    output: "coalitions/{{k}}/scores/{{p}}.json"
+    output: "coalitions/{{k}}/features.npz"
+    shell: "touch {{output}}"
+rule score:
+    input: "coalitions/{{k}}/features.npz", "references/classifier.npz"
+    output: "coalitions/{{k}}/scores.json"
     shell: "touch {{output}}"
 rule score_anchor:
-    input: "anchors/{{a}}/samples.npz", "models/classifier/done"
-    output: "anchors/{{a}}/scores/{{p}}.json"
+    input: "anchors/{{a}}/features.npz", "references/classifier.npz"
+    output: "anchors/{{a}}/scores.json"
     shell: "touch {{output}}"
 rule shapley_estimate:
     input:
         "designs/d.parquet",
-        expand("coalitions/{{k}}/scores/{{p}}.json", k=range(N), p=["class_entropy", "fid"]),
-        expand("anchors/{{a}}/scores/{{p}}.json", a=["init", "full"], p=["class_entropy", "fid"]),
+        expand("coalitions/{{k}}/scores.json", k=range(N)),
+        expand("anchors/{{a}}/scores.json", a=["init", "full"]),
     output: "values/est.done"
     shell: "touch {{output}}"
 '''
