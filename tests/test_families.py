@@ -190,3 +190,16 @@ def test_parameter_estimate_is_close_to_the_real_count():
                          "attention_levels": [1], "seed": 0}, {"resolution": 16, "channels": 3})
     real = n_parameters(build_unet(spec["unet"], 0))
     assert 0.6 * real < DDPM.estimate_parameters(spec) < 1.4 * real
+
+
+def test_mixed_precision_on_the_cpu_is_fp32_bit_for_bit():
+    """Autocast applies on CUDA only: bf16 or fp16 on the CPU changes nothing."""
+    runs = []
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        unet = tiny_unet()
+        spec = TrainSpec(steps=5, batch_size=8, lr=1e-3, ema_decay=0.9, seed=1)
+        train(DDPM, wrap(unet), images(), spec, CPU, dtype, progress=False)
+        runs.append(unet.state_dict())
+    for other in runs[1:]:
+        for k in runs[0]:
+            assert torch.equal(runs[0][k], other[k]), k

@@ -34,6 +34,17 @@ def test_frechet_distance_matches_closed_form():
     assert frechet_distance(feats, {"mu": mu, "sigma": 4 * sigma}) == pytest.approx(np.trace(sigma), rel=1e-5)
 
 
+def test_frechet_distances_agree_with_torch_fidelity():
+    """classifier_fd (numpy) and fid (torch-fidelity) compute the same formula."""
+    rng = np.random.default_rng(3)
+    gen, real = rng.normal(size=(300, 6)), rng.normal(loc=0.4, scale=1.3, size=(400, 6))
+    ref = {"mu": real.mean(0), "sigma": np.cov(real, rowvar=False)}
+    ours = compute_all(["classifier_fd", "fid"], {"classifier": {"features": gen}, "inception": {"pool3": gen}},
+                       {"classifier": ref, "inception": ref}, {})
+    assert ours["classifier_fd"] == pytest.approx(ours["fid"], rel=1e-10)
+    assert ours["fid"] > 0.5
+
+
 def test_inception_score_matches_its_definition():
     """exp(E KL(p(y|x) || p(y))) per split, averaged over 10 splits of a fixed shuffle."""
     rng = np.random.default_rng(1)

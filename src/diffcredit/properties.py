@@ -1,9 +1,9 @@
 """Global properties of a set of generated images, in a registry.
 
 A property is a cheap function of one extractor's features of the samples and of
-that extractor's reference statistics, with a direction. The metrics themselves
-come from torch-fidelity (FID, Inception Score, precision/recall), so they agree
-with its one-call `calculate_metrics` on the same features.
+that extractor's reference statistics, with a direction. The Inception metrics come
+from torch-fidelity's own functions (FID, Inception Score, precision/recall), so they
+agree with its one-call `calculate_metrics` on the same features.
 """
 
 from __future__ import annotations
@@ -56,15 +56,17 @@ def class_entropy(features: dict, reference: dict, options: dict) -> float:
 
 
 def frechet_distance(x: np.ndarray, reference: dict) -> float:
-    """FID formula of torch-fidelity on features `x` against reference mu/sigma."""
-    import torch
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-
+    """Frechet distance of features `x` to reference mu/sigma, by the eigenvalue form
+    torch-fidelity uses (tr sqrt(S1 S2) = sum sqrt(eig(S1 S2))); numpy only, so a job
+    scoring classifier features does not import torch."""
     if len(x) < 2:
         raise ValueError("the Frechet distance needs at least 2 generated images")
-    stats = fid_features_to_statistics(torch.from_numpy(np.ascontiguousarray(x)))
-    ref = {"mu": reference["mu"].astype(stats["mu"].dtype), "sigma": reference["sigma"].astype(stats["sigma"].dtype)}
-    return float(fid_statistics_to_metric(stats, ref, verbose=False)["frechet_inception_distance"])
+    x = np.asarray(x)
+    mu, sigma = x.mean(0), np.cov(x, rowvar=False)
+    mu_r, sigma_r = reference["mu"], reference["sigma"]
+    diff = mu - mu_r
+    tr_covmean = np.sum(np.sqrt(np.linalg.eigvals(sigma.dot(sigma_r)).astype("complex128")).real)
+    return float(diff.dot(diff) + np.trace(sigma) + np.trace(sigma_r) - 2 * tr_covmean)
 
 
 def classifier_fd(features: dict, reference: dict, options: dict) -> float:
@@ -72,7 +74,12 @@ def classifier_fd(features: dict, reference: dict, options: dict) -> float:
 
 
 def fid(features: dict, reference: dict, options: dict) -> float:
-    return frechet_distance(features["pool3"], reference)
+    import torch
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    stats = fid_features_to_statistics(torch.from_numpy(np.ascontiguousarray(features["pool3"])))
+    ref = {k: reference[k].astype(stats[k].dtype) for k in ("mu", "sigma")}
+    return float(fid_statistics_to_metric(stats, ref, verbose=False)["frechet_inception_distance"])
 
 
 def inception_score(features: dict, reference: dict, options: dict) -> float:
