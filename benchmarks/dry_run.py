@@ -101,8 +101,9 @@ rule shapley_estimate:
 
 
 # The same DAG with the real rules' per-job features (log, threads, conda env,
-# JSON params, long shell commands), so the difference is only the plan: keys,
-# hashing and input functions.
+# per-job JSON params from a function, a memory resource that grows with the
+# attempt, long shell commands), so the difference is only the plan: keys, hashing
+# and the node table's input functions.
 def matched_snakefile(bare: str) -> str:
     out = ["import json"]
     for block in bare.split("\nrule ")[1:]:
@@ -112,8 +113,9 @@ def matched_snakefile(bare: str) -> str:
             log = "logs/" + m.group(1) + ".log"
             block = block.replace(
                 'shell: "touch {output}"',
-                'params: spec=json.dumps({"steps": 20, "lr": 0.001, "members": ["a", "b"]})\n'
+                'params: spec=lambda wc: json.dumps({"steps": 20, "lr": 0.001, "members": ["a", "b"]})\n'
                 "    threads: 1\n"
+                "    resources: mem_mb=lambda wc, attempt: 1000 * attempt, gpu=0\n"
                 '    conda: "envs/x.yaml"\n'
                 f'    log: "{log}"\n'
                 '    shell: "python -m mod stage --spec {params.spec:q} --in {input} --out {output} --threads {threads} > {log} 2>&1"',

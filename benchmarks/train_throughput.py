@@ -3,10 +3,12 @@
 The same model (configs/cifar20.yaml's UNet, 35.7M parameters), batch, optimizer,
 EMA and gradient clipping; the plain loop is the shape of diffusers'
 train_unconditional.py (random batches, DDPMScheduler.add_noise, MSE on the noise,
-AdamW, EMAModel). Per-step time is (time of 2 + S steps - time of 2 steps) / S, so
-set-up is excluded; the loops alternate and the median of the repeats is reported.
+AdamW, EMAModel). A step's time is the time between the starts of consecutive
+forward passes (set-up and the first step excluded); the loops alternate, and the
+median step time of each over all repeats is reported (on a shared CPU single steps
+vary by +-15%, so a ratio from total times of a few steps is mostly noise).
 
-    python benchmarks/train_throughput.py [--batch 8] [--steps 4] [--device cpu] [--precision fp32]
+    python benchmarks/train_throughput.py [--batch 8] [--steps 8] [--device cpu] [--precision fp32]
 """
 
 from __future__ import annotations
@@ -36,28 +38,36 @@ def cifar_spec() -> dict:
     return get_family("ddpm").resolve(model, {"resolution": 32, "channels": 3})
 
 
-def ours(spec, images, steps, batch, device, dtype) -> float:
+def timed(net, stamps: list, device):
+    """Record the start of every forward pass (synchronising CUDA first)."""
+
+    def hook(module, args):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    net.register_forward_pre_hook(hook)
+
+
+def ours(spec, images, steps, batch, device, dtype, stamps) -> None:
     family = get_family("ddpm")
     model = family.init(spec)
-    t0 = time.perf_counter()
+    timed(model.net, stamps, device)
     train(family, model, images, TrainSpec(steps=steps, batch_size=batch, lr=1e-4, ema_decay=0.9999,
                                            grad_clip=1.0, antithetic=True), device, dtype, progress=False)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
 
 
-def plain(spec, images, steps, batch, device, dtype) -> float:
+def plain(spec, images, steps, batch, device, dtype, stamps) -> None:
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
 
     family = get_family("ddpm")
     net = family.init(spec).net.to(device).train()
+    timed(net, stamps, device)
     sched = DDPMScheduler(**spec["scheduler"])
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0.0)
     ema = EMAModel(net.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4)
     data = torch.from_numpy(images).to(device)
-    t0 = time.perf_counter()
     for _ in range(steps):
         idx = torch.randint(0, len(data), (batch,), device=device)
         x0 = data[idx].float() / 127.5 - 1
@@ -70,16 +80,13 @@ def plain(spec, images, steps, batch, device, dtype) -> float:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         ema.step(net.parameters())
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--threads", type=int, default=2)
@@ -91,12 +98,12 @@ def main() -> None:
     per_step = {"diffcredit": [], "plain diffusers": []}
     for _ in range(args.repeats):
         for name, fn in (("diffcredit", ours), ("plain diffusers", plain)):
-            short = fn(spec, images, 2, args.batch, device, dtype)
-            long = fn(spec, images, 2 + args.steps, args.batch, device, dtype)
-            per_step[name].append((long - short) / args.steps)
+            stamps: list = []
+            fn(spec, images, args.steps + 1, args.batch, device, dtype, stamps)
+            per_step[name] += np.diff(stamps)[1:].tolist()  # the step after the first
     a, b = (statistics.median(per_step[k]) for k in ("diffcredit", "plain diffusers"))
     print(f"CIFAR-20 UNet, batch {args.batch}, {args.device} {args.precision}, {args.threads} threads, "
-          f"median of {args.repeats}")
+          f"median of {len(per_step['diffcredit'])} steps each")
     print(f"s/step: diffcredit {a:.3f}, plain diffusers loop {b:.3f}; "
           f"throughput ratio (diffcredit / plain) {b / a:.3f}")
 

@@ -44,7 +44,7 @@ from .keys import artifact_key
 _NOT_IN_KEY = {"checkpoint_every"}
 # Rules whose jobs run on a GPU when the config's device is one.
 TRAINING_RULES = ("train_full", "prune", "fine_tune")
-GPU_RULES = ("train_full", "prune", "fine_tune", "generate", "features", "reference_stats", "train_classifier")
+GPU_RULES = ("train_full", "prune", "fine_tune", "generate", "features", "reference_stats")
 
 
 @dataclass(frozen=True)
@@ -449,18 +449,17 @@ class Plan:
     def targets(self) -> list[str]:
         return [self.nodes[self.manifest_key].path, *(self.values_dir(e) for e in self.estimators)]
 
-    def resources(self, key: str) -> dict:
-        """threads, mem_mb and gpu of a node's job, from the config and the model size."""
+    def resources(self, rule: str) -> dict:
+        """mem_mb and gpu of a rule's jobs, from the config and the model size."""
         from .devices import visible_gpus
 
-        n = self.nodes[key]
         gpu = 0
-        if n.rule in GPU_RULES and (self.device == "cuda" or (self.device == "auto" and visible_gpus() > 0)):
+        if rule in GPU_RULES and (self.device == "cuda" or (self.device == "auto" and visible_gpus() > 0)):
             gpu = 1
         mem = 1000
-        if n.rule in ("init_model", "train_full", "prune", "fine_tune", "generate"):
+        if rule in ("init_model", "train_full", "prune", "fine_tune", "generate"):
             # Weights, gradients, Adam moments, EMA and checkpoint copies, plus activations.
             mem += 6 * 4 * self.n_parameters // 2**20 + 1500
-        if n.rule in ("features", "reference_stats", "train_classifier"):
+        if rule in ("features", "reference_stats", "train_classifier"):
             mem += 2500 if "inception" in self.extractor_specs else 500
         return {"mem_mb": int(mem), "gpu": gpu}

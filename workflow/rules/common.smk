@@ -29,9 +29,11 @@ def node_job(rule):
     return lambda wc: json.dumps(plan.job(_node(wc, rule).key))
 
 
-def node_mem_mb(wc, attempt):
-    return plan.resources(wc.key)["mem_mb"] * attempt
+def mem_mb(rule):
+    """The rule's memory estimate, doubled on the first retry, tripled on the second."""
+    base = plan.resources(rule)["mem_mb"]
+    return lambda wc, attempt: base * attempt
 
 
-def node_gpu(wc):
-    return plan.resources(wc.key)["gpu"]
+def gpu(rule):
+    return plan.resources(rule)["gpu"]

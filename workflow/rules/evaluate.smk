@@ -12,8 +12,8 @@ rule generate:
         py=PY,
     threads: plan.threads
     resources:
-        mem_mb=node_mem_mb,
-        gpu=node_gpu,
+        mem_mb=mem_mb("generate"),
+        gpu=gpu("generate"),
     conda:
         "../../envs/torch.yaml"
     log:
@@ -32,8 +32,8 @@ rule features:
         py=PY,
     threads: plan.threads
     resources:
-        mem_mb=node_mem_mb,
-        gpu=node_gpu,
+        mem_mb=mem_mb("features"),
+        gpu=gpu("features"),
     conda:
         "../../envs/torch.yaml"
     log:
@@ -52,8 +52,8 @@ rule reference_stats:
         py=PY,
     threads: plan.train_threads
     resources:
-        mem_mb=node_mem_mb,
-        gpu=node_gpu,
+        mem_mb=mem_mb("reference_stats"),
+        gpu=gpu("reference_stats"),
     conda:
         "../../envs/torch.yaml"
     log:
@@ -71,7 +71,7 @@ rule score:
         job=node_job("score"),
         py=PY,
     resources:
-        mem_mb=node_mem_mb,
+        mem_mb=mem_mb("score"),
     conda:
         "../../envs/torch.yaml"
     log:

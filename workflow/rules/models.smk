@@ -9,7 +9,7 @@ rule init_model:
         job=node_job("init_model"),
         py=PY,
     resources:
-        mem_mb=node_mem_mb,
+        mem_mb=mem_mb("init_model"),
     conda:
         "../../envs/torch.yaml"
     log:
@@ -28,8 +28,8 @@ rule train_full:
         py=PY,
     threads: plan.train_threads
     resources:
-        mem_mb=node_mem_mb,
-        gpu=node_gpu,
+        mem_mb=mem_mb("train_full"),
+        gpu=gpu("train_full"),
     conda:
         "../../envs/torch.yaml"
     log:
@@ -48,8 +48,8 @@ rule prune:
         py=PY,
     threads: plan.train_threads
     resources:
-        mem_mb=node_mem_mb,
-        gpu=node_gpu,
+        mem_mb=mem_mb("prune"),
+        gpu=gpu("prune"),
     conda:
         "../../envs/torch.yaml"
     log:
@@ -68,8 +68,8 @@ rule fine_tune:
         py=PY,
     threads: plan.threads
     resources:
-        mem_mb=node_mem_mb,
-        gpu=node_gpu,
+        mem_mb=mem_mb("fine_tune"),
+        gpu=gpu("fine_tune"),
     conda:
         "../../envs/torch.yaml"
     log:
@@ -88,7 +88,7 @@ rule train_classifier:
         py=PY,
     threads: plan.train_threads
     resources:
-        mem_mb=node_mem_mb,
+        mem_mb=mem_mb("train_classifier"),
     conda:
         "../../envs/torch.yaml"
     log:
