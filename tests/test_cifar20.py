@@ -190,3 +190,32 @@ def test_a_stats_reference_refuses_properties_that_need_images(small, tmp_path):
     small["reference"] = {"source": "stats", "file": str(stats)}
     msg = dry_run_error(tmp_path, small)
     assert "properties ['precision', 'recall'] need reference images" in msg
+
+
+def test_a_stats_reference_is_checked_and_used_for_fid(tmp_path):
+    """reference: {source: stats}: the file is validated, copied as the reference
+    statistics, and FID is computed against it."""
+    from diffcredit.io import atomic_path
+    from diffcredit.stages import reference_stats, score
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(500, 2048)).astype(np.float32)
+    stats = tmp_path / "stats.npz"
+    np.savez(stats, mu=real.mean(0), sigma=np.cov(real, rowvar=False))
+    out = tmp_path / "ref.npz"
+    reference_stats({"extractor": "inception", "stats_file": str(stats), "out": str(out), "inputs": {}})
+    gen = rng.normal(loc=0.1, size=(400, 2048)).astype(np.float32)
+    feats = tmp_path / "features.npz"
+    with atomic_path(feats, suffix=".npz", seal=True) as tmp:
+        np.savez(tmp, **{"inception.pool3": gen})
+    result = tmp_path / "score.json"
+    score({"inputs": {"features": str(feats), "reference_inception": str(out)}, "out": str(result),
+           "spec": {"properties": ["fid"], "options": {}}})
+    value = json.loads(result.read_text())["properties"]["fid"]["value"]
+    diff = gen.mean(0) - real.mean(0)
+    assert value > diff @ diff  # the mean term alone is a lower bound
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, mu=np.zeros(3), sigma=np.eye(4))
+    with pytest.raises(ValueError, match="must hold 'mu'"):
+        reference_stats({"extractor": "inception", "stats_file": str(bad), "out": str(tmp_path / "x.npz"),
+                         "inputs": {}})

@@ -107,3 +107,16 @@ def test_shards_round_trip_and_detect_truncation(tmp_path):
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(CorruptArtifactError, match="truncated or altered"):
         read_shards([path])
+
+
+def test_conform_resizes_and_converts_reference_images():
+    from diffcredit.data import conform
+
+    images, _ = load_digits_arrays()
+    x = images[:3]
+    assert conform(x, 8, 1) is x  # already the data's shape
+    rgb = conform(x, 16, 3)
+    assert rgb.shape == (3, 3, 16, 16) and rgb.dtype == np.uint8
+    assert np.array_equal(rgb[:, 0], rgb[:, 1])  # grey stays grey
+    back = conform(rgb, 8, 1)
+    assert np.abs(back.astype(int) - x.astype(int)).mean() < 20  # down again: close to the original

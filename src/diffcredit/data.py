@@ -338,6 +338,21 @@ def load_items(spec: dict, contributor: Contributor) -> tuple[np.ndarray, np.nda
     return images[order], labels[order]
 
 
+def conform(images: np.ndarray, resolution: int, channels: int) -> np.ndarray:
+    """uint8 (N, C, H, W) images resized (bicubic) and converted to the data's shape."""
+    from PIL import Image
+
+    if images.shape[1:] == (channels, resolution, resolution):
+        return images
+    out = []
+    for img in images:
+        im = Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
+        im = im.convert("L" if channels == 1 else "RGB").resize((resolution, resolution), Image.Resampling.BICUBIC)
+        arr = np.asarray(im, dtype=np.uint8)
+        out.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+    return np.stack(out)
+
+
 def _load_image(path: str, resolution: int, channels: int) -> np.ndarray:
     from PIL import Image
 

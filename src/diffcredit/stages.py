@@ -71,7 +71,7 @@ def reference_data(job: dict, progress: bool = True) -> None:
         groups, _ = data_mod.describe_reference(ref, data_mod.HashCache(Path(job["cache"])))
         decode = {**ref, "resolution": job["resolution"], "channels": job["channels"]}
         parts = [data_mod.load_items(decode, g) for g in groups]
-        images = np.concatenate([p[0] for p in parts])
+        images = data_mod.conform(np.concatenate([p[0] for p in parts]), job["resolution"], job["channels"])
         labels = np.concatenate([np.asarray(g.labels, dtype=np.int64)[np.argsort(np.asarray(g.item_hashes), kind="stable")]
                                  for g in groups])
     _write_npz(job["out"], images=images, labels=labels)
