@@ -1,6 +1,6 @@
 """Fixed per-job overhead of a fine_tune job against its compute.
 
-A fine_tune job is `python -m diffcredit train`: interpreter start and imports, model
+A fine_tune job is `python -m diffcredit job <json>`: interpreter start and imports, model
 load, data load, then `steps` optimizer steps. Timing the same job at two step
 counts separates the fixed part from the per-step part:
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from diffcredit.data import write_shard  # noqa: E402
-from diffcredit.models import scheduler_config, unet_config  # noqa: E402
+from diffcredit.families.ddpm import scheduler_config, unet_config  # noqa: E402
 
 CASES = {
     "digits default": dict(
@@ -43,9 +43,10 @@ CASES = {
 }
 
 
-def cli(*args) -> float:
+def cli(job: dict) -> float:
+    """Run one workflow job (as the rules do) and time it."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "diffcredit", *args, "--no-progress"], check=True,
+    subprocess.run([sys.executable, "-m", "diffcredit", "job", json.dumps(job), "--no-progress"], check=True,
                    capture_output=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
     return time.perf_counter() - t0
 
@@ -54,7 +55,7 @@ def measure(name: str, case: dict, work: Path) -> dict:
     cfg = unet_config(case["model"], case["resolution"], case["channels"])
     spec = {"unet": cfg, "scheduler": scheduler_config(case["model"]), "seed": 0}
     start = work / "start"
-    cli("init-model", "--spec", json.dumps(spec), "--out", str(start))
+    cli({"rule": "init_model", "family": "ddpm", "spec": spec, "inputs": {}, "out": str(start)})
     rng = np.random.default_rng(0)
     shard = work / "shard.npz"
     write_shard(shard, rng.integers(0, 256, (256, case["channels"], case["resolution"], case["resolution"]),
@@ -62,13 +63,14 @@ def measure(name: str, case: dict, work: Path) -> dict:
     imports = min(cli_imports() for _ in range(3))
     times = {}
     for steps in case["steps"]:
-        train = {"training": {"steps": steps, "batch_size": case["batch_size"], "lr": 1e-4, "seed": 0},
-                 "members": ["a"], "desc": "bench"}
         runs = []
         for i in range(2):
-            out = work / f"out-{steps}-{i}"
-            runs.append(cli("train", "--spec", json.dumps(train), "--start", str(start), "--shards", str(shard),
-                            "--out", str(out), "--scratch", str(work / f"scratch-{steps}-{i}"), "--threads", "1"))
+            runs.append(cli({
+                "rule": "fine_tune", "family": "ddpm", "device": "cpu", "threads": 1, "members": ["a"],
+                "training": {"steps": steps, "batch_size": case["batch_size"], "lr": 1e-4, "seed": 0},
+                "inputs": {"start": str(start), "shards": [str(shard)]}, "out": str(work / f"out-{steps}-{i}"),
+                "scratch": str(work / f"scratch-{steps}-{i}"), "desc": "bench",
+            }))
         times[steps] = min(runs)
     s1, s2 = case["steps"]
     per_step = (times[s2] - times[s1]) / (s2 - s1)
@@ -82,7 +84,7 @@ def measure(name: str, case: dict, work: Path) -> dict:
 
 def cli_imports() -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import diffcredit.stages, torch, diffusers; from diffusers import UNet2DModel"],
+    subprocess.run([sys.executable, "-c", "import diffcredit.stages, torch; from diffusers import UNet2DModel"],
                    check=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
     return time.perf_counter() - t0
 

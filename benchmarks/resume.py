@@ -25,18 +25,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from diffcredit.data import load_digits_arrays, write_shard  # noqa: E402
-from diffcredit.models import scheduler_config, unet_config  # noqa: E402
+from diffcredit.families.ddpm import scheduler_config, unet_config  # noqa: E402
 
 MODEL = {"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 8}
 ENV = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}
 
 
+def job_cmd(job: dict) -> list[str]:
+    return [sys.executable, "-m", "diffcredit", "job", json.dumps(job), "--no-progress"]
+
+
 def train_cmd(work: Path, out: str, scratch: str, every: int, steps: int) -> list[str]:
-    spec = {"training": {"steps": steps, "batch_size": 64, "lr": 1e-3, "seed": 0, "checkpoint_every": every},
-            "members": ["digits"], "desc": "bench"}
-    return [sys.executable, "-m", "diffcredit", "train", "--spec", json.dumps(spec), "--start", str(work / "start"),
-            "--shards", str(work / "shard.npz"), "--out", str(work / out), "--scratch", str(work / scratch),
-            "--threads", "1", "--no-progress"]
+    return job_cmd({
+        "rule": "fine_tune", "family": "ddpm", "device": "cpu", "threads": 1, "members": ["digits"], "desc": "bench",
+        "training": {"steps": steps, "batch_size": 64, "lr": 1e-3, "seed": 0, "checkpoint_every": every},
+        "inputs": {"start": str(work / "start"), "shards": [str(work / "shard.npz")]},
+        "out": str(work / out), "scratch": str(work / scratch),
+    })
 
 
 def timed(cmd, kill_after: float | None = None) -> float:
@@ -58,9 +63,9 @@ def main() -> None:
     steps = 600
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
-        subprocess.run([sys.executable, "-m", "diffcredit", "init-model", "--spec",
-                        json.dumps({"unet": unet_config(MODEL, 8, 1), "scheduler": scheduler_config(MODEL), "seed": 0}),
-                        "--out", str(work / "start")], env=ENV, check=True, capture_output=True)
+        spec = {"unet": unet_config({**MODEL, "seed": 0}, 8, 1), "scheduler": scheduler_config(MODEL), "seed": 0}
+        subprocess.run(job_cmd({"rule": "init_model", "family": "ddpm", "spec": spec, "inputs": {},
+                                "out": str(work / "start")}), env=ENV, check=True, capture_output=True)
         images, labels = load_digits_arrays()
         write_shard(work / "shard.npz", images, labels)
         full = min(timed(train_cmd(work, f"ref{i}", f"s-ref{i}", 0, steps)) for i in range(2))
