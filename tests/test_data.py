@@ -120,3 +120,19 @@ def test_conform_resizes_and_converts_reference_images():
     assert np.array_equal(rgb[:, 0], rgb[:, 1])  # grey stays grey
     back = conform(rgb, 8, 1)
     assert np.abs(back.astype(int) - x.astype(int)).mean() < 20  # down again: close to the original
+
+
+def test_a_folder_reference_is_labelled_by_class_folder_and_conformed(tmp_path):
+    from diffcredit.stages import reference_data
+
+    images, labels = load_digits_arrays()
+    for c in (3, 7):
+        (tmp_path / "ref" / f"class{c}").mkdir(parents=True)
+        for i, idx in enumerate(np.flatnonzero(labels == c)[:4]):
+            Image.fromarray(images[idx, 0]).save(tmp_path / "ref" / f"class{c}" / f"{i}.png")
+    out = tmp_path / "reference.npz"
+    reference_data({"inputs": {}, "out": str(out), "reference": {"source": "folder", "root": str(tmp_path / "ref")},
+                    "resolution": 16, "channels": 3, "cache": str(tmp_path / "cache.json")})
+    x, y = read_shards([out])
+    assert x.shape == (8, 3, 16, 16) and x.dtype == np.uint8
+    assert sorted(y.tolist()) == [0] * 4 + [1] * 4

@@ -72,8 +72,7 @@ def reference_data(job: dict, progress: bool = True) -> None:
         decode = {**ref, "resolution": job["resolution"], "channels": job["channels"]}
         parts = [data_mod.load_items(decode, g) for g in groups]
         images = data_mod.conform(np.concatenate([p[0] for p in parts]), job["resolution"], job["channels"])
-        labels = np.concatenate([np.asarray(g.labels, dtype=np.int64)[np.argsort(np.asarray(g.item_hashes), kind="stable")]
-                                 for g in groups])
+        labels = np.concatenate([p[1] for p in parts])
     _write_npz(job["out"], images=images, labels=labels)
     log.info("wrote %d reference images to %s", len(images), job["out"])
 
