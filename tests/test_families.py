@@ -203,3 +203,23 @@ def test_mixed_precision_on_the_cpu_is_fp32_bit_for_bit():
     for other in runs[1:]:
         for k in runs[0]:
             assert torch.equal(runs[0][k], other[k]), k
+
+
+def test_a_job_refuses_an_altered_start_model(tmp_path):
+    from diffcredit.data import write_shard
+    from diffcredit.io import CorruptArtifactError
+    from diffcredit.stages import train as train_job
+
+    start = tmp_path / "start"
+    with atomic_dir(start) as tmp:
+        DDPM.save(wrap(tiny_unet()), tmp)
+    weights = start / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    write_shard(tmp_path / "shard.npz", images(8), np.zeros(8, dtype=np.int64))
+    job = {"rule": "fine_tune", "family": "ddpm", "device": "cpu", "threads": 1, "members": ["a"],
+           "training": {"steps": 1, "batch_size": 4, "lr": 1e-3},
+           "inputs": {"start": str(start), "shards": [str(tmp_path / "shard.npz")]},
+           "out": str(tmp_path / "out"), "scratch": str(tmp_path / "scratch")}
+    with pytest.raises(CorruptArtifactError, match="truncated or altered"):
+        train_job(job, progress=False)
+    assert not (tmp_path / "out").exists()

@@ -327,6 +327,8 @@ class Plan:
                     f"invalid config: properties {bad} need reference images, but reference.source is "
                     "'stats' (a mean and covariance of Inception pool3 features only)"
                 )
+        # What the jobs need besides the keyed specs (file paths), per extractor.
+        self.extractor_runtime = {n: get_extractor(n).runtime(feats.get(n, {})) for n in self.extractor_specs}
         self.networks = {}
         if "classifier" in self.extractor_specs:
             clf = feats["classifier"]
@@ -338,8 +340,7 @@ class Plan:
                 {"min_accuracy": clf["min_accuracy"], "device": self.device, "threads": self.train_threads},
             )
         for name, spec in self.extractor_specs.items():
-            ext = get_extractor(name)
-            job = {"extractor": name, "runtime": {name: ext.runtime(feats.get(name, {}))}, "device": self.device,
+            job = {"extractor": name, "runtime": {name: self.extractor_runtime[name]}, "device": self.device,
                    "batch_size": feats["batch_size"], "threads": self.train_threads}
             parents = {}
             if self.reference_key:
@@ -372,14 +373,10 @@ class Plan:
             lambda k: self.path("coalitions", model, "samples", f"{k}.npz"),
             {**run, "family": self.family.name, "batch_size": self.cfg["generate"]["batch_size"]},
         )
-        feats = self.cfg["features"]
-        from .extractors import get_extractor
-
         features = self.add(
             "features", "features", self.features_spec, {"samples": samples, **self.networks},
             lambda k: self.path("coalitions", model, "features", f"{k}.npz"),
-            {**run, "batch_size": feats["batch_size"],
-             "runtime": {n: get_extractor(n).runtime(feats.get(n, {})) for n in self.extractor_specs}},
+            {**run, "batch_size": self.cfg["features"]["batch_size"], "runtime": self.extractor_runtime},
         )
         return self.add(
             "score", "score", self.score_spec,

@@ -33,6 +33,13 @@ def _read_npz(path: str) -> dict:
         return {k: z[k] for k in z.files}
 
 
+def _load_model(family, folder: str):
+    """A model artifact, checked against its sidecar first."""
+    from .io import verify_dir
+
+    return family.load(verify_dir(folder))
+
+
 def _device(job: dict):
     from .devices import dtype_of, setup
 
@@ -101,7 +108,7 @@ def train(job: dict, progress: bool = True) -> None:
     device, dtype = _device(job)
     family = get_family(job["family"])
     inputs = job["inputs"]
-    model = family.load(Path(inputs["start"]))
+    model = _load_model(family, inputs["start"])
     if job["rule"] == "prune":
         before = sum(p.numel() for p in model.net.parameters())
         torch.manual_seed(job["training"].get("seed", 0))
@@ -132,9 +139,7 @@ def generate(job: dict, progress: bool = True) -> None:
 
     device, dtype = _device(job)
     family = get_family(job["family"])
-    from .io import verify_dir
-
-    model = family.load(verify_dir(job["inputs"]["model"]))
+    model = _load_model(family, job["inputs"]["model"])
     images = family.sample(model, job["spec"]["n_images"], {**job["spec"], "batch_size": job["batch_size"]},
                            device, dtype, progress)
     with atomic_path(job["out"], suffix=".npz", seal=True) as tmp:

@@ -7,8 +7,7 @@ also defines. Adding one is a module plus a line in EXTRACTORS.
 
 from __future__ import annotations
 
-import importlib
-
+from ..registry import Registry
 from .base import Extractor
 
 EXTRACTORS = {
@@ -16,14 +15,8 @@ EXTRACTORS = {
     "inception": "diffcredit.extractors.inception:Inception",
 }
 
-_loaded: dict[str, Extractor] = {}
+_registry = Registry("feature extractor", EXTRACTORS)
 
 
 def get_extractor(name: str) -> Extractor:
-    ext = _loaded.get(name)
-    if ext is None:
-        if name not in EXTRACTORS:
-            raise ValueError(f"unknown feature extractor {name!r}; known: {sorted(EXTRACTORS)}")
-        module, cls = EXTRACTORS[name].split(":")
-        ext = _loaded[name] = getattr(importlib.import_module(module), cls)()
-    return ext
+    return _registry.get(name)

@@ -7,8 +7,7 @@ does not import torch.
 
 from __future__ import annotations
 
-import importlib
-
+from ..registry import Registry
 from .base import Family
 
 # name -> "module:class", imported lazily.
@@ -16,15 +15,9 @@ FAMILIES = {
     "ddpm": "diffcredit.families.ddpm:DDPM",
 }
 
-_loaded: dict[str, Family] = {}
+_registry = Registry("model.family", FAMILIES)
 
 
 def get_family(name: str) -> Family:
     """The family called `name`."""
-    family = _loaded.get(name)
-    if family is None:
-        if name not in FAMILIES:
-            raise ValueError(f"unknown model.family {name!r}; known: {sorted(FAMILIES)}")
-        module, cls = FAMILIES[name].split(":")
-        family = _loaded[name] = getattr(importlib.import_module(module), cls)()
-    return family
+    return _registry.get(name)
