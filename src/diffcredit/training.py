@@ -113,6 +113,14 @@ def load_latest_checkpoint(folder: Path) -> dict | None:
 # ---------------------------------------------------------------- training
 
 
+def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`. To CUDA through pinned memory, so the copy does not
+    wait for the queued steps (a copy from pageable memory synchronises the stream)."""
+    if device.type != "cuda":
+        return x
+    return x.pin_memory().to(device, non_blocking=True)
+
+
 def train(
     family,
     model,
@@ -169,11 +177,11 @@ def train(
     losses = []
     bar = tqdm(total=spec.steps, initial=start, desc=desc, disable=not progress, mininterval=2.0)
     for step in range(start, spec.steps):
-        idx = torch.from_numpy(batch_indices(len(data), spec.batch_size, spec.seed, step)).to(device)
+        idx = _to(torch.from_numpy(batch_indices(len(data), spec.batch_size, spec.seed, step)), device)
         x0 = family.encode(model, data[idx])
         g = torch.Generator().manual_seed(step_seed(spec.seed, step))
-        noise = torch.randn(x0.shape, generator=g).to(device)
-        t = timesteps(len(x0), n_t, spec.antithetic, g).to(device)
+        noise = _to(torch.randn(x0.shape, generator=g), device)
+        t = _to(timesteps(len(x0), n_t, spec.antithetic, g), device)
         with autocast(device, dtype):
             loss = family.loss(model, x0, noise, t).mean()
         optimizer.zero_grad(set_to_none=True)
