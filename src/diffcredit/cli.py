@@ -64,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("status", "gc"):
         return _housekeeping(args)
+    if args.command == "job":
+        from . import worker
+
+        device = json.loads(args.job).get("device", "cpu")
+        code = worker.run_via_worker(sys.argv[1:] if argv is None else argv, device)
+        if code is not None:
+            return code
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     run_job(json.loads(args.job), progress=not args.no_progress)
