@@ -160,3 +160,22 @@ def test_a_worker_serves_only_its_environment_apart_from_per_job_settings(monkey
     assert worker.socket_path() == base
     monkeypatch.setenv("HF_HUB_OFFLINE", "0" if os.environ.get("HF_HUB_OFFLINE") == "1" else "1")
     assert worker.socket_path() != base
+
+
+def test_a_socket_folder_others_can_enter_is_not_used(tmp_path, monkeypatch):
+    """Another user's (or a world-writable) folder could hold a listener that would
+    receive the job's environment: no worker then, and none started."""
+    runtime = Path(tempfile.mkdtemp(prefix="dcw", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("DIFFCREDIT_WORKER", "1")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    folder = worker.socket_path().parent
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    started = []
+    monkeypatch.setattr(worker, "_start", started.append)
+    assert worker.run_via_worker(["job", "{}"], "cpu") is None
+    assert started == []
+    folder.chmod(0o700)  # ours alone: no worker yet, so one is started
+    assert worker.run_via_worker(["job", "{}"], "cpu") is None
+    assert started == [worker.socket_path()]

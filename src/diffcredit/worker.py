@@ -26,6 +26,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def run_via_worker(argv: list[str], device: str = "cpu") -> int | None:
     if not enabled() or not cpu_only(device):
         return None
     path = socket_path()
+    if not _private(path.parent):
+        return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(path))
@@ -117,8 +120,18 @@ def run_via_worker(argv: list[str], device: str = "cpu") -> int | None:
         return _STATUS.unpack(data)[0]
 
 
+def _private(folder: Path) -> bool:
+    """Whether `folder` is ours alone (made so if missing): the job's environment and
+    file descriptors go to whoever listens there."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.stat(folder, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
 def _start(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in PER_JOB_ENV}
     src = str(Path(__file__).resolve().parents[1])  # the worker imports this very diffcredit
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
