@@ -30,17 +30,14 @@ sys.path.insert(0, str(REPO / "src"))
 from diffcredit.data import write_shard  # noqa: E402
 from diffcredit.families.ddpm import scheduler_config, unet_config  # noqa: E402
 
+DIGITS = dict(
+    model={"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 8,
+           "beta_schedule": "squaredcos_cap_v2"},
+    resolution=8, channels=1, batch_size=64, steps=(50, 200), default_steps=100,
+)
 CASES = {
-    "digits default": dict(
-        model={"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 8,
-               "beta_schedule": "squaredcos_cap_v2"},
-        resolution=8, channels=1, batch_size=64, steps=(50, 200), default_steps=100,
-    ),
-    "digits default, warm worker": dict(
-        model={"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 8,
-               "beta_schedule": "squaredcos_cap_v2"},
-        resolution=8, channels=1, batch_size=64, steps=(50, 200), default_steps=100, worker=True,
-    ),
+    "digits default": DIGITS,
+    "digits default, warm worker": {**DIGITS, "worker": True},
     "CIFAR-sized DDPM (35.7M parameters)": dict(
         model={"block_out_channels": [128, 256, 256, 256], "layers_per_block": 2, "norm_num_groups": 32,
                "attention_levels": [1], "mid_attention": True},

@@ -64,14 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("status", "gc"):
         return _housekeeping(args)
-    if args.command == "job":
-        from . import worker
+    from . import worker
 
-        device = json.loads(args.job).get("device", "cpu")
-        code = worker.run_via_worker(sys.argv[1:] if argv is None else argv, device)
-        if code is not None:
-            return code
+    job = json.loads(args.job)
+    code = worker.run_via_worker(sys.argv[1:] if argv is None else argv, job.get("device", "cpu"))
+    if code is not None:
+        return code
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    run_job(json.loads(args.job), progress=not args.no_progress)
+    run_job(job, progress=not args.no_progress)
     return 0

@@ -338,37 +338,34 @@ def load_items(spec: dict, contributor: Contributor) -> tuple[np.ndarray, np.nda
     return images[order], labels[order]
 
 
+def _resized(im, resolution: int, channels: int) -> np.ndarray:
+    """A PIL image as uint8 (C, H, W) of the data's shape (bicubic)."""
+    from PIL import Image
+
+    im = im.convert("L" if channels == 1 else "RGB").resize((resolution, resolution), Image.Resampling.BICUBIC)
+    arr = np.asarray(im, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
 def conform(images: np.ndarray, resolution: int, channels: int) -> np.ndarray:
     """uint8 (N, C, H, W) images resized (bicubic) and converted to the data's shape."""
     from PIL import Image
 
     if images.shape[1:] == (channels, resolution, resolution):
         return images
-    out = []
-    for img in images:
-        im = Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
-        im = im.convert("L" if channels == 1 else "RGB").resize((resolution, resolution), Image.Resampling.BICUBIC)
-        arr = np.asarray(im, dtype=np.uint8)
-        out.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-    return np.stack(out)
+    return np.stack([_resized(Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)),
+                              resolution, channels) for img in images])
 
 
 def _load_image(path: str, resolution: int, channels: int) -> np.ndarray:
+    """An image file, centre-cropped to a square, as uint8 (C, H, W)."""
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("L" if channels == 1 else "RGB")
         w, h = im.size
         side = min(w, h)
         left, top = (w - side) // 2, (h - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-        im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
-        arr = np.asarray(im, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[None]
-    else:
-        arr = arr.transpose(2, 0, 1)
-    return arr
+        return _resized(im.crop((left, top, left + side, top + side)), resolution, channels)
 
 
 def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> None:

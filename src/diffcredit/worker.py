@@ -134,7 +134,7 @@ def _private(folder: Path) -> bool:
 def _start(path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in PER_JOB_ENV}
     src = str(Path(__file__).resolve().parents[1])  # the worker imports this very diffcredit
-    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     subprocess.Popen([sys.executable, "-m", "diffcredit.worker", str(path)], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                      close_fds=True, env=env)
