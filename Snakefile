@@ -39,6 +39,9 @@ _conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_metho
 PY = f"PYTHONPATH={shlex.quote(_src)} python -m diffcredit" if _conda else f"{sys.executable} -m diffcredit"
 
 
+report: "workflow/report/workflow.rst"
+
+
 wildcard_constraints:
     key="[0-9a-f]{16}",
     mkey="[0-9a-f]{16}",
@@ -57,6 +60,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/coalitions.smk"
+include: "workflow/rules/evaluation.smk"
 
 
 onstart:
@@ -69,6 +73,6 @@ onstart:
 
 
 onsuccess:
-    from diffcredit.summary import write_summary
+    from diffcredit.summary import print_summary
 
-    write_summary(plan)
+    print_summary(plan)

@@ -29,6 +29,11 @@ STAGE_VERSIONS = {
     "score": 2,
     "design": 1,
     "estimate": 2,
+    "fidelity": 1,
+    "lds": 1,
+    "removal_sets": 1,
+    "counterfactual": 1,
+    "summary": 1,
 }
 
 

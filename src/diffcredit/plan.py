@@ -69,10 +69,12 @@ class Estimator:
     design_key: str
     key: str
     masks: np.ndarray  # (budget, n) bool, rows in design order
+    replicate: int = 0  # retrain's seed replicate (fidelity's noise floor)
 
     @property
     def label(self) -> str:
-        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{self.budget}-{self.strategy}"
+        rep = f"-seed+{self.replicate}" if self.replicate else ""
+        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{self.budget}-{self.strategy}{rep}"
 
 
 def _recipe(section: dict) -> dict:
@@ -103,6 +105,7 @@ class Plan:
         self._by_rule: dict[str, list[str]] = {}
         self._model_keys: dict = {}
         self._score_keys: dict = {}
+        self._dynamic: dict[str, dict] = {}  # node key -> parents known once a checkpoint ran
         self._cache = data_mod.HashCache(self.results / ".cache" / "hashes.json")
         try:
             self.family = get_family(cfg["model"]["family"])
@@ -114,6 +117,8 @@ class Plan:
         self._add_models()
         self._resolve_extractors()
         self.estimators = self._add_estimators()
+        self._add_evaluations()
+        self._add_summary()
         self._cache.flush()
 
     # ------------------------------------------------------------ the table
@@ -141,7 +146,7 @@ class Plan:
     def inputs(self, key: str) -> dict:
         """role -> path (or list of paths) of a node's parents."""
         out = {}
-        for role, parent in self.nodes[key].parents.items():
+        for role, parent in {**self.nodes[key].parents, **self._dynamic.get(key, {})}.items():
             if isinstance(parent, list):
                 out[role] = [self.nodes[p].path for p in parent]
             elif parent in self.nodes:
@@ -259,34 +264,52 @@ class Plan:
         )
         self.coalitions: dict[str, tuple[str, ...]] = {}  # coalition model key -> members
 
-    def _retrain(self, members, rule: str, path) -> str:
-        section = self.cfg["train_full"]
+    def init_key_of(self, seed: int = 0) -> str:
+        """The untrained model; `seed` > 0 offsets the model's seed (another retrain replicate)."""
+        if not seed:
+            return self.init_key
+        spec = {**self.model_spec, "seed": self.model_spec.get("seed", 0) + seed}
+        return self.add("init_model", "init_model", {"family": self.family.name, **spec}, {},
+                        lambda k: self.path("models", "init", k), {"family": self.family.name})
+
+    def _retrain(self, members, rule: str, path, seed: int = 0) -> str:
+        """Train `members` from scratch with train_full's recipe. Replicate `seed` > 0 offsets the
+        model's and the recipe's seeds; replicate 0 is the artifact every other use shares."""
+        section = dict(self.cfg["train_full"])
+        if seed:
+            section["seed"] = section["seed"] + seed
         threads = self.train_threads if rule == "train_full" else self.threads
         desc = "train_full" if rule == "train_full" else f"retrain[{len(members)}/{self.n}]"
+        if seed:
+            desc += f" seed+{seed}"
         return self.add(
             rule, "train", {"strategy": "retrain", "recipe": _recipe(section)},
-            {"start": self.init_key, "shards": self._shards_of(members)}, path,
+            {"start": self.init_key_of(seed), "shards": self._shards_of(members)}, path,
             self._train_job(section, members, desc, threads=threads),
         )
 
-    def model_key(self, members, strategy: str | None = None) -> str:
-        """The key of the model that stands for coalition `members` under `strategy`."""
+    def model_key(self, members, strategy: str | None = None, seed: int = 0) -> str:
+        """The key of the model that stands for coalition `members` under `strategy`
+        (`seed`: the retrain replicate; only the retrain strategy has replicates)."""
         from .strategies import get_strategy
 
         strategy = strategy or self.cfg["fine_tune"]["strategy"]
         members = tuple(members)
-        cached = self._model_keys.get((strategy, members))
+        if seed and strategy != "retrain":
+            raise ValueError(f"only retrain has seed replicates, not {strategy}")
+        cached = self._model_keys.get((strategy, members, seed))
         if cached is not None:
             return cached
         if not members:
-            key = self.init_key
+            key = self.init_key_of(seed)
         elif len(members) == self.n:
-            key = self.full_key
+            key = self.full_key if not seed else self._retrain(
+                members, "train_full", lambda k: self.path("models", "full", k), seed)
         else:
             s = get_strategy(strategy)
             path = lambda k: self.path("coalitions", k, "model")  # noqa: E731
             if s.start == "init":
-                key = self._retrain(members, "fine_tune", path)
+                key = self._retrain(members, "fine_tune", path, seed)
             else:
                 trained = members if s.data == "members" else tuple(n for n in self.names if n not in members)
                 section = _section(self.cfg, s.recipe)
@@ -298,7 +321,7 @@ class Plan:
                                     threads=self.threads),
                 )
             self.coalitions[key] = members
-        self._model_keys[(strategy, members)] = key
+        self._model_keys[(strategy, members, seed)] = key
         return key
 
     # ------------------------------------------------------------ features and scores
@@ -387,45 +410,167 @@ class Plan:
     # ------------------------------------------------------------ estimators
 
     def _add_estimators(self) -> list[Estimator]:
+        return [self.add_estimator(e, f"estimators[{i}]") for i, e in enumerate(self.cfg["estimators"])]
+
+    def add_estimator(self, e: dict, where: str) -> Estimator:
+        """The design, coalition models, scores and estimate node of one estimator entry."""
         from .coalitions import sample_design
         from .coalitions import validate as validate_design
         from .estimators import DEFAULT_SCHEME, check_shrink, estimate
         from .strategies import get_strategy
 
-        out = []
-        for i, e in enumerate(self.cfg["estimators"]):
-            scheme = e["scheme"] or DEFAULT_SCHEME[e["method"]]
-            strategy = e["strategy"] or self.cfg["fine_tune"]["strategy"]
-            try:
-                get_strategy(strategy)
-                check_shrink(e["method"], e["shrink"])
-                validate_design(self.n, e["budget"], scheme, e["method"])
-            except ValueError as exc:
-                raise ConfigError(f"invalid config: estimators[{i}]: {exc}") from None
-            masks = sample_design(self.n, e["budget"], scheme, e["seed"])
-            try:  # a sampled design can still be degenerate (repeated coalitions)
-                estimate(masks, np.zeros(len(masks)), 0.0, 0.0, e["method"], n_boot=0)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"invalid config: estimators[{i}]: budget {e['budget']} is too small: {exc}"
-                ) from None
-            design_spec = {"scheme": scheme, "budget": e["budget"], "seed": e["seed"], "players": self.names}
-            design_key = self.add("coalition_sample", "design", design_spec, {},
-                                  lambda k: self.path("designs", f"{k}.parquet"))
-            rows = [self.score_key(self.model_key(self._members(r), strategy)) for r in masks]
-            anchors = [self.score_key(self.init_key), self.score_key(self.full_key)]
-            spec = {"method": e["method"], "scheme": scheme, "budget": e["budget"], "seed": e["seed"],
-                    "n_boot": e["n_boot"], "shrink": e["shrink"], "strategy": strategy,
-                    "properties": self.properties}
-            key = self.add("shapley_estimate", "estimate", spec,
-                           {"design": design_key, "empty": anchors[0], "full": anchors[1], "rows": rows},
-                           lambda k: self.path("values", k))
-            out.append(Estimator(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], e["shrink"], strategy,
-                                 design_key, key, masks))
-        return out
+        scheme = e["scheme"] or DEFAULT_SCHEME[e["method"]]
+        strategy = e["strategy"] or self.cfg["fine_tune"]["strategy"]
+        try:
+            get_strategy(strategy)
+            check_shrink(e["method"], e["shrink"])
+            validate_design(self.n, e["budget"], scheme, e["method"])
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {where}: {exc}") from None
+        masks = sample_design(self.n, e["budget"], scheme, e["seed"])
+        try:  # a sampled design can still be degenerate (repeated coalitions)
+            estimate(masks, np.zeros(len(masks)), 0.0, 0.0, e["method"], n_boot=0)
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {where}: budget {e['budget']} is too small: {exc}") from None
+        design_spec = {"scheme": scheme, "budget": e["budget"], "seed": e["seed"], "players": self.names}
+        design_key = self.add("coalition_sample", "design", design_spec, {},
+                              lambda k: self.path("designs", f"{k}.parquet"))
+        rep = e.get("replicate", 0)
+        rows = [self.score_key(self.model_key(self._members(r), strategy, rep)) for r in masks]
+        anchors = [self.score_key(self.model_key((), strategy, rep)),
+                   self.score_key(self.model_key(self.names, strategy, rep))]
+        spec = {"method": e["method"], "scheme": scheme, "budget": e["budget"], "seed": e["seed"],
+                "n_boot": e["n_boot"], "shrink": e["shrink"], "strategy": strategy, "properties": self.properties}
+        if rep:
+            spec["replicate"] = rep
+        key = self.add("shapley_estimate", "estimate", spec,
+                       {"design": design_key, "empty": anchors[0], "full": anchors[1], "rows": rows},
+                       lambda k: self.path("values", k))
+        return Estimator(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], e["shrink"], strategy,
+                         design_key, key, masks, rep)
 
     def _members(self, row) -> tuple[str, ...]:
         return tuple(n for n, m in zip(self.names, row) if m)
+
+    # ------------------------------------------------------------ evaluations
+
+    def _add_evaluations(self) -> None:
+        """Retraining ground truth (the config's `evaluations:`): fidelity, LDS, counterfactual."""
+        ev = self.cfg["evaluations"]
+        self.evaluations: dict[str, str] = {}  # name -> node key
+        self.fidelity_estimators: list[Estimator] = []
+        if "fidelity" in ev:
+            self._add_fidelity(ev["fidelity"])
+        # Every estimate in the run; LDS and counterfactual judge them all.
+        self.methods = list({e.key: e for e in self.estimators + self.fidelity_estimators}.values())
+        if "lds" in ev:
+            self._add_lds(ev["lds"])
+        if "counterfactual" in ev:
+            self._add_counterfactual(ev["counterfactual"])
+
+    def _add_fidelity(self, f: dict) -> None:
+        from .strategies import get_strategy
+
+        base = {k: f[k] for k in ("method", "scheme", "budget", "seed", "n_boot")}
+        ests = [self.add_estimator({**base, "shrink": False, "strategy": s}, f"evaluations.fidelity ({s})")
+                for s in f["strategies"]]
+        ests += [self.add_estimator({**base, "shrink": False, "strategy": "retrain", "replicate": r},
+                                    "evaluations.fidelity (retrain)") for r in range(f["retrain_replicates"])]
+        self.fidelity_estimators = ests
+        layout, models, setup = [], [], []
+        for est in ests:
+            keys = [self.model_key(self._members(r), est.strategy, est.replicate) for r in est.masks]
+            start = get_strategy(est.strategy).start
+            layout.append({"label": est.label, "strategy": est.strategy, "replicate": est.replicate,
+                           "rows": len(keys), "setup": start == "pruned"})
+            models += keys
+            if start == "pruned":
+                setup.append(self.pruned_key)
+        spec = {"layout": [(x["strategy"], x["replicate"]) for x in layout], "properties": self.properties}
+        self.evaluations["fidelity"] = self.add(
+            "fidelity", "fidelity", spec,
+            {"values": [e.key for e in ests], "rows": [k for e in ests for k in self.nodes[e.key].parents["rows"]],
+             "models": models, "setup": sorted(set(setup))},
+            lambda k: self.path("evaluation", "fidelity", k), {"layout": layout},
+        )
+
+    def _add_lds(self, lds: dict) -> None:
+        from .evaluation import sample_subsets
+
+        alphas = lds["alpha"] if isinstance(lds["alpha"], list) else [lds["alpha"]]
+        scores = []
+        for a in alphas:
+            try:
+                masks = sample_subsets(self.n, a, lds["subsets"], lds["seed"])
+            except ValueError as exc:
+                raise ConfigError(f"invalid config: evaluations.lds: {exc}") from None
+            for row in masks:
+                scores += [self.score_key(self.model_key(self._members(row), "retrain", s)) for s in lds["seeds"]]
+        spec = {"alphas": alphas, "subsets": lds["subsets"], "seed": lds["seed"], "seeds": lds["seeds"],
+                "players": self.names, "properties": self.properties}
+        self.evaluations["lds"] = self.add(
+            "lds", "lds", spec, {"values": [e.key for e in self.methods], "scores": scores},
+            lambda k: self.path("evaluation", "lds", k), {"labels": [e.label for e in self.methods]},
+        )
+
+    def _add_counterfactual(self, c: dict) -> None:
+        labels = {"labels": [e.label for e in self.methods]}
+        removal = self.add(
+            "removal_sets", "removal_sets",
+            {"fraction": c["fraction"], "players": self.names, "properties": self.properties},
+            {"values": [e.key for e in self.methods]}, lambda k: self.path("evaluation", "removal", f"{k}.json"),
+            labels,
+        )
+        self.evaluations["counterfactual"] = self.add(
+            "counterfactual", "counterfactual", {"seeds": c["seeds"]}, {"removal": removal},
+            lambda k: self.path("evaluation", "counterfactual", k), labels,
+        )
+        self.load_removal_sets()
+
+    def load_removal_sets(self) -> bool:
+        """Once the removal sets exist (a checkpoint), add their retrains; True when they do."""
+        from .io import CorruptArtifactError, read_json, verify_file
+
+        key = self.evaluations.get("counterfactual")
+        if key is None:
+            return False
+        if key in self._dynamic:
+            return True
+        path = self.nodes[self.nodes[key].parents["removal"]].path
+        try:
+            sets = read_json(verify_file(path))["sets"]
+        except (OSError, ValueError, CorruptArtifactError):
+            return False
+        seeds = self.nodes[key].spec["seeds"]
+        scores = [self.score_key(self.model_key([n for n in self.names if n not in s["removed"]], "retrain", seed))
+                  for s in sets for seed in seeds]
+        baseline = [self.score_key(self.model_key(self.names, "retrain", seed)) for seed in seeds]
+        self._dynamic[key] = {"scores": scores, "baseline": baseline}
+        return True
+
+    # ------------------------------------------------------------ the summary tables
+
+    def _add_summary(self) -> None:
+        """The fixed-name tables of the run (values.csv, evaluation/*.csv, a sample grid)."""
+        first = self.estimators[0]
+        sizes = first.masks.sum(axis=1)
+        picks = sorted({int(np.argmin(sizes)), int(np.argsort(sizes, kind="stable")[len(sizes) // 2]),
+                        int(np.argmax(sizes))}, key=lambda i: sizes[i])
+        models = [self.init_key, *(self.model_key(self._members(first.masks[i]), first.strategy) for i in picks),
+                  self.full_key]
+        parents = {"values": [e.key for e in self.estimators],
+                   "samples": [self.nodes[self.score_key(m)].parents["features"] for m in models]}
+        parents["samples"] = [self.nodes[f].parents["samples"] for f in parents["samples"]]
+        parents.update(self.evaluations)
+        self.summary_outputs = {"values": self.path("values.csv"), "samples": self.path("report", "samples.png")}
+        for name in self.evaluations:
+            self.summary_outputs[name] = self.path("evaluation", f"{name}.csv")
+        self.summary_key = self.add(
+            "summary", "summary", {"tables": sorted(self.summary_outputs)}, parents,
+            lambda k: self.path("summary", f"{k}.json"),
+            {"outputs": self.summary_outputs, "labels": [e.label for e in self.estimators],
+             "members": [list(self.coalitions.get(m, self.names if m == self.full_key else ())) for m in models]},
+        )
 
     # ------------------------------------------------------------ views
 
@@ -444,7 +589,7 @@ class Plan:
         return self.nodes[est.design_key].path
 
     def targets(self) -> list[str]:
-        return [self.nodes[self.manifest_key].path, *(self.values_dir(e) for e in self.estimators)]
+        return [self.nodes[self.manifest_key].path, *self.summary_outputs.values(), self.nodes[self.summary_key].path]
 
     def resources(self, rule: str) -> dict:
         """mem_mb and gpu of a rule's jobs, from the config and the model size."""

@@ -119,7 +119,7 @@ def train(job: dict, progress: bool = True) -> None:
     section = job["training"]
     log.info("training on %d images of %s for %d steps on %s", len(images), ", ".join(job["members"]),
              section["steps"], device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     stats = fit(family, model, images, TrainSpec.from_dict(section), device, dtype,
                 checkpoint_dir=job["scratch"], checkpoint_every=section.get("checkpoint_every", 0),
                 desc=job.get("desc", "train"), progress=progress, ascent=job.get("ascent", False))
@@ -128,7 +128,10 @@ def train(job: dict, progress: bool = True) -> None:
         family.save(model, tmp)
         (tmp / "training.json").write_text(json.dumps({
             "members": job["members"], "n_images": int(len(images)), "final_loss": stats["final_loss"],
-            "resumed_at": stats["start_step"], "seconds": time.perf_counter() - start, "device": str(device),
+            "resumed_at": stats["start_step"], "steps": section["steps"], "batch_size": section["batch_size"],
+            # This job's time (since a resume, if it resumed): what cost ratios are made of.
+            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+            "device": str(device), "threads": job.get("threads"),
         }, indent=2))
     shutil.rmtree(job["scratch"], ignore_errors=True)
     log.info("final loss %s; model written to %s", stats["final_loss"], job["out"])
@@ -261,6 +264,21 @@ def shapley_estimate(job: dict, progress: bool = True) -> None:
     estimate_values(job["spec"], job["inputs"], job["out"])
 
 
+def _evaluation(name: str):
+    def run(job: dict, progress: bool = True) -> None:
+        from . import evaluation
+
+        getattr(evaluation, f"{name}_job")(job)
+
+    return run
+
+
+def summary(job: dict, progress: bool = True) -> None:
+    from .summary import summary_job
+
+    summary_job(job)
+
+
 STAGES = {
     "prepare_shard": prepare_shard,
     "prepare_data": prepare_data,
@@ -276,6 +294,12 @@ STAGES = {
     "score": score,
     "coalition_sample": coalition_sample,
     "shapley_estimate": shapley_estimate,
+    "fidelity": _evaluation("fidelity"),
+    "lds": _evaluation("lds"),
+    "removal_sets": _evaluation("removal_sets"),
+    "counterfactual": _evaluation("counterfactual"),
+    "summary": summary,
 }
 # Jobs that only move tables and arrays do not import torch.
-NO_TORCH = {"prepare_shard", "prepare_data", "reference_data", "coalition_sample", "shapley_estimate"}
+NO_TORCH = {"prepare_shard", "prepare_data", "reference_data", "coalition_sample", "shapley_estimate", "fidelity",
+            "lds", "removal_sets", "counterfactual", "summary"}

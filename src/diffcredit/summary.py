@@ -1,34 +1,76 @@
-"""After a successful run: one table of every estimate of the current config."""
+"""The run's fixed-name tables: results/values.csv (every estimate of the current
+config), results/evaluation/*.csv and a grid of generated samples, written by the
+`summary` rule; and the printout after a successful run."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .io import atomic_path
+from .io import atomic_path, verify_dir, verify_file, write_json
 
 
-def collect(plan) -> pd.DataFrame:
-    tables = []
-    for est in plan.estimators:
-        path = Path(plan.values_dir(est)) / "values.parquet"
-        if path.is_file():
-            tables.append(pd.read_parquet(path))
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+def summary_job(job: dict) -> None:
+    inputs, outputs = job["inputs"], job["outputs"]
+    tables = [pd.read_parquet(verify_dir(p) / "values.parquet") for p in inputs["values"]]
+    with atomic_path(outputs["values"], suffix=".csv") as tmp:
+        pd.concat(tables, ignore_index=True).to_csv(tmp, index=False)
+    for name in ("lds", "fidelity", "counterfactual"):
+        if name in outputs:
+            with atomic_path(outputs[name], suffix=".csv") as tmp:
+                shutil.copyfile(verify_dir(inputs[name]) / f"{name}.csv", tmp)
+    samples = [np.load(verify_file(p))["images"] for p in inputs["samples"]]
+    with atomic_path(outputs["samples"], suffix=".png") as tmp:
+        sample_grid(samples, job["members"], tmp)
+    # Last: the stamp that says these tables describe this plan. Other configs' stamps
+    # go, so that switching back to one of them rewrites the tables again.
+    stamp = Path(job["out"])
+    for old in stamp.parent.glob("*.json"):
+        if old != stamp:
+            old.unlink(missing_ok=True)
+    write_json(stamp, {"key": job["key"], "tables": outputs})
 
 
-def write_summary(plan, stream=None) -> pd.DataFrame:
-    """Write `<results>/values.csv` and print the values, best credit first."""
+def _caption(members: list[str]) -> str:
+    if not members:
+        return "v(empty): untrained"
+    if len(members) > 4:
+        return f"{len(members)} contributors"
+    return ", ".join(members)
+
+
+def sample_grid(samples: list[np.ndarray], members: list[list[str]], path, per_row: int = 16) -> None:
+    """One row of the first `per_row` samples per model, labelled by its coalition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(samples), 1, figsize=(per_row * 0.45 + 1, 0.75 * len(samples) + 0.3), squeeze=False)
+    for ax, images, who in zip(axes[:, 0], samples, members):
+        row = images[:per_row].transpose(0, 2, 3, 1)  # samples are (N, C, H, W) uint8
+        strip = np.concatenate(list(row), axis=1)
+        ax.imshow(strip.squeeze(-1) if strip.shape[-1] == 1 else strip, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(_caption(who), rotation=0, ha="right", va="center", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_summary(plan, stream=None) -> None:
+    """Print the values, best credit first, and where the tables are."""
     import sys
 
     stream = stream or sys.stdout
-    table = collect(plan)
-    if table.empty:
-        return table
-    out = plan.results / "values.csv"
-    with atomic_path(out, suffix=".csv") as tmp:
-        table.to_csv(tmp, index=False)
+    path = Path(plan.summary_outputs["values"])
+    if not path.is_file():
+        return
+    table = pd.read_csv(path)
     cols = ["contributor", "value", "ci_low", "ci_high", "rank"]
     groups = ["method", "shrink", "scheme", "budget", "strategy", "property"]
     for (method, shrink, scheme, budget, strategy, prop), t in table.groupby(groups, sort=False):
@@ -39,5 +81,7 @@ def write_summary(plan, stream=None) -> pd.DataFrame:
         print(t.sort_values("rank")[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=stream)
     for est in plan.estimators:
         print(f"plots: {plan.values_dir(est)}/", file=stream)
-    print(f"table: {out}", file=stream)
-    return table
+    for name, out in plan.summary_outputs.items():
+        if name not in ("values", "samples"):
+            print(f"{name}: {out}", file=stream)
+    print(f"table: {path}", file=stream)

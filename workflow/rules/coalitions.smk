@@ -19,7 +19,8 @@ rule shapley_estimate:
     input:
         unpack(node_inputs("shapley_estimate")),
     output:
-        directory(f"{R}/values/{{key}}"),
+        report(directory(f"{R}/values/{{key}}"), patterns=["{name}.png"], caption="../report/values.rst",
+               category="Values"),
     params:
         job=node_job("shapley_estimate"),
         py=PY,

@@ -12,14 +12,15 @@ def _node(wc, rule):
     return node
 
 
-def node_inputs(rule):
-    """The node's parents' paths; ancient: keys, not times, decide what reruns."""
+def node_inputs(rule, key=None):
+    """The node's parents' paths; ancient: keys, not times, decide what reruns.
+    `key`: the node of a rule without wildcards."""
 
     def inputs(wc):
-        _node(wc, rule)
+        k = key or _node(wc, rule).key
         return {
             role: [ancient(p) for p in path] if isinstance(path, list) else ancient(path)
-            for role, path in plan.inputs(wc.key).items()
+            for role, path in plan.inputs(k).items()
         }
 
     return inputs

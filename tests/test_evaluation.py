@@ -1,0 +1,259 @@
+"""Evaluations against retraining: LDS, fidelity, counterfactual removal, the summary
+tables and the report. Numbers are checked against computations written out here."""
+
+import json
+import math
+import os
+import shutil
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY, planned, run, snakemake, write_config
+
+from diffcredit import evaluation as ev
+from diffcredit.status import load_plan
+
+REPO = TINY.parents[1]
+
+
+def _ranks(x):
+    """Ranks 1..n of distinct values."""
+    r = np.empty(len(x))
+    r[np.argsort(x)] = np.arange(1, len(x) + 1)
+    return r
+
+
+def _spearman_by_hand(a, b):
+    ra, rb = _ranks(np.asarray(a)), _ranks(np.asarray(b))
+    n = len(a)
+    return 1 - 6 * np.sum((ra - rb) ** 2) / (n * (n**2 - 1))  # no ties
+
+
+# ---------------------------------------------------------------- unit
+
+
+def test_subsets_are_distinct_of_the_right_size_and_prefix_stable():
+    masks = ev.sample_subsets(10, 0.5, 40, seed=3)
+    assert masks.shape == (40, 10) and (masks.sum(axis=1) == 5).all()
+    assert len({tuple(r) for r in masks}) == 40
+    np.testing.assert_array_equal(ev.sample_subsets(10, 0.5, 15, seed=3), masks[:15])
+    assert not np.array_equal(ev.sample_subsets(10, 0.5, 15, seed=4), masks[:15])
+    assert ev.sample_subsets(4, 0.01, 4, seed=0).sum(axis=1).tolist() == [1] * 4  # at least one member
+    with pytest.raises(ValueError, match="at most 6"):
+        ev.sample_subsets(4, 0.5, 7, seed=0)
+
+
+def test_lds_of_an_additive_game_against_a_hand_computation():
+    rng = np.random.default_rng(0)
+    n, players = 8, [f"p{i}" for i in range(8)]
+    w = rng.normal(size=n)
+    masks = ev.sample_subsets(n, 0.5, 30, seed=1)
+    truth = masks @ w
+    # Retrained property: the additive truth plus seed noise (3 seeds).
+    actual = np.stack([truth + rng.normal(scale=0.6, size=len(truth)) for _ in range(3)], axis=1)
+    noisy = w + rng.normal(scale=0.3, size=n)  # an imperfect attribution
+    got = ev.lds(pd.DataFrame({"contributor": players, "value": noisy}), masks, actual, players)
+    per_seed = [100 * _spearman_by_hand(masks @ noisy, actual[:, j]) for j in range(3)]
+    np.testing.assert_allclose(got["per_seed"], per_seed)
+    mean, sd = np.mean(per_seed), np.std(per_seed, ddof=1)
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    assert got["lds"] == pytest.approx(mean)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((mean - half, mean + half))
+    # Exact values of a noise-free game rank every subset right.
+    exact = ev.lds(pd.DataFrame({"contributor": players[::-1], "value": w[::-1]}), masks, truth[:, None], players)
+    assert exact["lds"] == pytest.approx(100.0)
+
+
+def test_value_comparison_and_interval_coverage():
+    s = pd.DataFrame({"contributor": list("abcd"), "value": [1.0, 2.0, 3.0, 4.0],
+                      "ci_low": [0.5, 1.9, 2.0, 4.5], "ci_high": [1.5, 2.1, 4.0, 5.0]})
+    r = pd.DataFrame({"contributor": list("dcba"), "value": [4.2, 3.5, 2.5, 1.0]})
+    got = ev.compare_values(s, r)
+    truth = np.array([1.0, 2.5, 3.5, 4.2])
+    assert got["coverage"] == pytest.approx(2 / 4)  # a: 1.0 in [0.5, 1.5]; c: 3.5 in [2, 4]; b, d out
+    assert got["value_pearson"] == pytest.approx(np.corrcoef([1, 2, 3, 4], truth)[0, 1])
+    assert got["value_rel_error"] == pytest.approx(np.linalg.norm(np.array([1, 2, 3, 4]) - truth)
+                                                   / np.linalg.norm(truth))
+
+
+def test_removal_sets_follow_credit_not_value():
+    players = ["a", "b", "c", "d", "e"]
+    values = pd.DataFrame({
+        "method": "m", "property": ["fid"] * 5 + ["is"] * 5, "contributor": players * 2,
+        # fid: lower is better, so credit = -value; is: higher is better.
+        "value": [3.0, -1.0, 0.0, 2.0, -2.0, 3.0, -1.0, 0.0, 2.0, -2.0],
+        "credit": [-3.0, 1.0, 0.0, -2.0, 2.0, 3.0, -1.0, 0.0, 2.0, -2.0],
+    })
+    sets = {(s["property"], s["direction"]): s["removed"] for s in ev.removal_sets(values, 0.4, players)}
+    assert sets[("fid", "top")] == ["b", "e"] and sets[("fid", "bottom")] == ["a", "d"]
+    assert sets[("is", "top")] == ["a", "d"] and sets[("is", "bottom")] == ["b", "e"]
+
+
+def test_compute_seconds_prefers_cpu_time_on_the_cpu():
+    assert ev.compute_seconds({"device": "cpu", "seconds": 9.0, "cpu_seconds": 4.0}) == 4.0
+    assert ev.compute_seconds({"device": "cuda:0", "seconds": 9.0, "cpu_seconds": 4.0}) == 9.0
+    assert ev.compute_seconds({"device": "cpu", "seconds": 9.0}) == 9.0  # written before cpu_seconds
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def _plan(tmp_path, cfg):
+    return load_plan(REPO, [TINY, write_config(tmp_path / "ev.yaml", cfg)])
+
+
+def test_a_subset_equal_to_a_design_coalition_is_one_artifact(tmp_path):
+    cfg = {"evaluations": {"fidelity": {"strategies": ["sft"], "budget": 8},
+                           "lds": {"subsets": 4, "alpha": [0.25, 0.5], "seeds": [0, 1]}}}
+    plan = _plan(tmp_path, cfg)
+    names = plan.names
+    retrained = set()  # (members, seed) that must be trained from scratch, counted here
+    fid = next(e for e in plan.fidelity_estimators if e.strategy == "retrain")
+    retrained |= {(tuple(n for n, m in zip(names, row) if m), 0) for row in fid.masks}
+    for alpha in (0.25, 0.5):
+        for row in ev.sample_subsets(len(names), alpha, 4, 0):
+            retrained |= {(tuple(n for n, m in zip(names, row) if m), s) for s in (0, 1)}
+    nodes = [plan.nodes[k] for k in plan.keys("fine_tune") if plan.nodes[k].spec["strategy"] == "retrain"]
+    assert len(nodes) == len(retrained)
+    shared = {(m, 0) for m, _ in retrained} & {(tuple(n for n, x in zip(names, r) if x), 0) for r in fid.masks}
+    assert shared  # the LDS subsets of size 1 and 2 overlap the design at this size
+    # Seed 1 retrains start from another untrained model, seed 0 from the run's own.
+    assert len(plan.keys("init_model")) == 2
+    counts = planned(tmp_path / "work", configs=[tmp_path / "ev.yaml"])
+    sft = len({tuple(r) for r in plan.estimators[0].masks} | {tuple(r) for r in fid.masks})
+    assert counts["fine_tune"] == len(retrained) + sft
+    assert counts["init_model"] == 2 and counts["lds"] == 1 and counts["fidelity"] == 1
+
+
+def test_lds_subsets_more_than_exist_are_refused(tmp_path):
+    path = write_config(tmp_path / "bad.yaml", {"evaluations": {"lds": {"subsets": 7, "alpha": 0.5}}})
+    proc = snakemake(tmp_path, "--dry-run", configs=[path], check=False)
+    assert proc.returncode != 0
+    assert "evaluations.lds: 7 distinct subsets of 2 of 4 contributors do not exist" in proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- end to end on the tiny config
+
+
+EVAL = {
+    "estimators": [{"method": "exact", "budget": 14, "n_boot": 50}],
+    "evaluations": {"fidelity": {"strategies": ["sft", "ft"], "budget": 8, "retrain_replicates": 2},
+                    "lds": {"subsets": 6, "alpha": 0.5, "seeds": [0, 1]},
+                    "counterfactual": {"fraction": 0.25, "seeds": [0, 1]}},
+}
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("eval")
+    cfg = write_config(work / "eval.yaml", EVAL)
+    run(work, configs=[cfg])
+    return work, cfg
+
+
+def test_evaluation_tables_match_an_independent_computation(eval_run, monkeypatch):
+    work, cfg = eval_run
+    monkeypatch.chdir(work)
+    plan = load_plan(REPO, [TINY, cfg])
+    res = work / "results-tiny"
+    prop = "class_entropy"
+
+    def v(members, strategy="retrain", seed=0):
+        return json.loads(open(plan.nodes[plan.score_key(plan.model_key(members, strategy, seed))].path).read())[
+            "properties"][prop]["value"]
+
+    values = pd.read_csv(res / "values.csv")
+    assert values["method"].unique().tolist() == ["exact"]
+    exact = values.set_index("contributor")["value"]
+    # LDS of the exact Shapley values (sFT), by hand.
+    lds = pd.read_csv(res / "evaluation" / "lds.csv")
+    masks = ev.sample_subsets(plan.n, 0.5, 6, 0)
+    per_seed = []
+    for seed in (0, 1):
+        pred = [sum(exact[n] for n, m in zip(plan.names, r) if m) for r in masks]
+        actual = [v(tuple(n for n, m in zip(plan.names, r) if m), seed=seed) for r in masks]
+        per_seed.append(100 * pd.Series(pred).corr(pd.Series(actual), method="spearman"))
+    row = lds[lds["method"] == plan.estimators[0].label].iloc[0]
+    assert row["lds"] == pytest.approx(np.mean(per_seed))
+    assert set(lds["method"]) == {e.label for e in plan.methods}
+    # Fidelity of sft: the property per coalition and the values against retrain's.
+    fid = pd.read_csv(res / "evaluation" / "fidelity.csv").set_index("strategy")
+    est = next(e for e in plan.fidelity_estimators if e.strategy == "sft")
+    rows = [tuple(n for n, m in zip(plan.names, r) if m) for r in est.masks]
+    s = [v(r, "sft") for r in rows]
+    t = [v(r) for r in rows]
+    assert fid.loc["sft", "pearson"] == pytest.approx(np.corrcoef(s, t)[0, 1])
+    vals = {e.strategy + str(e.replicate): pd.read_parquet(os.path.join(plan.values_dir(e), "values.parquet"))
+            for e in plan.fidelity_estimators}
+    a, b = vals["sft0"].set_index("contributor"), vals["retrain0"].set_index("contributor")
+    assert fid.loc["sft", "value_pearson"] == pytest.approx(np.corrcoef(a["value"], b.loc[a.index, "value"])[0, 1])
+    inside = ((a["ci_low"] <= b["value"]) & (b["value"] <= a["ci_high"])).mean()
+    assert fid.loc["sft", "coverage"] == pytest.approx(inside)
+    assert "retrain seed+1" in fid.index  # the noise floor
+    # Cost: from the jobs' own records.
+    def cost(strategy):
+        return np.mean([json.load(open(os.path.join(plan.model_dir(plan.model_key(r, strategy)), "training.json")))[
+            "cpu_seconds"] for r in rows])
+    assert fid.loc["sft", "cost_ratio"] == pytest.approx(cost("sft") / cost("retrain"))
+    # Counterfactual: the full model's property minus the retrained property without the removed.
+    cf = pd.read_csv(res / "evaluation" / "counterfactual.csv")
+    r = cf[(cf["method"] == plan.estimators[0].label) & (cf["direction"] == "top")].iloc[0]
+    top = exact.idxmax()
+    assert r["removed"] == top
+    kept = tuple(n for n in plan.names if n != top)
+    change = [v(kept, seed=s) - v(tuple(plan.names), seed=s) for s in (0, 1)]
+    assert r["change"] == pytest.approx(np.mean(change))
+
+
+def test_counterfactual_retrains_are_planned_once_the_values_exist(eval_run, tmp_path, monkeypatch):
+    work, cfg = eval_run
+    copy = tmp_path / "copy"
+    shutil.copytree(work, copy, symlinks=True)
+    # Another removal fraction: new sets, found only after the values exist (a checkpoint).
+    other = write_config(tmp_path / "other.yaml", {**EVAL, "evaluations": {
+        **EVAL["evaluations"], "counterfactual": {"fraction": 0.5, "seeds": [0, 1]}}})
+    before = planned(copy, configs=[cfg, other])
+    assert before["removal_sets"] == 1 and before["counterfactual"] == 1
+    assert "fine_tune" not in before  # unknown until the sets exist
+    run(copy, "--until", "removal_sets", configs=[cfg, other])
+    monkeypatch.chdir(copy)
+    plan = load_plan(REPO, [TINY, cfg, other])
+    assert plan.load_removal_sets()
+    sets = json.load(open(plan.nodes[plan.nodes[plan.evaluations["counterfactual"]].parents["removal"]].path))["sets"]
+    kept = {(tuple(n for n in plan.names if n not in s["removed"]), seed) for s in sets for seed in (0, 1)}
+    done = {(m, seed) for m, seed in kept
+            if os.path.isdir(plan.model_dir(plan.model_key(m, "retrain", seed)))}
+    after = planned(copy, configs=[cfg, other])
+    assert after.get("fine_tune", 0) == len(kept - done)
+    assert after["counterfactual"] == 1 and "removal_sets" not in after
+
+
+def test_switching_configs_rewrites_the_fixed_name_tables(eval_run, tmp_path):
+    work, cfg = eval_run
+    copy = tmp_path / "copy"
+    shutil.copytree(work, copy, symlinks=True)
+    values = copy / "results-tiny" / "values.csv"
+    assert planned(copy, configs=[cfg]) == {}
+    run(copy)  # the tiny config alone: values.csv of its estimator
+    assert pd.read_csv(values)["method"].unique().tolist() == ["leverage"]
+    assert planned(copy, configs=[cfg]) == {"summary": 1, "all": 1}
+    run(copy, configs=[cfg])
+    assert pd.read_csv(values)["method"].unique().tolist() == ["exact"]
+    assert planned(copy, configs=[cfg]) == {}
+
+
+def test_report_holds_the_values_and_evaluations(eval_run, tmp_path):
+    work, cfg = eval_run
+    out = tmp_path / "report.zip"
+    snakemake(work, "--report", str(out), configs=[cfg])
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+        values_csv = next(n for n in names if n.endswith("/values.csv") and "results-tiny/values.csv" in n)
+        table = pd.read_csv(z.open(values_csv))
+        assert len(table) == 4 and np.isfinite(table["value"]).all()
+        for table_name in ("lds.csv", "fidelity.csv", "counterfactual.csv", "samples.png"):
+            assert any(n.endswith(table_name) for n in names), table_name
+        html = z.read(next(n for n in names if n.endswith("report.html"))).decode()
+    assert "credit" in html or "Values" in html
