@@ -1,11 +1,13 @@
 """Evaluations against retraining: LDS, fidelity, counterfactual removal, the summary
 tables and the report. Numbers are checked against computations written out here."""
 
+import base64
+import io
 import json
 import math
 import os
+import re
 import shutil
-import zipfile
 
 import numpy as np
 import pandas as pd
@@ -74,6 +76,8 @@ def test_value_comparison_and_interval_coverage():
     truth = np.array([1.0, 2.5, 3.5, 4.2])
     assert got["coverage"] == pytest.approx(2 / 4)  # a: 1.0 in [0.5, 1.5]; c: 3.5 in [2, 4]; b, d out
     assert got["value_pearson"] == pytest.approx(np.corrcoef([1, 2, 3, 4], truth)[0, 1])
+    # Widening needed: a 0, b 0.5 / 0.1 = 5, c 0.5 / 1 = 0.5, d 0.2 / 1; the 95% quantile of four is the largest.
+    assert got["interval_scale"] == pytest.approx(5.0)
     assert got["value_rel_error"] == pytest.approx(np.linalg.norm(np.array([1, 2, 3, 4]) - truth)
                                                    / np.linalg.norm(truth))
 
@@ -104,6 +108,7 @@ def _plan(tmp_path, cfg):
     return load_plan(REPO, [TINY, write_config(tmp_path / "ev.yaml", cfg)])
 
 
+@pytest.mark.workflow
 def test_a_subset_equal_to_a_design_coalition_is_one_artifact(tmp_path):
     cfg = {"evaluations": {"fidelity": {"strategies": ["sft"], "budget": 8},
                            "lds": {"subsets": 4, "alpha": [0.25, 0.5], "seeds": [0, 1]}}}
@@ -127,6 +132,7 @@ def test_a_subset_equal_to_a_design_coalition_is_one_artifact(tmp_path):
     assert counts["init_model"] == 2 and counts["lds"] == 1 and counts["fidelity"] == 1
 
 
+@pytest.mark.workflow
 def test_lds_subsets_more_than_exist_are_refused(tmp_path):
     path = write_config(tmp_path / "bad.yaml", {"evaluations": {"lds": {"subsets": 7, "alpha": 0.5}}})
     proc = snakemake(tmp_path, "--dry-run", configs=[path], check=False)
@@ -153,6 +159,7 @@ def eval_run(tmp_path_factory):
     return work, cfg
 
 
+@pytest.mark.workflow
 def test_evaluation_tables_match_an_independent_computation(eval_run, monkeypatch):
     work, cfg = eval_run
     monkeypatch.chdir(work)
@@ -207,6 +214,7 @@ def test_evaluation_tables_match_an_independent_computation(eval_run, monkeypatc
     assert r["change"] == pytest.approx(np.mean(change))
 
 
+@pytest.mark.workflow
 def test_counterfactual_retrains_are_planned_once_the_values_exist(eval_run, tmp_path, monkeypatch):
     work, cfg = eval_run
     copy = tmp_path / "copy"
@@ -230,6 +238,7 @@ def test_counterfactual_retrains_are_planned_once_the_values_exist(eval_run, tmp
     assert after["counterfactual"] == 1 and "removal_sets" not in after
 
 
+@pytest.mark.workflow
 def test_switching_configs_rewrites_the_fixed_name_tables(eval_run, tmp_path):
     work, cfg = eval_run
     copy = tmp_path / "copy"
@@ -244,16 +253,29 @@ def test_switching_configs_rewrites_the_fixed_name_tables(eval_run, tmp_path):
     assert planned(copy, configs=[cfg]) == {}
 
 
-def test_report_holds_the_values_and_evaluations(eval_run, tmp_path):
+def _embedded(html: str, name: str) -> bytes:
+    """A file the HTML report embeds as a base64 data URL."""
+    m = re.search(rf"filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", html)
+    assert m, f"{name} is not in the report"
+    return base64.b64decode(m.group(1))
+
+
+@pytest.mark.workflow
+def test_report_holds_the_values_and_evaluations(eval_run, tmp_path, monkeypatch):
     work, cfg = eval_run
-    out = tmp_path / "report.zip"
+    out = tmp_path / "report.html"
     snakemake(work, "--report", str(out), configs=[cfg])
-    with zipfile.ZipFile(out) as z:
-        names = z.namelist()
-        values_csv = next(n for n in names if n.endswith("/values.csv") and "results-tiny/values.csv" in n)
-        table = pd.read_csv(z.open(values_csv))
-        assert len(table) == 4 and np.isfinite(table["value"]).all()
-        for table_name in ("lds.csv", "fidelity.csv", "counterfactual.csv", "samples.png"):
-            assert any(n.endswith(table_name) for n in names), table_name
-        html = z.read(next(n for n in names if n.endswith("report.html"))).decode()
-    assert "credit" in html or "Values" in html
+    html = out.read_text()
+    monkeypatch.chdir(work)
+    plan = load_plan(REPO, [TINY, cfg])
+    table = pd.read_csv(io.BytesIO(_embedded(html, "values.csv")))
+    for est in plan.estimators:  # every estimate of the config, to the last digit
+        want = pd.read_parquet(os.path.join(plan.values_dir(est), "values.parquet"))
+        got = table[table["method"] == est.method].reset_index(drop=True)
+        np.testing.assert_array_equal(got["value"].to_numpy(), want["value"].to_numpy())
+        assert got["contributor"].tolist() == want["contributor"].tolist()
+    for name in ("lds.csv", "fidelity.csv", "counterfactual.csv"):
+        assert _embedded(html, name) == (work / "results-tiny" / "evaluation" / name).read_bytes()
+    for name in ("samples.png", "class_entropy.png", "fidelity_class_entropy.png", "counterfactual_class_entropy.png"):
+        assert _embedded(html, name)[:4] == b"\x89PNG"
+    assert "honest intervals" in html  # the captions say how to read them

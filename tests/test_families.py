@@ -20,7 +20,7 @@ from diffcredit.families.ddpm import (
     unet_config,
 )
 from diffcredit.io import atomic_dir, list_checkpoints, verify_dir
-from diffcredit.training import TrainSpec, train
+from diffcredit.training import TrainSpec, lr_factor, train
 
 DDPM = get_family("ddpm")
 CPU = torch.device("cpu")
@@ -111,6 +111,40 @@ def test_resume_from_checkpoint_gives_identical_weights(tmp_path):
 
     resumed = tiny_unet()  # a fresh process would rebuild the start model
     stats = _train(resumed, tmp_path / "ckpt")
+    assert stats["start_step"] == 8
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_learning_rate_schedules():
+    const = TrainSpec(steps=10, batch_size=8, lr=1e-3, warmup_steps=4)
+    assert [lr_factor(const, s) for s in range(10)] == [0.25, 0.5, 0.75, 1, 1, 1, 1, 1, 1, 1]
+    cos = TrainSpec(steps=10, batch_size=8, lr=1e-3, warmup_steps=2, schedule="cosine")
+    got = [lr_factor(cos, s) for s in range(10)]
+    # After warmup, half a cosine period over the 8 remaining steps, zero after the last.
+    want = [0.5, 1.0] + [(1 + np.cos(np.pi * k / 8)) / 2 for k in range(1, 9)]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert got[-1] == pytest.approx(0.0) and all(a > b for a, b in zip(got[1:], got[2:]))
+
+
+def test_cosine_schedule_resumes_to_identical_weights(tmp_path):
+    spec = TrainSpec(steps=12, batch_size=8, lr=1e-3, warmup_steps=2, schedule="cosine", seed=3)
+    reference = tiny_unet()
+    train(DDPM, wrap(reference), images(), spec, CPU, torch.float32, None, 0, progress=False)
+    killed = tiny_unet()
+    calls = {"n": 0}
+
+    def die(module, args, out):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise Killed
+
+    handle = killed.register_forward_hook(die)
+    with pytest.raises(Killed):
+        train(DDPM, wrap(killed), images(), spec, CPU, torch.float32, tmp_path / "ckpt", 4, progress=False)
+    handle.remove()
+    resumed = tiny_unet()
+    stats = train(DDPM, wrap(resumed), images(), spec, CPU, torch.float32, tmp_path / "ckpt", 4, progress=False)
     assert stats["start_step"] == 8
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name

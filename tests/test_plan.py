@@ -80,6 +80,20 @@ def test_checkpoint_interval_does_not_change_keys(tmp_path):
     assert set(a.coalitions) == set(b.coalitions)
 
 
+def test_a_constant_schedule_keeps_the_keys_it_had_before_schedules(tmp_path):
+    from diffcredit.keys import artifact_key
+
+    plan = make_plan(tmp_path)
+    assert make_plan(tmp_path, fine_tune={"training": {"schedule": "constant"}}).coalitions == plan.coalitions
+    cosine = make_plan(tmp_path, fine_tune={"training": {"schedule": "cosine"}})
+    assert not set(cosine.coalitions) & set(plan.coalitions)
+    # The full model's key, computed as it was before the option existed.
+    section = {k: v for k, v in plan.cfg["train_full"].items() if k not in ("checkpoint_every", "schedule")}
+    want = artifact_key("train", {"strategy": "retrain", "recipe": section},
+                        {"start": plan.init_key, "shards": sorted(plan.shard_keys.values())})
+    assert plan.full_key == want
+
+
 def test_invalid_model_shape_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="multiples of norm_num_groups"):
         make_plan(tmp_path, model={"block_out_channels": [12, 32], "norm_num_groups": 8})

@@ -79,6 +79,7 @@ def test_raising_the_budget_plans_only_the_new_coalitions(tiny_run, tmp_path):
         "score": k,
         "coalition_sample": 1,  # the design table of the larger budget
         "shapley_estimate": 1,
+        "summary": 1,  # values.csv of the new estimate
         "all": 1,
     }
 
@@ -88,7 +89,7 @@ def test_adding_a_property_of_the_same_extractor_plans_no_features(tiny_run, tmp
     extra = write_config(tmp_path / "prop.yaml", {"properties": [*props, "classifier_fd"]})
     n_models = len(tiny_plan(tiny_run).evaluated)
     # The classifier's features and reference statistics serve both properties.
-    assert planned(tiny_run, configs=[extra]) == {"score": n_models, "shapley_estimate": 1, "all": 1}
+    assert planned(tiny_run, configs=[extra]) == {"score": n_models, "shapley_estimate": 1, "summary": 1, "all": 1}
 
 
 def test_more_generated_images_plan_no_training(tiny_run, tmp_path):
@@ -96,7 +97,8 @@ def test_more_generated_images_plan_no_training(tiny_run, tmp_path):
     extra = write_config(tmp_path / "gen.yaml", {"generate": {**gen, "n_images": gen["n_images"] + 16}})
     jobs = planned(tiny_run, configs=[extra])
     n_models = len(tiny_plan(tiny_run).evaluated)
-    assert jobs == {"generate": n_models, "features": n_models, "score": n_models, "shapley_estimate": 1, "all": 1}
+    assert jobs == {"generate": n_models, "features": n_models, "score": n_models, "shapley_estimate": 1,
+                    "summary": 1, "all": 1}
 
 
 def test_settings_that_do_not_change_results_plan_nothing(tiny_run, tmp_path):
@@ -131,7 +133,7 @@ def test_more_fine_tune_steps_plan_exactly_the_coalition_chain(tiny_run, tmp_pat
     more = write_config(tmp_path / "steps.yaml", {"fine_tune": {"training": {**ft, "steps": ft["steps"] + 5}}})
     n = len(tiny_plan(tiny_run).coalitions)
     assert planned(tiny_run, configs=[more]) == {
-        "fine_tune": n, "generate": n, "features": n, "score": n, "shapley_estimate": 1, "all": 1,
+        "fine_tune": n, "generate": n, "features": n, "score": n, "shapley_estimate": 1, "summary": 1, "all": 1,
     }
 
 
@@ -142,7 +144,7 @@ def test_a_shrunk_estimator_reuses_every_coalition(tiny_run, tmp_path):
     shutil.copytree(tiny_run, work, symlinks=True)
     est = load_yaml(TINY)["estimators"][0]
     both = write_config(tmp_path / "shrink.yaml", {"estimators": [est, {**est, "shrink": True}]})
-    assert planned(work, configs=[both]) == {"shapley_estimate": 1, "all": 1}
+    assert planned(work, configs=[both]) == {"shapley_estimate": 1, "summary": 1, "all": 1}
     run(work, configs=[both])
     plan = tiny_plan(work, both)
     plain, shrunk = (pd.read_parquet(Path(plan.values_dir(e)) / "values.parquet") for e in plan.estimators)
@@ -351,7 +353,7 @@ def test_four_strategies_share_every_common_artifact(tiny_run, tmp_path):
         "prepare_shard": n, "prepare_data": 1, "reference_data": 1, "init_model": 1, "train_full": 1, "prune": 1,
         "train_classifier": 1, "reference_stats": 1, "coalition_sample": 1,
         "fine_tune": n * len(STRATEGIES), "generate": n * len(STRATEGIES) + 2, "features": n * len(STRATEGIES) + 2,
-        "score": n * len(STRATEGIES) + 2, "shapley_estimate": len(STRATEGIES), "all": 1,
+        "score": n * len(STRATEGIES) + 2, "shapley_estimate": len(STRATEGIES), "summary": 1, "all": 1,
     }
     work = tmp_path / "work"
     shutil.copytree(tiny_run, work, symlinks=True)

@@ -114,8 +114,19 @@ def compare_values(strategy: pd.DataFrame, retrain: pd.DataFrame) -> dict:
         "value_spearman": spearman(s, r),
         "value_rel_error": float(np.linalg.norm(s - r) / norm) if norm > 0 else float("nan"),
         "coverage": float(inside.mean()),
+        "interval_scale": interval_scale(m["value"], m["ci_low"], m["ci_high"], m["value_retrain"]),
         "n_contributors": int(len(m)),
     }
+
+
+def interval_scale(value, low, high, truth, level: float = 0.95) -> float:
+    """By how much the intervals must be widened (about each value, side by side) for a
+    `level` share of them to contain the truth: 1 or less means honest intervals."""
+    value, low, high, truth = (np.asarray(x, dtype=float) for x in (value, low, high, truth))
+    half = np.where(truth >= value, high - value, value - low)
+    need = np.abs(truth - value) / np.where(half > 0, half, np.nan)
+    need = np.where(np.isnan(need), np.where(truth == value, 0.0, np.inf), need)
+    return float(np.quantile(need, level, method="inverted_cdf"))
 
 
 def compute_seconds(training: dict) -> float:

@@ -77,8 +77,14 @@ class Estimator:
         return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{self.budget}-{self.strategy}{rep}"
 
 
+# Recipe keys added later stay out of the key at their default, so that adding them
+# moved no existing artifact.
+_LATER_DEFAULTS = {"schedule": "constant"}
+
+
 def _recipe(section: dict) -> dict:
-    return {k: v for k, v in section.items() if k not in _NOT_IN_KEY}
+    return {k: v for k, v in section.items()
+            if k not in _NOT_IN_KEY and not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
 
 
 def _section(cfg: dict, dotted: str) -> dict:

@@ -14,9 +14,11 @@ from .io import FOLDER_SIDECAR, list_checkpoints, sidecar_of
 
 # Folders under results/ whose entries are named by a key (or hold keyed files).
 KEYED = ("data/shards", "data/reference", "models/init", "models/full", "models/pruned", "models/classifier",
-         "coalitions", "references", "designs", "values", "scratch")
+         "coalitions", "references", "designs", "values", "scratch", "evaluation/fidelity", "evaluation/lds",
+         "evaluation/removal", "evaluation/counterfactual")
 # Rules whose outputs are folders.
-FOLDER_RULES = {"init_model", "train_full", "prune", "fine_tune", "train_classifier", "shapley_estimate"}
+FOLDER_RULES = {"init_model", "train_full", "prune", "fine_tune", "train_classifier", "shapley_estimate",
+                "fidelity", "lds", "counterfactual"}
 
 
 def load_plan(workflow_dir: str | Path = ".", configfiles=()):
@@ -91,10 +93,11 @@ def status(plan) -> Status:
         st.strategies[plan.nodes[key].spec["strategy"]] += 1
         if state == "incomplete":
             st.incomplete.append((key, members, step))
-    for rule in ("generate", "features", "score", "shapley_estimate"):
+    for rule in ("generate", "features", "score", "shapley_estimate", "fidelity", "lds", "counterfactual"):
         keys = plan.keys(rule)
-        st.stages[rule] = (sum(is_done(plan.nodes[k]) for k in keys), len(keys))
-    for sub in ("data", "models", "coalitions", "references", "scratch", "values"):
+        if keys or rule in ("generate", "features", "score", "shapley_estimate"):
+            st.stages[rule] = (sum(is_done(plan.nodes[k]) for k in keys), len(keys))
+    for sub in ("data", "models", "coalitions", "references", "scratch", "values", "evaluation"):
         st.disk[sub] = disk_usage(plan.results / sub) if (plan.results / sub).exists() else 0
     return st
 

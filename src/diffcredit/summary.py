@@ -28,10 +28,11 @@ def summary_job(job: dict) -> None:
     # Last: the stamp that says these tables describe this plan. Other configs' stamps
     # go, so that switching back to one of them rewrites the tables again.
     stamp = Path(job["out"])
-    for old in stamp.parent.glob("*.json"):
-        if old != stamp:
-            old.unlink(missing_ok=True)
-    write_json(stamp, {"key": job["key"], "tables": outputs})
+    if stamp.parent.is_dir():
+        for old in stamp.parent.iterdir():
+            if old.is_file() and old.name.endswith(".json"):
+                old.unlink(missing_ok=True)
+    write_json(stamp, {"key": job["key"], "tables": outputs}, seal=True)
 
 
 def _caption(members: list[str]) -> str:
@@ -81,6 +82,15 @@ def print_summary(plan, stream=None) -> None:
         print(t.sort_values("rank")[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=stream)
     for est in plan.estimators:
         print(f"plots: {plan.values_dir(est)}/", file=stream)
+    fidelity = plan.summary_outputs.get("fidelity")
+    if fidelity and Path(fidelity).is_file():
+        f = pd.read_csv(fidelity)
+        print("\nagainst retraining (fidelity):", file=stream)
+        cols = ["strategy", "property", "value_pearson", "value_rel_error", "coverage", "interval_scale", "cost_ratio"]
+        print(f[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"), file=stream)
+        for r in f[f["coverage"] < 0.9].itertuples():
+            print(f"warning: {r.strategy}'s 95% intervals of {r.property} hold {r.coverage:.0%} of the retrained "
+                  f"values; they must be {r.interval_scale:.1f}x wider to hold 95%", file=stream)
     for name, out in plan.summary_outputs.items():
         if name not in ("values", "samples"):
             print(f"{name}: {out}", file=stream)

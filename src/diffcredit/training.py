@@ -37,6 +37,7 @@ class TrainSpec:
     weight_decay: float = 0.0
     antithetic: bool = False
     seed: int = 0
+    schedule: str = "constant"  # after warmup: constant, or cosine decay to zero at the last step
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainSpec":
@@ -66,6 +67,18 @@ def timesteps(n: int, n_t: int, antithetic: bool, g: torch.Generator) -> torch.T
         return torch.randint(0, n_t, (n,), generator=g)
     t = torch.randint(0, n_t, (n // 2 + 1,), generator=g)
     return torch.cat([t, n_t - 1 - t])[:n]
+
+
+def lr_factor(spec: TrainSpec, step: int) -> float:
+    """The learning rate of step `step` (0-based) over spec.lr: linear warmup, then
+    constant or a cosine decay that reaches zero after the last step."""
+    warmup = max(spec.warmup_steps, 0)
+    if step < warmup:
+        return (step + 1) / warmup
+    if spec.schedule == "cosine":
+        span = max(spec.steps - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup + 1) / span))
+    return 1.0
 
 
 class EMA:
@@ -152,10 +165,7 @@ def train(
     data = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     n_t = family.num_timesteps(model)
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    warmup = max(spec.warmup_steps, 0)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
-    )
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(spec, s))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and dtype == torch.float16)
     ema = EMA(params, spec.ema_decay) if spec.ema_decay > 0 else None
     start = 0

@@ -38,3 +38,11 @@ def mem_mb(rule):
 
 def gpu(rule):
     return plan.resources(rule)["gpu"]
+
+
+def counterfactual_inputs(wc):
+    """After the removal_sets checkpoint: its retrains join the plan, then the DAG."""
+    node = _node(wc, "counterfactual")
+    checkpoints.removal_sets.get(key=node.parents["removal"])
+    plan.load_removal_sets()
+    return node_inputs("counterfactual")(wc)

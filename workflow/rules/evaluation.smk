@@ -54,13 +54,6 @@ checkpoint removal_sets:
         "{params.py} job {params.job:q} > {log:q} 2>&1"
 
 
-def counterfactual_inputs(wc):
-    node = _node(wc, "counterfactual")
-    checkpoints.removal_sets.get(key=node.parents["removal"])
-    plan.load_removal_sets()
-    return node_inputs("counterfactual")(wc)
-
-
 rule counterfactual:
     input:
         unpack(counterfactual_inputs),
