@@ -38,7 +38,7 @@ def test_envs_match_pyproject():
 def test_every_rule_names_an_existing_env():
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        rules = re.findall(r"^rule (\w+):", text, flags=re.M)
+        rules = re.findall(r"^(?:rule|checkpoint) (\w+):", text, flags=re.M)
         envs = re.findall(r'conda:\s*\n\s*"([^"]+)"', text)
         assert len(envs) == len(rules), f"{smk.name}: every rule needs a conda env"
         for env in envs:
