@@ -234,9 +234,9 @@ def plot_counterfactual(table: pd.DataFrame, path, title: str) -> None:
 
 
 def _property_values(score_paths) -> list[dict]:
-    from .io import read_json, verify_file
+    from .report import _scores
 
-    return [read_json(verify_file(p))["properties"] for p in score_paths]
+    return [_scores(p) for p in score_paths]
 
 
 def _values(path: str) -> pd.DataFrame:

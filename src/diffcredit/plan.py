@@ -564,10 +564,9 @@ class Plan:
                         int(np.argmax(sizes))}, key=lambda i: sizes[i])
         models = [self.init_key, *(self.model_key(self._members(first.masks[i]), first.strategy) for i in picks),
                   self.full_key]
+        features = [self.nodes[self.score_key(m)].parents["features"] for m in models]
         parents = {"values": [e.key for e in self.estimators],
-                   "samples": [self.nodes[self.score_key(m)].parents["features"] for m in models]}
-        parents["samples"] = [self.nodes[f].parents["samples"] for f in parents["samples"]]
-        parents.update(self.evaluations)
+                   "samples": [self.nodes[f].parents["samples"] for f in features], **self.evaluations}
         self.summary_outputs = {"values": self.path("values.csv"), "samples": self.path("report", "samples.png")}
         for name in self.evaluations:
             self.summary_outputs[name] = self.path("evaluation", f"{name}.csv")
