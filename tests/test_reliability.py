@@ -1,0 +1,94 @@
+"""Faults and bad input: recovery after a killed run, locks, paths, config errors.
+docs/reliability.md lists every case tried and the test that covers it."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, TINY, snakemake, write_config
+from diffcredit.status import load_plan
+
+
+def sm_command(workdir, *args, configs=()):
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(TINY), *map(str, configs), *args]
+
+
+def sm_env():
+    return {**os.environ, "PYTHONHASHSEED": "0", "DIFFCREDIT_OFFLINE": "1"}
+
+
+def plan_in(workdir, configs):
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        return load_plan(REPO, [TINY, *configs])
+    finally:
+        os.chdir(cwd)
+
+
+def partial_models(workdir, plan):
+    return [p for k in plan.coalitions for p in (workdir / plan.model_dir(k)).parent.glob(".model.*.partial")]
+
+
+def done_models(workdir, plan):
+    return [k for k in plan.coalitions if (workdir / plan.model_dir(k) / "artifact.json").is_file()]
+
+
+def kill_during_fine_tune(workdir, plan, configs, finished_before, unrecorded):
+    """Start a run and SIGKILL its process group while a fine_tune job runs, after
+    `finished_before` coalitions are done. With `unrecorded`, Snakemake is first
+    stopped (SIGSTOP) and the running job is let finish, so its output exists while
+    Snakemake never recorded it (what a kill between the two leaves)."""
+    proc = subprocess.Popen(sm_command(workdir, "--cores", "1", configs=configs), cwd=REPO, env=sm_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 900
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if len(done_models(workdir, plan)) >= finished_before and partial_models(workdir, plan):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before the kill point:\n" + proc.stdout.read()[-3000:]
+        if unrecorded:
+            os.kill(proc.pid, signal.SIGSTOP)
+            while partial_models(workdir, plan) and time.time() < deadline:
+                time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("finished_before,unrecorded,recovery", [
+    (0, True, ["--rerun-incomplete"]),
+    (3, True, ["--rerun-incomplete"]),
+    (3, True, []),
+    (1, False, ["--rerun-incomplete"]),
+])
+def test_documented_recovery_after_kill_finishes_the_run(tiny_run, tmp_path, finished_before, unrecorded, recovery):
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    slow = write_config(tmp_path / "slow.yaml", {"fine_tune": {"training": {"steps": 40, "checkpoint_every": 10}}})
+    plan = plan_in(work, [slow])
+    kill_during_fine_tune(work, plan, [slow], finished_before, unrecorded)
+    done = done_models(work, plan)
+    assert finished_before + unrecorded <= len(done) < len(plan.coalitions)
+    if unrecorded:  # the state that made Snakemake skip the rest of the run
+        assert any((work / ".snakemake" / "incomplete").iterdir())
+    kept = {k: (work / plan.model_dir(k) / "artifact.json").stat().st_mtime_ns for k in done}
+
+    snakemake(work, "--unlock", configs=[slow])
+    proc = snakemake(work, "--cores", "2", *recovery, configs=[slow])
+    assert proc.returncode == 0
+    assert len(done_models(work, plan)) == len(plan.coalitions)
+    assert all((work / p).exists() for p in plan.targets())
+    for k, mtime in kept.items():  # finished work is not redone
+        assert (work / plan.model_dir(k) / "artifact.json").stat().st_mtime_ns == mtime
+    assert "Nothing to be done" in snakemake(work, "--cores", "1", "-n", configs=[slow]).stdout
