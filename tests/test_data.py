@@ -1,5 +1,6 @@
 """Contributors, content hashes and shards."""
 
+import hashlib
 import os
 import time
 
@@ -7,7 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffcredit.data import DataError, HashCache, describe, load_digits_arrays, load_items, read_shards, write_shard
+from diffcredit.data import (
+    DataError,
+    HashCache,
+    combine_hashes,
+    describe,
+    load_digits_arrays,
+    load_items,
+    read_shards,
+    write_shard,
+)
 from diffcredit.io import CorruptArtifactError
 
 
@@ -70,11 +80,13 @@ def test_hash_cache_is_used_and_invalidated_by_mtime(tmp_path):
     cache = HashCache(cache_path)
     calls = []
     target = sorted((root / "ann").iterdir())[0]
-    cache.get_or_compute(target, lambda: calls.append(1) or {"hash": "x"})
+    cache.get_or_compute(target, lambda: calls.append(1) or {"hash": "x"}, tag="image")
     assert calls == []  # served from the cache
+    cache.get_or_compute(target, lambda: calls.append(2) or {"hash": "x"})
+    assert calls == [2]  # a result of another kind is not served
     os.utime(target, (time.time() + 10, time.time() + 10))
-    cache.get_or_compute(target, lambda: calls.append(1) or {"hash": "x"})
-    assert calls == [1]
+    cache.get_or_compute(target, lambda: calls.append(3) or {"hash": "x"})
+    assert calls == [2, 3]
 
 
 def test_folder_images_are_resized_and_canonically_ordered(tmp_path):
@@ -136,3 +148,205 @@ def test_a_folder_reference_is_labelled_by_class_folder_and_conformed(tmp_path):
     x, y = read_shards([out])
     assert x.shape == (8, 3, 16, 16) and x.dtype == np.uint8
     assert sorted(y.tolist()) == [0] * 4 + [1] * 4
+
+
+# ---------------------------------------------------------------- image modes
+
+
+def folder_of(tmp_path, images: dict, n_other=1, **spec):
+    """A folder dataset: contributor 'x' holds `images` (file name -> PIL image),
+    contributor 'other' holds opaque random RGB images."""
+    root = tmp_path / "data"
+    (root / "x").mkdir(parents=True)
+    for name, im in images.items():
+        im.save(root / "x" / name)
+    make_folders(root, n_per=n_other, names=("other",))
+    return {"source": "folder", "root": str(root), **spec}
+
+
+def decoded(spec):
+    """The items of contributor 'x', decoded."""
+    x = {c.name: c for c in describe(spec, HashCache(None))}["x"]
+    return load_items(spec, x)[0]
+
+
+def over(rgb, alpha, background):
+    """Alpha compositing of uint8 colours over a background colour, rounded."""
+    a = alpha[..., None].astype(float) / 255
+    return np.rint(rgb * a + np.asarray(background, float) * (1 - a)).astype(np.uint8)
+
+
+def test_16_bit_grayscale_is_scaled_by_its_bit_depth(tmp_path):
+    values = np.linspace(0, 65535, 64).round().astype(np.uint16).reshape(8, 8)
+    spec = folder_of(tmp_path, {"g.png": Image.fromarray(values)}, resolution=8, channels=1)
+    assert Image.open(tmp_path / "data" / "x" / "g.png").mode == "I;16"
+    expected = np.floor(values.astype(float) / 257 + 0.5).astype(np.uint8)
+    assert np.array_equal(decoded(spec)[0, 0], expected)
+    rgb = decoded({**spec, "channels": 3})[0]
+    assert all(np.array_equal(rgb[i], expected) for i in range(3))
+    # The hash covers the scaling, not only the bytes (which a clipping decoder read as white).
+    x = {c.name: c for c in describe(spec, HashCache(None))}["x"]
+    file_hash = hashlib.sha256((tmp_path / "data" / "x" / "g.png").read_bytes()).hexdigest()
+    assert x.content_hash != combine_hashes([file_hash])
+    # A transparent 16-bit value is composited like any other transparent pixel.
+    Image.fromarray(values).save(tmp_path / "data" / "x" / "g.png", transparency=int(values[0, 1]))
+    expected[0, 1] = 0
+    assert np.array_equal(decoded({**spec, "background": 0})[0, 0], expected)
+
+
+def test_palette_images_decode_through_their_palette_and_transparent_entry(tmp_path):
+    rng = np.random.default_rng(3)
+    pal = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).quantize(16)
+    index, palette = np.asarray(pal), np.asarray(pal.getpalette()).reshape(-1, 3)[:16]
+    clear = int(index[0, 0])
+    images = {"p.png": pal}
+    spec = folder_of(tmp_path, images, resolution=8, channels=3)
+    assert np.array_equal(decoded(spec)[0].transpose(1, 2, 0), palette[index])
+    # The same palette image with one entry marked transparent, over black.
+    pal.save(tmp_path / "data" / "x" / "p.png", transparency=clear)
+    alpha = np.where(index == clear, 0, 255)
+    got = decoded({**spec, "background": 0})[0].transpose(1, 2, 0)
+    assert np.array_equal(got, over(palette[index], alpha, (0, 0, 0)))
+    assert (got[index == clear] == 0).all() and (palette[clear] != 0).any()
+
+
+def test_transparent_images_are_composited_over_the_background(tmp_path):
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    alpha = rng.choice(np.array([0, 1, 77, 128, 254, 255], dtype=np.uint8), (8, 8))
+    spec = folder_of(tmp_path, {"a.png": Image.fromarray(np.dstack([rgb, alpha]))}, resolution=8, channels=3)
+    white = decoded(spec)[0].transpose(1, 2, 0)  # unset: white
+    assert np.array_equal(white, over(rgb, alpha, (255, 255, 255)))
+    tinted = decoded({**spec, "background": [10, 200, 30]})[0].transpose(1, 2, 0)
+    assert np.array_equal(tinted, over(rgb, alpha, (10, 200, 30)))
+    # Grayscale: the luma of the composited colour.
+    gray = decoded({**spec, "channels": 1, "background": 40})[0, 0]
+    mixed = over(rgb, alpha, (40, 40, 40)).astype(int)
+    luma = (mixed[..., 0] * 299 + mixed[..., 1] * 587 + mixed[..., 2] * 114) / 1000
+    assert np.abs(gray.astype(int) - luma).max() <= 1
+
+
+def test_grayscale_with_alpha_is_composited_over_a_grey_level(tmp_path):
+    rng = np.random.default_rng(5)
+    v = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    a = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    spec = folder_of(tmp_path, {"la.png": Image.fromarray(np.dstack([v, a]))}, resolution=8, channels=1)
+    assert Image.open(tmp_path / "data" / "x" / "la.png").mode == "LA"
+    expected = np.rint((v * (a / 255)) + 100 * (1 - a / 255)).astype(np.uint8)
+    assert np.array_equal(decoded({**spec, "background": 100})[0, 0], expected)
+
+
+def test_the_background_changes_only_the_hashes_of_contributors_with_transparency(tmp_path, monkeypatch):
+    from diffcredit import data
+
+    rng = np.random.default_rng(6)
+    rgb = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    half = np.dstack([rgb, np.full((8, 8), 128, np.uint8)])
+    opaque = np.dstack([rgb[::-1], np.full((8, 8), 255, np.uint8)])
+    root = tmp_path / "data"
+    for name, arr in {"clear": half, "solid": opaque, "plain": rgb}.items():
+        (root / name).mkdir(parents=True)
+        Image.fromarray(arr).save(root / name / "0.png")
+    spec = {"source": "folder", "root": str(root), "resolution": 8, "channels": 3}
+    cache_path = tmp_path / "cache.json"
+
+    def hashes(**more):
+        return {c.name: c.content_hash for c in describe({**spec, **more}, HashCache(cache_path))}
+
+    white = hashes()
+    assert hashes(background=255) == hashes(background=[255, 255, 255]) == white
+    # Transparency is cached with the file's hash: a new background reads no image.
+    monkeypatch.setattr(data, "_image_facts", lambda path: pytest.fail(f"{path} was read again"))
+    black = hashes(background=0)
+    assert black["clear"] != white["clear"]
+    # Opaque contributors (an RGBA image whose alpha is all 255 included) keep the
+    # hash of their files' bytes, the hash they had before backgrounds existed.
+    for name in ("solid", "plain"):
+        file_hash = hashlib.sha256((root / name / "0.png").read_bytes()).hexdigest()
+        assert black[name] == white[name] == combine_hashes([file_hash])
+
+
+def test_modes_without_a_fixed_scale_are_refused_when_describing(tmp_path):
+    from diffcredit.data import _resized
+
+    # Pillow reads files by content, so a TIFF named .png is read as what it is.
+    floats = Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8))
+    spec = folder_of(tmp_path, {}, resolution=8)
+    floats.save(tmp_path / "data" / "x" / "f.png", format="TIFF")
+    with pytest.raises(DataError, match=r"contributor 'x': image .*f\.png: its pixels are 32-bit floats"):
+        describe(spec, HashCache(None))
+    (tmp_path / "data" / "x" / "f.png").unlink()
+    wide = np.array([[0, 65535], [257, 70000]], dtype=np.int32)
+    Image.fromarray(wide).save(tmp_path / "data" / "x" / "i.png", format="TIFF")
+    with pytest.raises(DataError, match=r"image .*i\.png: its 32-bit integer pixels range over 0\.\.70000"):
+        describe(spec, HashCache(None))
+    # 32-bit integers within 0..65535 are read as 16-bit values.
+    wide[1, 1] = 514
+    assert np.array_equal(_resized(Image.fromarray(wide), 2, 1)[0], [[0, 255], [1, 2]])
+    with pytest.raises(DataError, match="32-bit floats"):
+        _resized(floats, 8, 1)
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def test_identical_images_are_refused_within_and_across_contributors(tmp_path):
+    root = make_folders(tmp_path / "a", names=("ann", "bob", "cy"))
+    spec = {"source": "folder", "root": str(root)}
+    (root / "bob" / "copy.png").write_bytes((root / "ann" / "1.png").read_bytes())
+    with pytest.raises(DataError, match="1 image") as info:
+        describe(spec, HashCache(None))
+    message = str(info.value)
+    assert f"'ann' {root / 'ann' / '1.png'} = 'bob' {root / 'bob' / 'copy.png'}" in message
+    assert "data.allow_duplicates: true" in message
+    (root / "bob" / "copy.png").unlink()
+    (root / "cy" / "again.png").write_bytes((root / "cy" / "0.png").read_bytes())
+    with pytest.raises(DataError, match=f"'cy' {root / 'cy' / '0.png'} = 'cy' {root / 'cy' / 'again.png'}"):
+        describe(spec, HashCache(None))
+    kept = describe({**spec, "allow_duplicates": True}, HashCache(None))
+    assert [c.n_items for c in kept] == [3, 3, 4]
+
+
+def test_identical_items_of_a_built_in_dataset_are_named_by_index(monkeypatch):
+    from diffcredit import data
+
+    images, labels = load_digits_arrays()
+    # The digits hold no two identical items: the default config describes.
+    pairs = images.reshape(len(images), -1)
+    assert len(np.unique(np.column_stack([pairs, labels]), axis=0)) == len(images)
+    copied = images.copy()
+    copied[100] = images[5]
+    relabelled = labels.copy()
+    relabelled[100] = labels[5]
+    monkeypatch.setattr(data, "load_digits_arrays", lambda: (copied, relabelled))
+    with pytest.raises(DataError, match=f"'digit{labels[5]}' item 5 = 'digit{labels[5]}' item 100"):
+        describe({"source": "digits"}, HashCache(None))
+    # The same pixels under another label are another item.
+    relabelled[100] = (labels[5] + 1) % 10
+    assert sum(c.n_items for c in describe({"source": "digits"}, HashCache(None))) == len(images)
+
+
+# ---------------------------------------------------------------- impossible splits
+
+
+def test_splits_that_would_leave_a_contributor_empty_are_refused():
+    _, labels = load_digits_arrays()
+    largest, smallest = np.bincount(labels).max(), np.bincount(labels).min()
+    # by: split fills group g from part g of every class: empty once groups exceeds the largest class.
+    groups = describe({"source": "digits", "by": "split", "groups": int(largest)}, HashCache(None))
+    assert len(groups) == largest and min(c.n_items for c in groups) >= 1
+    with pytest.raises(DataError, match=rf"groups: {largest + 1} .* has {largest} .* at most {largest}"):
+        describe({"source": "digits", "by": "split", "groups": int(largest) + 1}, HashCache(None))
+    with pytest.raises(DataError, match=r"groups: 300 .*at most"):
+        describe({"source": "digits", "by": "split", "groups": 300}, HashCache(None))
+    # by: class splits every class: the smallest class bounds the groups.
+    split = describe({"source": "digits", "by": "class", "groups": int(smallest)}, HashCache(None))
+    assert len(split) == 10 * smallest and min(c.n_items for c in split) == 1
+    with pytest.raises(DataError, match=rf"1 class\(es\) have fewer .*: digit\d has {smallest}"):
+        describe({"source": "digits", "by": "class", "groups": int(smallest) + 1}, HashCache(None))
+    small = {"source": "digits", "by": "class", "classes": [0, 1], "per_class": 5}
+    assert len(describe({**small, "groups": 5}, HashCache(None))) == 10
+    with pytest.raises(DataError, match=r"digit0 has 5, digit1 has 5; lower data.groups to at most 5"):
+        describe({**small, "groups": 6}, HashCache(None))
+    with pytest.raises(DataError, match=r"the largest, digit\d, has 5 .*at most 5"):
+        describe({**small, "by": "split", "groups": 6}, HashCache(None))

@@ -7,13 +7,16 @@ counts, content hashes) is cheap and runs when the workflow is parsed; decoding
 images into shards runs in the prepare_shard jobs.
 
 A contributor's content hash covers its items' bytes and labels in a canonical
-order (sorted by item hash), never file names or modification times.
+order (sorted by item hash), never file names or modification times. An image file
+whose decoded pixels depend on more than its bytes (16-bit values scaled to 8 bits,
+transparent pixels composited over `data.background`) has that rule in its item hash.
 """
 
 from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import json
 import os
 import re
@@ -26,6 +29,13 @@ from .keys import sha256_hex
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# Pillow modes decoded by Pillow's own conversion to L or RGB (through RGBA when
+# transparent), and 16/32-bit integer grayscale, scaled to 8 bits as 16-bit values.
+EIGHT_BIT_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "CMYK", "YCbCr"}
+ALPHA_MODES = {"RGBA", "LA", "PA"}
+WIDE_GRAY_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+WHITE = (255, 255, 255)
 
 
 class DataError(ValueError):
@@ -108,13 +118,15 @@ def split_labelled(spec: dict, hashes: list, labels: np.ndarray, n_classes: int,
     by = spec.get("by", "class")
     groups = int(spec.get("groups", 1))
     seed = int(spec.get("split_seed", 0))
-    members: dict[str, list[int]] = {}
+    kept = {}
     for c in sorted(set(classes)):
         idx = np.flatnonzero(labels == c)
         # Permute within the class so subsets and groups are seeded, not file-ordered.
         idx = idx[np.random.default_rng([seed, c]).permutation(len(idx))]
-        if per_class:
-            idx = idx[: int(per_class)]
+        kept[c] = idx[: int(per_class)] if per_class else idx
+    _check_groups(by, groups, {class_name(c): len(idx) for c, idx in kept.items()})
+    members: dict[str, list[int]] = {}
+    for c, idx in kept.items():
         for g, part in enumerate(np.array_split(idx, groups)):
             if by == "class":
                 name = class_name(c) if groups == 1 else f"{class_name(c)}-{g}"
@@ -126,6 +138,36 @@ def split_labelled(spec: dict, hashes: list, labels: np.ndarray, n_classes: int,
         rows = sorted(rows)
         out.append(Contributor(name, [hashes[i] for i in rows], [int(labels[i]) for i in rows], rows))
     return out
+
+
+def _check_groups(by: str, groups: int, sizes: dict[str, int]) -> None:
+    """Refuse a split that leaves a contributor empty.
+
+    np.array_split gives part g of n items at least one item exactly when g < n. So
+    with by: class, contributor <class>-g is empty when its class has at most g items;
+    with by: split, group g (part g of every class) is empty when every class has.
+    """
+    if not sizes:
+        return
+    where = "after data.classes and data.per_class"
+    if by == "class" and groups > 1:
+        short = {name: n for name, n in sizes.items() if n < groups}
+        if short:
+            listed = ", ".join(f"{name} has {n}" for name, n in sorted(short.items(), key=lambda kv: kv[1])[:5])
+            listed += ", ..." if len(short) > 5 else ""
+            raise DataError(
+                f"data.by: class with groups: {groups} splits each class into {groups} contributors, so every "
+                f"class needs at least {groups} items, but {len(short)} class(es) have fewer ({where}): {listed}; "
+                f"lower data.groups to at most {min(short.values())} or keep more items per class"
+            )
+    if by == "split":
+        largest = max(sizes, key=sizes.get)
+        if sizes[largest] < groups:
+            raise DataError(
+                f"data.by: split with groups: {groups} gives group g the g-th of {groups} parts of every class, "
+                f"so it needs a class of at least {groups} items, but the largest, {largest}, has "
+                f"{sizes[largest]} ({where}); lower data.groups to at most {sizes[largest]}"
+            )
 
 
 # ---------------------------------------------------------------- CIFAR-100
@@ -209,8 +251,7 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
 
 
 def describe_folders(spec: dict, cache: "HashCache", recursive: bool = True) -> list[Contributor]:
-    from PIL import Image
-
+    background = _background(spec)
     out = []
     for name, folder in _contributor_dirs(spec):
         if not folder.is_dir():
@@ -224,25 +265,77 @@ def describe_folders(spec: dict, cache: "HashCache", recursive: bool = True) -> 
             )
         hashes = []
         for path in files:
-
-            def compute(path=path):
-                data = path.read_bytes()
-                try:
-                    with Image.open(path) as im:
-                        im.verify()
-                except Exception as exc:  # PIL raises many types for bad files
-                    return {"error": f"{type(exc).__name__}: {exc}"}
-                return {"hash": sha256_hex(data)}
-
-            info = cache.get_or_compute(path, compute)
-            if "error" in info:
+            facts = cache.get_or_compute(path, lambda path=path: _image_facts(path), tag="image")
+            if "error" in facts:
                 raise DataError(
-                    f"contributor {name!r}: cannot read image {path} ({info['error']}); "
+                    f"contributor {name!r}: cannot read image {path} ({facts['error']}); "
                     "fix or remove the file"
                 )
-            hashes.append(info["hash"])
+            problem = _unsupported(facts)
+            if problem:
+                raise DataError(f"contributor {name!r}: image {path}: {problem}")
+            hashes.append(_file_item_hash(facts, background))
         out.append(Contributor(name, hashes, [-1] * len(files), [str(p) for p in files]))
     return out
+
+
+def _image_facts(path: Path) -> dict:
+    """What describing needs of an image file: its bytes' hash, its mode and
+    whether any pixel is transparent (decoded only for modes that can be)."""
+    from PIL import Image
+
+    data = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+        with Image.open(io.BytesIO(data)) as im:
+            facts = {"hash": sha256_hex(data), "mode": im.mode}
+            if im.mode == "I":
+                facts["range"] = [int(v) for v in im.getextrema()]
+            if (im.mode in ALPHA_MODES or "transparency" in im.info) and not _unsupported(facts):
+                facts["transparent"] = bool((_split_alpha(im)[1] < 255).any())
+    except Exception as exc:  # PIL raises many types for bad files
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return facts
+
+
+def _unsupported(facts: dict) -> str | None:
+    """Why an image of this mode (and value range) cannot be decoded, or None."""
+    mode = facts["mode"]
+    if mode == "F":
+        return ("its pixels are 32-bit floats, which have no fixed 0..255 scale; "
+                "save it as an 8- or 16-bit image")
+    if mode == "I":
+        lo, hi = facts["range"]
+        if lo < 0 or hi > 65535:
+            return (f"its 32-bit integer pixels range over {lo}..{hi}, outside the 16-bit range 0..65535 "
+                    "they are read in; save it as an 8- or 16-bit image")
+    elif mode not in EIGHT_BIT_MODES | WIDE_GRAY_MODES:
+        return (f"image mode {mode} is not supported (supported: {', '.join(sorted(EIGHT_BIT_MODES))}, "
+                "and 16-bit grayscale); save it as an RGB, RGBA, grayscale or palette image")
+    return None
+
+
+def _file_item_hash(facts: dict, background: tuple) -> str:
+    """The hash of the file's bytes, or of the bytes and the rule decoding them
+    where the pixels depend on more than the bytes."""
+    rules = []
+    if facts["mode"] in WIDE_GRAY_MODES:
+        rules.append("16-bit/257")
+    if facts.get("transparent"):
+        rules.append("over {},{},{}".format(*background))
+    return sha256_hex(f"{facts['hash']} {'; '.join(rules)}") if rules else facts["hash"]
+
+
+def _background(spec: dict) -> tuple[int, int, int]:
+    """data.background as an RGB triple: a grey level 0..255 or [r, g, b]; white when unset."""
+    value = spec.get("background")
+    if value is None:
+        return WHITE
+    rgb = [value] * 3 if isinstance(value, int) else list(value)
+    if len(rgb) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in rgb):
+        raise DataError(f"data.background must be a grey level 0..255 or [r, g, b] with each in 0..255, not {value!r}")
+    return tuple(rgb)
 
 
 def describe_reference(spec: dict, cache: "HashCache") -> tuple[list[Contributor], bool]:
@@ -303,7 +396,28 @@ def describe(spec: dict, cache: "HashCache") -> list[Contributor]:
         raise DataError(
             f"found {len(contributors)} contributor(s) ({names}); crediting needs at least 2"
         )
-    return sorted(contributors, key=lambda c: c.name)
+    contributors = sorted(contributors, key=lambda c: c.name)
+    if not spec.get("allow_duplicates", False):
+        _check_duplicates(contributors)
+    return contributors
+
+
+def _check_duplicates(contributors: list[Contributor]) -> None:
+    """Refuse items with identical content (the same item hash), within one
+    contributor or across contributors."""
+    copies: dict[str, list[str]] = {}
+    for c in contributors:
+        for h, source in zip(c.item_hashes, c.sources):
+            where = f"{c.name!r} item {source}" if isinstance(source, int) else f"{c.name!r} {source}"
+            copies.setdefault(h, []).append(where)
+    repeated = [places for places in copies.values() if len(places) > 1]
+    if repeated:
+        shown = "; ".join(" = ".join(places) for places in repeated[:5])
+        more = f"; and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        raise DataError(
+            f"{len(repeated)} image(s) appear more than once with identical content: {shown}{more}; "
+            "remove the copies, or set data.allow_duplicates: true to keep them"
+        )
 
 
 SOURCES = {"digits": describe_digits, "cifar100": describe_cifar100, "folder": describe_folders}
@@ -332,19 +446,64 @@ def load_items(spec: dict, contributor: Contributor) -> tuple[np.ndarray, np.nda
             images, labels = load_cifar100(cifar100_file(spec.get("root"), spec.get("split", "train")))
         images, labels = images[contributor.sources], labels[contributor.sources]
     else:
-        images = np.stack([_load_image(p, spec["resolution"], spec["channels"]) for p in contributor.sources])
+        background = _background(spec)
+        images = np.stack([_load_image(p, spec["resolution"], spec["channels"], background)
+                           for p in contributor.sources])
         labels = np.asarray(contributor.labels, dtype=np.int64)
     order = np.argsort(np.asarray(contributor.item_hashes), kind="stable")
     return images[order], labels[order]
 
 
-def _resized(im, resolution: int, channels: int) -> np.ndarray:
-    """A PIL image as uint8 (C, H, W) of the data's shape (bicubic)."""
+def _split_alpha(im):
+    """A PIL image as (colour image without alpha, alpha as uint8 (H, W) or None).
+
+    16- and 32-bit grayscale (read as 16-bit values) is scaled to 8 bits (value / 257,
+    rounded); a transparent colour or palette entry becomes alpha through RGBA.
+    """
     from PIL import Image
 
-    im = im.convert("L" if channels == 1 else "RGB").resize((resolution, resolution), Image.Resampling.BICUBIC)
-    arr = np.asarray(im, dtype=np.uint8)
+    mode = im.mode
+    if mode in WIDE_GRAY_MODES:
+        values = np.asarray(im).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(_unsupported({"mode": mode, "range": [int(values.min()), int(values.max())]}))
+        gray = Image.fromarray(np.rint(values / 257.0).astype(np.uint8))
+        key = im.info.get("transparency")
+        alpha = None if key is None else np.where(values == key, 0, 255).astype(np.uint8)
+        return gray, alpha
+    if mode not in EIGHT_BIT_MODES:
+        raise DataError(_unsupported({"mode": mode, "range": [0, 0]}))
+    if mode in ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        return rgba.convert("RGB"), np.asarray(rgba.getchannel("A"))
+    return im, None
+
+
+def _flatten(im, channels: int, background: tuple = WHITE):
+    """A PIL image in mode L (channels 1) or RGB, transparent pixels composited over
+    `background` (an RGB triple)."""
+    from PIL import Image
+
+    colour, alpha = _split_alpha(im)
+    if alpha is not None:
+        rgb = np.asarray(colour.convert("RGB"), dtype=np.float64)
+        a = alpha[..., None].astype(np.float64)
+        over = (rgb * a + np.asarray(background, dtype=np.float64) * (255 - a)) / 255
+        colour = Image.fromarray(np.rint(over).astype(np.uint8))
+    return colour.convert("L" if channels == 1 else "RGB")
+
+
+def _array(im, resolution: int) -> np.ndarray:
+    """An L or RGB PIL image resized (bicubic) as uint8 (C, H, W)."""
+    from PIL import Image
+
+    arr = np.asarray(im.resize((resolution, resolution), Image.Resampling.BICUBIC), dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _resized(im, resolution: int, channels: int, background: tuple = WHITE) -> np.ndarray:
+    """A PIL image as uint8 (C, H, W) of the data's shape (bicubic)."""
+    return _array(_flatten(im, channels, background), resolution)
 
 
 def conform(images: np.ndarray, resolution: int, channels: int) -> np.ndarray:
@@ -357,15 +516,16 @@ def conform(images: np.ndarray, resolution: int, channels: int) -> np.ndarray:
                               resolution, channels) for img in images])
 
 
-def _load_image(path: str, resolution: int, channels: int) -> np.ndarray:
+def _load_image(path: str, resolution: int, channels: int, background: tuple = WHITE) -> np.ndarray:
     """An image file, centre-cropped to a square, as uint8 (C, H, W)."""
     from PIL import Image
 
     with Image.open(path) as im:
-        w, h = im.size
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        return _resized(im.crop((left, top, left + side, top + side)), resolution, channels)
+        im = _flatten(im, channels, background)
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return _array(im.crop((left, top, left + side, top + side)), resolution)
 
 
 def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> None:
@@ -392,7 +552,11 @@ def read_shards(paths) -> tuple[np.ndarray, np.ndarray]:
 
 
 class HashCache:
-    """Per-file results cached by (path, size, mtime), so parsing stays fast."""
+    """Per-file results cached by (path, size, mtime), so parsing stays fast.
+
+    `tag` names the kind of result; an entry stored under another tag (or an older
+    format) is computed again.
+    """
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path else None
@@ -404,15 +568,15 @@ class HashCache:
             except (OSError, ValueError):
                 self.entries = {}
 
-    def get_or_compute(self, file: Path, compute):
+    def get_or_compute(self, file: Path, compute, tag: str | None = None):
         st = Path(file).stat()
         stamp = [st.st_size, st.st_mtime_ns]
         k = str(Path(file).resolve())
         hit = self.entries.get(k)
-        if hit and hit.get("stamp") == stamp:
+        if hit and hit.get("stamp") == stamp and hit.get("tag") == tag:
             return hit["value"]
         value = compute()
-        self.entries[k] = {"stamp": stamp, "value": value}
+        self.entries[k] = {"stamp": stamp, "value": value, **({"tag": tag} if tag else {})}
         self.dirty = True
         return value
 
