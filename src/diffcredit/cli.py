@@ -1,8 +1,17 @@
 """Command line.
 
-    diffcredit status [--configfile F ...]        what a config's run has done
-    diffcredit gc [--configfile F ...] [--delete]  artifacts the config no longer uses
-    python -m diffcredit job JOB_JSON              one workflow job (the rules call this)
+    diffcredit status [--configfile F ...] [--quick]  what a config's run has done
+    diffcredit gc [--configfile F ...] [--delete]      artifacts the config no longer uses
+    python -m diffcredit job JOB_JSON                  one workflow job (the rules call this)
+
+status and gc run in the folder Snakemake ran in and write nothing there. status
+checks every artifact of the plan against its sidecar (size and sha256; sizes only
+with --quick) and lists the corrupt ones, and lists the outputs Snakemake marked
+incomplete (.snakemake/incomplete: jobs running, or killed). gc lists only what
+diffcredit provably made (key-named, sealed artifacts, scratch checkpoints and
+temporaries under the results folder's keyed folders) and refuses, with exit code 2,
+a results folder that holds the configured data, the reference images or the
+repository. --delete prints each entry before removing it.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--configfile", nargs="*", default=[], help="config files over config.yaml, as given to snakemake")
         p.add_argument("--workflow-dir", default=".", help="the repository root (holds config.yaml and workflow/)")
+        if name == "status":
+            p.add_argument("--quick", action="store_true", help="check artifacts' sizes only, not their sha256")
         if name == "gc":
             p.add_argument("--delete", action="store_true", help="remove what is listed")
     p = sub.add_parser("job", help="run one workflow job")
@@ -33,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _housekeeping(args) -> int:
     from .config import ConfigError
-    from .status import disk_usage, format_status, garbage, human, load_plan, remove, status
+    from .status import disk_usage, format_status, garbage, human, load_plan, protected, remove, status
 
     try:
         plan = load_plan(args.workflow_dir, args.configfile)
@@ -41,16 +52,23 @@ def _housekeeping(args) -> int:
         print(f"diffcredit: {exc}", file=sys.stderr)
         return 2
     if args.command == "status":
-        print(format_status(plan, status(plan)))
+        print(format_status(plan, status(plan, check_hash=not args.quick)))
         return 0
+    inside = protected(plan, args.workflow_dir)
+    if inside:
+        print(f"diffcredit: gc refuses to run: the results folder {plan.results} holds "
+              f"{'; '.join(inside)}. Set results: to a folder of its own.", file=sys.stderr)
+        return 2
     unused = garbage(plan)
-    total = sum(disk_usage(p) for p in unused)
+    total = 0
     for p in unused:
-        print(f"{human(disk_usage(p)):>10}  {p}")
+        size = disk_usage(p)
+        total += size
+        print(f"{human(size):>10}  {p}", flush=True)
+        if args.delete:
+            remove([p])
     verb = "removed" if args.delete else "unused (rerun with --delete to remove)"
     print(f"{len(unused)} entries, {human(total)} {verb}")
-    if args.delete:
-        remove(unused)
     return 0
 
 

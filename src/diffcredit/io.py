@@ -14,8 +14,8 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -36,6 +36,30 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# Temporaries are `.<name>.<8 random characters>.partial<suffix>` next to their target.
+PARTIAL_PATTERN = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.partial(\.[A-Za-z0-9]+)?$")
+
+
+def _new_temporary(path: Path, suffix: str = "", folder: bool = False) -> Path:
+    """Create an empty temporary file (or folder) next to `path`.
+
+    Created with mode 0o666 (0o777 for a folder) less the process umask, as open()
+    and mkdir() would, so a team sharing a results folder can read each other's
+    artifacts (mkstemp and mkdtemp would give 0o600 and 0o700).
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial{suffix}")
+        try:
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {path}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "", seal: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` on success.
@@ -45,9 +69,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", seal: bool = False) -
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _new_temporary(path, suffix)
     try:
         yield tmp
         if seal:
@@ -76,13 +98,59 @@ def _file_record(path: Path) -> dict:
     return {"size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
+def _is_record(obj) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("size"), int) and isinstance(obj.get("sha256"), str)
+
+
+def _mismatch(path: Path, record: dict, check_hash: bool = True) -> str | None:
+    """How `path` differs from its sidecar `record`, or None when it matches."""
+    size = path.stat().st_size
+    if size != record["size"]:
+        return f"size {size}, sidecar says {record['size']}"
+    if check_hash and file_sha256(path) != record["sha256"]:
+        return f"sha256 differs (same size {size})"
+    return None
+
+
+def _read_sidecar(side: Path):
+    try:
+        return read_json(side)
+    except (OSError, ValueError) as exc:
+        raise CorruptArtifactError(f"sidecar {side} is unreadable ({exc}); delete it and rerun the workflow") from None
+
+
 def sidecar_of(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".sha256.json")
 
 
-def verify_file(path: str | os.PathLike) -> Path:
-    """Check a file against its sidecar; raise CorruptArtifactError if it differs."""
+def is_sealed_file(path: str | os.PathLike) -> bool:
+    """`path` is a file with a diffcredit sidecar beside it (its contents unchecked)."""
+    path, side = Path(path), sidecar_of(path)
+    if path.is_symlink() or not path.is_file() or side.is_symlink() or not side.is_file():
+        return False
+    try:
+        return _is_record(read_json(side))
+    except (OSError, ValueError):
+        return False
+
+
+def is_sealed_dir(path: str | os.PathLike) -> bool:
+    """`path` is a folder holding a diffcredit `artifact.json` (its contents unchecked)."""
+    path = Path(path)
+    side = path / FOLDER_SIDECAR
+    if path.is_symlink() or not path.is_dir() or side.is_symlink() or not side.is_file():
+        return False
+    try:
+        files = read_json(side).get("files")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(files, dict) and all(_is_record(r) for r in files.values())
+
+
+def verify_file(path: str | os.PathLike, check_hash: bool = True) -> Path:
+    """Check a file against its sidecar; raise CorruptArtifactError if it differs.
+    Without `check_hash` only the size is compared."""
     path = Path(path)
     side = sidecar_of(path)
     if not path.is_file():
@@ -92,12 +160,14 @@ def verify_file(path: str | os.PathLike) -> Path:
             f"{path} has no sidecar {side.name}: it was not completed by diffcredit; "
             "delete it and rerun the workflow"
         )
-    expected = read_json(side)
-    actual = _file_record(path)
-    if actual != expected:
+    expected = _read_sidecar(side)
+    if not _is_record(expected):
+        raise CorruptArtifactError(f"sidecar {side} is not a size and sha256 record; delete {path} and rerun")
+    problem = _mismatch(path, expected, check_hash)
+    if problem:
         raise CorruptArtifactError(
-            f"{path} does not match its sidecar (size {actual['size']} vs {expected['size']}); "
-            "it is truncated or altered: delete it and rerun the workflow"
+            f"{path} does not match its sidecar ({problem}): "
+            "it is truncated or altered; delete it and rerun the workflow"
         )
     return path
 
@@ -107,7 +177,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder; on success seal it and rename it onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    tmp = _new_temporary(path, folder=True)
     try:
         yield tmp
         seal_dir(tmp)
@@ -129,22 +199,27 @@ def seal_dir(path: str | os.PathLike) -> None:
     write_json(path / FOLDER_SIDECAR, {"files": files})
 
 
-def verify_dir(path: str | os.PathLike) -> Path:
-    """Check every file of a folder artifact against its sidecar."""
+def verify_dir(path: str | os.PathLike, check_hash: bool = True) -> Path:
+    """Check every file of a folder artifact against its sidecar (without `check_hash`,
+    their sizes only); raise CorruptArtifactError if one differs."""
     path = Path(path)
     side = path / FOLDER_SIDECAR
     if not side.is_file():
         raise CorruptArtifactError(
             f"{path} has no {FOLDER_SIDECAR}: it is incomplete; delete it and rerun the workflow"
         )
-    expected = read_json(side)["files"]
-    for rel, record in expected.items():
+    expected = _read_sidecar(side)
+    files = expected.get("files") if isinstance(expected, dict) else None
+    if not isinstance(files, dict) or not all(_is_record(r) for r in files.values()):
+        raise CorruptArtifactError(f"{side} does not list files with their size and sha256; delete {path} and rerun")
+    for rel, record in files.items():
         f = path / rel
         if not f.is_file():
             raise CorruptArtifactError(f"{f} listed in {side} is missing; delete {path} and rerun")
-        if _file_record(f) != record:
+        problem = _mismatch(f, record, check_hash)
+        if problem:
             raise CorruptArtifactError(
-                f"{f} does not match {side}: it is truncated or altered; delete {path} and rerun"
+                f"{f} does not match {side} ({problem}): it is truncated or altered; delete {path} and rerun"
             )
     return path
 

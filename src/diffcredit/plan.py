@@ -94,10 +94,18 @@ def _section(cfg: dict, dotted: str) -> dict:
     return out
 
 
-class Plan:
-    """The node table of a config."""
+class _ReadOnlyHashCache(data_mod.HashCache):
+    """Reads the hash cache and never writes it."""
 
-    def __init__(self, config: dict, schema: dict | str | Path):
+    def flush(self) -> None:
+        self.dirty = False
+
+
+class Plan:
+    """The node table of a config. `read_only`: build it without writing anything
+    (status and gc), reading the hash cache but never saving it."""
+
+    def __init__(self, config: dict, schema: dict | str | Path, read_only: bool = False):
         from .families import get_family
 
         cfg = validate(config, schema)
@@ -112,7 +120,8 @@ class Plan:
         self._model_keys: dict = {}
         self._score_keys: dict = {}
         self._dynamic: dict[str, dict] = {}  # node key -> parents known once a checkpoint ran
-        self._cache = data_mod.HashCache(self.results / ".cache" / "hashes.json")
+        cache = _ReadOnlyHashCache if read_only else data_mod.HashCache
+        self._cache = cache(self.results / ".cache" / "hashes.json")
         try:
             self.family = get_family(cfg["model"]["family"])
         except ValueError as exc:

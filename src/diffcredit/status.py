@@ -1,35 +1,43 @@
 """`diffcredit status` and `diffcredit gc`: what a config's run has done, and what
-in its results folder no longer belongs to it. Both read the plan's node table."""
+in its results folder no longer belongs to it. Both read the plan's node table and
+neither writes anything but what gc is asked to delete."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import deep_update, load_yaml
-from .io import FOLDER_SIDECAR, list_checkpoints, sidecar_of
+from .io import (CKPT_PATTERN, PARTIAL_PATTERN, CorruptArtifactError, is_sealed_dir, is_sealed_file,
+                 list_checkpoints, sidecar_of, verify_dir, verify_file)
 
 # Folders under results/ whose entries are named by a key (or hold keyed files).
-KEYED = ("data/shards", "data/reference", "models/init", "models/full", "models/pruned", "models/classifier",
-         "coalitions", "references", "designs", "values", "scratch", "evaluation/fidelity", "evaluation/lds",
-         "evaluation/removal", "evaluation/counterfactual")
+KEYED = ("data", "data/shards", "data/reference", "models/init", "models/full", "models/pruned", "models/classifier",
+         "coalitions", "references", "designs", "values", "scratch", "summary", "evaluation/fidelity",
+         "evaluation/lds", "evaluation/removal", "evaluation/counterfactual")
+# Folders inside a keyed folder that hold a key's artifacts (coalitions/{key}/...).
+SUBFOLDERS = {"model", "samples", "features", "scores"}
 # Rules whose outputs are folders.
 FOLDER_RULES = {"init_model", "train_full", "prune", "fine_tune", "train_classifier", "shapley_estimate",
                 "fidelity", "lds", "counterfactual"}
+KEY_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
 
 def load_plan(workflow_dir: str | Path = ".", configfiles=()):
-    """The Plan Snakemake would build for `--configfile configfiles` in `workflow_dir`."""
+    """The Plan Snakemake would build for `--configfile configfiles` in `workflow_dir`,
+    built read-only: nothing is written (not even the hash cache)."""
     from .plan import Plan
 
     workflow_dir = Path(workflow_dir)
     cfg = load_yaml(workflow_dir / "config.yaml")
     for f in configfiles:
         cfg = deep_update(cfg, load_yaml(f))
-    return Plan(cfg, workflow_dir / "workflow" / "schemas" / "config.schema.yaml")
+    return Plan(cfg, workflow_dir / "workflow" / "schemas" / "config.schema.yaml", read_only=True)
 
 
 def disk_usage(path: Path) -> int:
@@ -53,42 +61,88 @@ def human(n: int) -> str:
     return str(n)
 
 
-def is_done(node) -> bool:
-    """A node's artifact is complete: it carries the sidecar written on success."""
-    if node.rule in FOLDER_RULES:
-        return (Path(node.path) / FOLDER_SIDECAR).is_file()
-    return Path(node.path).is_file() and sidecar_of(node.path).is_file()
+# ---------------------------------------------------------------- status
 
 
-def model_state(plan, key: str) -> tuple[str, int | None]:
-    """('done' | 'incomplete' | 'missing', latest checkpoint step)."""
-    if is_done(plan.nodes[key]):
-        return "done", None
+def check(node, check_hash: bool = True) -> tuple[str, str | None]:
+    """('done' | 'missing' | 'corrupt', what is wrong) of a node's artifact, checked
+    against its sidecar (sizes, and with `check_hash` the sha256 of every file)."""
+    path = Path(node.path)
+    if not path.exists():
+        return "missing", None
+    try:
+        if node.rule in FOLDER_RULES:
+            verify_dir(path, check_hash)
+        else:
+            verify_file(path, check_hash)
+    except (CorruptArtifactError, OSError) as exc:
+        return "corrupt", str(exc)
+    return "done", None
+
+
+def model_state(plan, key: str, state: str | None = None) -> tuple[str, int | None]:
+    """('done' | 'corrupt' | 'incomplete' | 'missing', latest checkpoint step);
+    `state`: the node's check() state, when already known."""
+    state = state or check(plan.nodes[key])[0]
+    if state != "missing":
+        return state, None
     ckpts = list_checkpoints(Path(plan.scratch_dir(key)))
     if ckpts:
         return "incomplete", ckpts[-1][0]
     return "missing", None
 
 
+def incomplete_markers(workdir: str | Path = ".") -> list[str]:
+    """Output paths Snakemake marked incomplete in `workdir`: jobs running or killed.
+
+    Snakemake's file persistence (snakemake/persistence/file.py) marks an output by
+    writing a file under .snakemake/incomplete/ named by the urlsafe base64 of the
+    output's path; a name longer than NAME_MAX is split into chunks, every chunk but
+    the last a folder named '@' + chunk.
+    """
+    root = Path(workdir) / ".snakemake" / "incomplete"
+    out = []
+    for folder, _, files in os.walk(root):
+        chunks = Path(folder).relative_to(root).parts
+        if not all(c.startswith("@") for c in chunks):
+            continue
+        for name in files:
+            try:
+                out.append(base64.urlsafe_b64decode("".join(c[1:] for c in chunks) + name).decode())
+            except ValueError:  # not a marker (migration_underway), or not UTF-8
+                continue
+    return sorted(out)
+
+
 @dataclass
 class Status:
     models: dict = field(default_factory=dict)  # name -> state
-    coalitions: dict = field(default_factory=lambda: {"done": 0, "incomplete": 0, "missing": 0})
+    coalitions: dict = field(default_factory=lambda: {"done": 0, "incomplete": 0, "missing": 0, "corrupt": 0})
     strategies: Counter = field(default_factory=Counter)
     incomplete: list = field(default_factory=list)  # (key, members, step)
     stages: dict = field(default_factory=dict)  # rule -> (done, total)
+    corrupt: list = field(default_factory=list)  # (node, what is wrong)
+    marked: list = field(default_factory=list)  # (node or None, path, state): Snakemake's incomplete markers
     disk: dict = field(default_factory=dict)
+    hashed: bool = True
 
 
-def status(plan) -> Status:
-    st = Status()
+def status(plan, check_hash: bool = True, workdir: str | Path = ".") -> Status:
+    """What a plan's run has done; `workdir`: where Snakemake ran (the plan's paths are
+    relative to it)."""
+    st = Status(hashed=check_hash)
+    states = {}
+    for key, node in plan.nodes.items():
+        states[key], problem = check(node, check_hash)
+        if problem:
+            st.corrupt.append((node, problem))
     for name, rule in (("untrained", "init_model"), ("full", "train_full"), ("pruned", "prune"),
                        ("classifier", "train_classifier")):
         for key in plan.keys(rule):
             if rule != "prune" or any(plan.nodes[k].parents.get("start") == key for k in plan.coalitions):
-                st.models[name] = model_state(plan, key)[0]
+                st.models[name] = model_state(plan, key, states[key])[0]
     for key, members in plan.coalitions.items():
-        state, step = model_state(plan, key)
+        state, step = model_state(plan, key, states[key])
         st.coalitions[state] += 1
         st.strategies[plan.nodes[key].spec["strategy"]] += 1
         if state == "incomplete":
@@ -96,7 +150,11 @@ def status(plan) -> Status:
     for rule in ("generate", "features", "score", "shapley_estimate", "fidelity", "lds", "counterfactual"):
         keys = plan.keys(rule)
         if keys or rule in ("generate", "features", "score", "shapley_estimate"):
-            st.stages[rule] = (sum(is_done(plan.nodes[k]) for k in keys), len(keys))
+            st.stages[rule] = (sum(states[k] == "done" for k in keys), len(keys))
+    by_path = {os.path.normpath(os.path.join(workdir, n.path)): n for n in plan.nodes.values()}
+    for path in incomplete_markers(workdir):
+        node = by_path.get(os.path.normpath(os.path.join(workdir, path)))
+        st.marked.append((node, path, states[node.key] if node else None))
     for sub in ("data", "models", "coalitions", "references", "scratch", "values", "evaluation"):
         st.disk[sub] = disk_usage(plan.results / sub) if (plan.results / sub).exists() else 0
     return st
@@ -104,21 +162,35 @@ def status(plan) -> Status:
 
 def format_status(plan, st: Status) -> str:
     n = len(plan.coalitions)
+    c = st.coalitions
     strategies = ", ".join(f"{k} {v}" for k, v in sorted(st.strategies.items())) or "none"
     lines = [
         f"results: {plan.results}  ({plan.n} contributors, strategies: {strategies})",
         "models: " + ", ".join(f"{k} {v}" for k, v in st.models.items()),
-        f"coalitions: {n} in the design(s): {st.coalitions['done']} done, "
-        f"{st.coalitions['incomplete']} incomplete (have checkpoints), {st.coalitions['missing']} missing",
+        f"coalitions: {n} in the design(s): {c['done']} done, {c['incomplete']} incomplete (have checkpoints), "
+        f"{c['missing']} missing, {c['corrupt']} corrupt",
     ]
     for key, members, step in st.incomplete:
         lines.append(f"  incomplete {key}: step {step}, members {'+'.join(members)}")
-    lines += [
-        "  ".join(f"{rule.replace('shapley_estimate', 'estimates')}: {d}/{t}" for rule, (d, t) in st.stages.items()),
-        "disk: " + ", ".join(f"{k} {human(v)}" for k, v in st.disk.items())
-        + f"; total {human(sum(st.disk.values()))}",
-    ]
+    lines.append(
+        "  ".join(f"{rule.replace('shapley_estimate', 'estimates')}: {d}/{t}" for rule, (d, t) in st.stages.items())
+    )
+    checked = "size and sha256" if st.hashed else "size only"
+    lines.append(f"corrupt: {len(st.corrupt)} artifacts do not match their sidecars ({checked} checked)")
+    for node, problem in st.corrupt:
+        lines.append(f"  {node.rule} {node.key}: {problem}")
+    if st.marked:
+        # The profile ignores these markers: outputs are atomic, so what exists is complete
+        # unless listed as corrupt above. They show which jobs were running or were killed.
+        lines.append(f"snakemake: {len(st.marked)} outputs marked incomplete (jobs running, or killed)")
+        for node, path, state in st.marked:
+            lines.append(f"  {node.rule} {node.key} ({state}): {path}" if node else f"  (not in this plan): {path}")
+    lines.append("disk: " + ", ".join(f"{k} {human(v)}" for k, v in st.disk.items())
+                 + f"; total {human(sum(st.disk.values()))}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- gc
 
 
 def referenced(plan) -> set[Path]:
@@ -133,36 +205,89 @@ def referenced(plan) -> set[Path]:
     return out
 
 
+def _keyed(path: Path) -> bool:
+    """Named by a key (`{key}` or `{key}.ext`), or inside a folder named by one."""
+    return bool(KEY_PATTERN.match(path.name.split(".", 1)[0]) or KEY_PATTERN.match(path.parent.name))
+
+
+def _made_here(entry: Path, used: set[Path], in_scratch: bool) -> bool:
+    """`entry` is an artifact diffcredit provably made: a sealed file (or its sidecar)
+    or folder, a scratch folder of checkpoints, or a temporary of one of those."""
+    if entry.is_symlink():
+        return False
+    m = PARTIAL_PATTERN.match(entry.name)
+    if m:  # a temporary; not one a running job of this plan may still be writing
+        target = entry.with_name(m["target"])
+        return target not in used and (_keyed(target) or CKPT_PATTERN.match(target.name) is not None)
+    if not _keyed(entry):
+        return False
+    if entry.is_dir():
+        if in_scratch and KEY_PATTERN.match(entry.name):
+            return all(not p.is_symlink() and p.is_file()
+                       and (CKPT_PATTERN.match(p.name) or PARTIAL_PATTERN.match(p.name)) for p in entry.iterdir())
+        return is_sealed_dir(entry) and (KEY_PATTERN.match(entry.name) or entry.name == "model")
+    if entry.name.endswith(".sha256.json"):
+        return is_sealed_file(entry.with_name(entry.name.removesuffix(".sha256.json")))
+    return is_sealed_file(entry)
+
+
 def garbage(plan) -> list[Path]:
-    """Artifacts under the results folder's keyed folders that the plan does not use."""
+    """Artifacts under the results folder's keyed folders that the plan does not use.
+
+    Only what diffcredit provably made is listed (see _made_here); a folder is listed
+    whole when all it holds is listed. Anything else is left alone.
+    """
     used = referenced(plan)
     keep = used | {q for p in used for q in p.parents}
-    out = []
 
-    def walk(folder: Path):
+    def scan(folder: Path, in_scratch: bool) -> tuple[list[Path], bool]:
+        """What in `folder` may go, and whether that is all of it."""
+        found, whole = [], True
         for entry in sorted(folder.iterdir()):
-            if entry in used:
-                continue
-            if entry in keep and entry.is_dir():
-                walk(entry)
+            if entry in used or entry.is_symlink():
+                whole = False
+            elif _made_here(entry, used, in_scratch):
+                found.append(entry)
+            elif entry.is_dir() and (KEY_PATTERN.match(entry.name) or entry.name in SUBFOLDERS):
+                inner, inner_whole = scan(entry, False)
+                if inner and inner_whole and entry not in keep:
+                    found.append(entry)
+                else:
+                    found += inner
+                    whole = False
             else:
-                out.append(entry)
+                whole = False
+        return found, whole
 
+    out = []
     for sub in KEYED:
         folder = plan.results / sub
-        if folder.is_dir():
-            walk(folder)
-    data_dir = plan.results / "data"
-    if data_dir.is_dir():
-        for entry in sorted(data_dir.iterdir()):
-            if entry.is_dir() and entry not in keep and entry.name not in ("shards", "reference"):
-                out.append(entry)
+        if folder.is_dir() and not folder.is_symlink():
+            out += scan(folder, sub == "scratch")[0]
     return out
+
+
+def protected(plan, workflow_dir: str | Path = ".") -> list[str]:
+    """What the results folder holds that gc must never touch: the configured data,
+    the reference images and the repository. gc refuses to run when this is not empty."""
+    paths = {"the repository (--workflow-dir)": workflow_dir}
+    data = plan.cfg["data"]
+    if data.get("root"):
+        paths["data.root"] = data["root"]
+    for c in data.get("contributors") or []:
+        paths[f"data.contributors {c.get('name')}"] = c["path"]
+    ref = plan.cfg["reference"]
+    if isinstance(ref, dict):
+        for k in ("root", "file"):
+            if ref.get(k):
+                paths[f"reference.{k}"] = ref[k]
+    results = plan.results.resolve()
+    return [f"{what} {p}" for what, p in paths.items() if Path(p).expanduser().resolve().is_relative_to(results)]
 
 
 def remove(paths: list[Path]) -> None:
     for p in paths:
-        if p.is_dir():
+        if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:
             p.unlink(missing_ok=True)
