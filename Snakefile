@@ -33,6 +33,7 @@ if "gpu" not in workflow.global_resources and visible_gpus():
     workflow.register_resource("gpu", visible_gpus())
 
 R = str(plan.results)
+held = {}  # open handles that must live as long as this process
 # With --sdm conda, rules use the env's python (and this checkout's library);
 # otherwise this interpreter.
 _conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
@@ -70,6 +71,15 @@ onstart:
             "diffcredit: device is 'cuda' but this machine has no GPU; set device: cpu or auto, "
             "or run on a GPU cluster (--profile slurm)"
         )
+    # Snakemake locks its working directory; this locks the results folder, which
+    # runs from other directories may share.
+    if workflow.is_main_process and workflow.execution_settings.lock:
+        from diffcredit.lock import ResultsLocked, lock_results
+
+        try:
+            held["results_lock"] = lock_results(plan.results)
+        except ResultsLocked as exc:
+            raise WorkflowError(f"diffcredit: {exc}") from None
 
 
 def missing_targets():

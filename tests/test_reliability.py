@@ -92,3 +92,42 @@ def test_documented_recovery_after_kill_finishes_the_run(tiny_run, tmp_path, fin
     for k, mtime in kept.items():  # finished work is not redone
         assert (work / plan.model_dir(k) / "artifact.json").stat().st_mtime_ns == mtime
     assert "Nothing to be done" in snakemake(work, "--cores", "1", "-n", configs=[slow]).stdout
+
+
+def files_under(folder: Path) -> set:
+    return {p.relative_to(folder) for p in folder.rglob("*")}
+
+
+@pytest.mark.workflow
+def test_one_run_per_results_folder_and_odd_characters_in_its_path(tiny_run, tmp_path):
+    # A space and shell metacharacters in the results path; two working directories.
+    shared = tmp_path / "shared res;$(touch pwned)'&"
+    shutil.copytree(tiny_run / "results-tiny", shared, symlinks=True)
+    cfg = write_config(tmp_path / "shared.yaml", {
+        "results": str(shared), "fine_tune": {"training": {"steps": 40, "checkpoint_every": 10}}})
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    first = subprocess.Popen(sm_command(a, "--cores", "1", configs=[cfg]), cwd=REPO, env=sm_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while not list((shared / "coalitions").glob("*/.model.*.partial")) and time.time() < deadline:
+            assert first.poll() is None, first.stdout.read()[-3000:]
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGSTOP)
+        second = snakemake(b, "--cores", "1", configs=[cfg], check=False)
+        assert second.returncode != 0
+        assert f"is in use by pid {first.pid}" in second.stderr
+        assert "Finished jobid" not in second.stderr  # refused before any job
+        # A dry-run is not refused.
+        assert snakemake(b, "-n", configs=[cfg]).returncode == 0
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    # The killed run released the lock: the second folder's run finishes without --unlock.
+    snakemake(b, "--cores", "2", configs=[cfg])
+    assert (shared / "values.csv").is_file()
+    assert {p.parts[0] for p in files_under(a) | files_under(b)} <= {".snakemake"}  # nothing strays
+    for folder in (REPO, a, b, tmp_path):
+        assert not list(folder.glob("pwned")) and not list(folder.glob("shared")) and not (folder / "shared res").exists()
