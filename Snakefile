@@ -12,7 +12,7 @@ from snakemake.settings.types import DeploymentMethod
 _src = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _src)
 
-from diffcredit.config import ConfigError
+from diffcredit.config import ConfigError, load_yaml
 from diffcredit.devices import visible_gpus
 from diffcredit.plan import Plan
 
@@ -22,6 +22,9 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 try:
+    # Snakemake has read these already, silently keeping the last of a repeated key.
+    for _file in [Path(workflow.basedir) / "config.yaml", *workflow.config_settings.configfiles]:
+        load_yaml(_file)
     plan = Plan(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 except ConfigError as exc:
     raise WorkflowError(f"diffcredit: {exc}") from None

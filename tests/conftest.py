@@ -63,6 +63,15 @@ def write_config(path: Path, obj: dict) -> Path:
     return path
 
 
+def dry_run_error(workdir, cfg: dict | Path) -> str:
+    """The output of a dry-run that must fail before planning any job."""
+    path = cfg if isinstance(cfg, Path) else write_config(workdir / "bad.yaml", cfg)
+    proc = snakemake(workdir, "--dry-run", configs=[path], check=False, timeout=300)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "Job stats" not in proc.stdout  # failed before planning any job
+    return proc.stdout + proc.stderr
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A complete run of configs/tiny.yaml (shared by the workflow tests)."""

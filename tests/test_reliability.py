@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, TINY, snakemake, write_config
+from conftest import REPO, TINY, dry_run_error, snakemake, write_config
+from diffcredit.config import ConfigError, load_yaml
 from diffcredit.status import load_plan
 
 
@@ -131,3 +132,40 @@ def test_one_run_per_results_folder_and_odd_characters_in_its_path(tiny_run, tmp
     assert {p.parts[0] for p in files_under(a) | files_under(b)} <= {".snakemake"}  # nothing strays
     for folder in (REPO, a, b, tmp_path):
         assert not list(folder.glob("pwned")) and not list(folder.glob("shared")) and not (folder / "shared res").exists()
+
+
+@pytest.mark.parametrize("text, needle", [
+    (None, "does not exist"),
+    ("results: r\nestimators:\n  - method: loo\n   budget: 3\n", "line 4, column 4: not valid YAML"),
+    ("results: r\nthreads: 2\nresults: s\n", "line 3: key 'results' is given twice in one mapping (first on line 1)"),
+    ("fine_tune:\n  training:\n    steps: 3\n    steps: 4\n", "line 4: key 'steps' is given twice"),
+    ("- results: r\n", "the top level must be a mapping"),
+])
+def test_config_file_errors_name_the_file_and_line(tmp_path, text, needle):
+    path = tmp_path / "cfg.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_yaml(path)
+    assert str(err.value).startswith(str(path)) or f"{path} " in str(err.value)
+    assert needle in str(err.value)
+
+
+def test_a_repeated_key_is_refused_by_the_workflow_naming_file_and_line(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("results: r\nresults: s\n")
+    assert f"{path}, line 2: key 'results' is given twice" in dry_run_error(tmp_path, path)
+
+
+@pytest.mark.parametrize("cfg, needle", [
+    ({"results": ""}, "results is empty"),
+    ({"results": "  "}, "results is empty"),
+    ({"results": "afile/sub"}, "afile is a file, not a folder"),
+    ({"estimators": [{"method": "kernelshap", "budget": 10**9}]}, "budget 1000000000 is above the limit"),
+    ({"estimators": [{"method": "banzhaf", "budget": 10**9}]}, "budget 1000000000 is above the limit"),
+    ({"estimators": [{"method": "loo"}, {"method": "leverage", "budget": 8}, {"method": "loo"}]},
+     "estimators[2] repeats estimators[0]"),
+])
+def test_unusable_results_paths_budgets_and_repeats_are_refused(tmp_path, cfg, needle):
+    (tmp_path / "afile").write_text("")
+    assert needle in dry_run_error(tmp_path, cfg)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO, TINY, planned, planned_outputs, run, snakemake, write_config
+from conftest import REPO, TINY, dry_run_error, planned, planned_outputs, run, snakemake, write_config
 from diffcredit.config import deep_update, load_yaml
 from diffcredit.data import load_digits_arrays
 from diffcredit.plan import Plan
@@ -233,14 +233,6 @@ def test_retrain_reruns_only_coalitions_with_the_changed_contributor(retrain_run
 
 
 # ---------------------------------------------------------------- bad input
-
-
-def dry_run_error(workdir, cfg: dict) -> str:
-    path = write_config(workdir / "bad.yaml", cfg)
-    proc = snakemake(workdir, "--dry-run", configs=[path], check=False)
-    assert proc.returncode != 0, proc.stdout[-2000:]
-    assert "Job stats" not in proc.stdout  # failed before planning any job
-    return proc.stdout + proc.stderr
 
 
 def folder_cfg(root, **more):

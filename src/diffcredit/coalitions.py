@@ -40,6 +40,9 @@ STRATIFIED_METHODS = ("stratified",)
 # Schemes that sample without replacement, so the budget cannot exceed 2^n - 2.
 _WITHOUT_REPLACEMENT = ("leverage", "stratified")
 
+# Largest design planned: one training job per coalition makes more unrealistic,
+# and planning it (at Snakemake's parse time) slow.
+MAX_BUDGET = 100_000
 # Enumerating all 2^n - 2 coalitions beyond this is not a realistic design.
 EXACT_MAX_PLAYERS = 20
 
@@ -112,6 +115,7 @@ def sample_design(n_players: int, budget: int, scheme: str, seed: int) -> np.nda
     _check_players(n)
     if budget < 1:
         raise ValueError(f"budget must be at least 1, got {budget}")
+    _check_budget_limit(budget)
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
 
@@ -197,6 +201,15 @@ def min_budget(scheme: str, method: str, n_players: int) -> int:
     return 2**n - 2
 
 
+def _check_budget_limit(budget: int) -> None:
+    if budget > MAX_BUDGET:
+        raise ValueError(
+            f"budget {budget} is above the limit of {MAX_BUDGET:,}: each coalition is a model to "
+            "fine-tune and score, and a design that size cannot be planned in useful time; "
+            "estimates converge long before (docs/estimators.md)"
+        )
+
+
 def validate(n_players: int, budget: int, scheme: str, method: str) -> None:
     """Check a design configuration before anything runs.
 
@@ -207,6 +220,7 @@ def validate(n_players: int, budget: int, scheme: str, method: str) -> None:
     n = _as_int("n_players", n_players)
     budget = _as_int("budget", budget)
     _check_players(n)
+    _check_budget_limit(budget)
     needed = min_budget(scheme, method, n)
     if budget < needed:
         raise ValueError(

@@ -101,6 +101,17 @@ class _ReadOnlyHashCache(data_mod.HashCache):
         self.dirty = False
 
 
+def _results_folder(value: str) -> Path:
+    """The results folder, refused when empty or when it or a parent is a file."""
+    if not value.strip():
+        raise ConfigError("results is empty: give the folder for the artifacts and tables, e.g. 'results'")
+    path = Path(value)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"results {value!r}: {p} is a file, not a folder; choose another results folder")
+    return path
+
+
 class Plan:
     """The node table of a config. `read_only`: build it without writing anything
     (status and gc), reading the hash cache but never saving it."""
@@ -110,7 +121,7 @@ class Plan:
 
         cfg = validate(config, schema)
         self.cfg = cfg
-        self.results = Path(cfg["results"])
+        self.results = _results_folder(cfg["results"])
         self._results_str = str(self.results)
         self.threads = cfg["threads"]
         self.train_threads = cfg["train_threads"]
@@ -425,7 +436,15 @@ class Plan:
     # ------------------------------------------------------------ estimators
 
     def _add_estimators(self) -> list[Estimator]:
-        return [self.add_estimator(e, f"estimators[{i}]") for i, e in enumerate(self.cfg["estimators"])]
+        out = []
+        for i, e in enumerate(self.cfg["estimators"]):
+            est = self.add_estimator(e, f"estimators[{i}]")
+            for j, other in enumerate(out):
+                if other.key == est.key:
+                    raise ConfigError(f"invalid config: estimators[{i}] repeats estimators[{j}] "
+                                      "(same method, design and options); remove one")
+            out.append(est)
+        return out
 
     def add_estimator(self, e: dict, where: str) -> Estimator:
         """The design, coalition models, scores and estimate node of one estimator entry."""
