@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, TINY, dry_run_error, snakemake, write_config
-from diffcredit.config import ConfigError, load_yaml
+from diffcredit.config import ConfigError, deep_update, load_yaml
+from diffcredit.plan import Plan
 from diffcredit.status import load_plan
 
 
@@ -169,3 +170,23 @@ def test_a_repeated_key_is_refused_by_the_workflow_naming_file_and_line(tmp_path
 def test_unusable_results_paths_budgets_and_repeats_are_refused(tmp_path, cfg, needle):
     (tmp_path / "afile").write_text("")
     assert needle in dry_run_error(tmp_path, cfg)
+
+
+@pytest.mark.parametrize("cfg, needle", [
+    ({"resultz": "x"}, "'resultz' was unexpected"),
+    ({"threads": "two"}, "threads: 'two' is not of type 'integer'"),
+    ({"data": {"classes": [0, 10]}}, "data.classes has class indices outside 0..9: [10]"),
+    ({"data": {"source": "folder", "root": "/nonexistent"}}, "data.root /nonexistent is not a folder"),
+    ({"generate": {"inference_steps": 1000}}, "generate.inference_steps 1000 exceeds the model's 100 training timesteps"),
+    ({"estimators": [{"method": "leverage", "budget": 8, "seed": -1}]}, "seed must be non-negative, got -1"),
+    ({"estimators": [{"method": "stratified", "budget": 15}]}, "budget 15 exceeds the 14 coalitions of 4 players"),
+    ({"data": {"by": "split", "groups": 25, "per_class": None}, "estimators": [{"method": "exact", "budget": 100}]},
+     "limited to 20 players, got n_players=25"),
+    ({"model": {"block_out_channels": [16, 33]}}, "must be multiples of norm_num_groups 8"),
+])
+def test_bad_values_are_config_errors_not_tracebacks(tmp_path, monkeypatch, cfg, needle):
+    monkeypatch.chdir(tmp_path)
+    base = deep_update(load_yaml(REPO / "config.yaml"), load_yaml(TINY))
+    with pytest.raises(ConfigError) as err:
+        Plan(deep_update(base, cfg), REPO / "workflow" / "schemas" / "config.schema.yaml", read_only=True)
+    assert needle in str(err.value)

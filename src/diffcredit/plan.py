@@ -404,6 +404,11 @@ class Plan:
                 lambda k: self.path("references", f"{k}.npz"), job,
             )
         self.generate_spec = {k: v for k, v in self.cfg["generate"].items() if k != "batch_size"}
+        steps = self.generate_spec.get("inference_steps")
+        trained = self.model_spec.get("scheduler", {}).get("num_train_timesteps")
+        if steps and trained and steps > trained:
+            raise ConfigError(f"invalid config: generate.inference_steps {steps} exceeds the model's "
+                              f"{trained} training timesteps (model.num_train_timesteps); lower it")
         self.features_spec = {"extractors": self.extractor_specs}
         self.score_spec = {"properties": sorted(self.properties), "options": self.cfg["scores"]}
 
@@ -461,7 +466,10 @@ class Plan:
             validate_design(self.n, e["budget"], scheme, e["method"])
         except ValueError as exc:
             raise ConfigError(f"invalid config: {where}: {exc}") from None
-        masks = sample_design(self.n, e["budget"], scheme, e["seed"])
+        try:
+            masks = sample_design(self.n, e["budget"], scheme, e["seed"])
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {where}: {exc}") from None
         try:  # a sampled design can still be degenerate (repeated coalitions)
             estimate(masks, np.zeros(len(masks)), 0.0, 0.0, e["method"], n_boot=0)
         except ValueError as exc:
