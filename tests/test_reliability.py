@@ -181,7 +181,7 @@ def test_unusable_results_paths_budgets_and_repeats_are_refused(tmp_path, cfg, n
     ({"estimators": [{"method": "leverage", "budget": 8, "seed": -1}]}, "seed must be non-negative, got -1"),
     ({"estimators": [{"method": "stratified", "budget": 15}]}, "budget 15 exceeds the 14 coalitions of 4 players"),
     ({"data": {"by": "split", "groups": 25, "per_class": None}, "estimators": [{"method": "exact", "budget": 100}]},
-     "limited to 20 players, got n_players=25"),
+     "limited to 16 players, got n_players=25"),
     ({"model": {"block_out_channels": [16, 33]}}, "must be multiples of norm_num_groups 8"),
 ])
 def test_bad_values_are_config_errors_not_tracebacks(tmp_path, monkeypatch, cfg, needle):

@@ -43,8 +43,9 @@ _WITHOUT_REPLACEMENT = ("leverage", "stratified")
 # Largest design planned: one training job per coalition makes more unrealistic,
 # and planning it (at Snakemake's parse time) slow.
 MAX_BUDGET = 100_000
-# Enumerating all 2^n - 2 coalitions beyond this is not a realistic design.
-EXACT_MAX_PLAYERS = 20
+# Enumerating all 2^n - 2 coalitions beyond this is not a realistic design (and
+# exceeds MAX_BUDGET).
+EXACT_MAX_PLAYERS = 16
 
 # Rows per independent random stream for the i.i.d. schemes (even, so that a
 # chunk of the paired scheme holds whole pairs).
@@ -115,6 +116,8 @@ def sample_design(n_players: int, budget: int, scheme: str, seed: int) -> np.nda
     _check_players(n)
     if budget < 1:
         raise ValueError(f"budget must be at least 1, got {budget}")
+    if scheme == "exact":
+        _check_exact_size(n)
     _check_budget_limit(budget)
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
@@ -220,8 +223,8 @@ def validate(n_players: int, budget: int, scheme: str, method: str) -> None:
     n = _as_int("n_players", n_players)
     budget = _as_int("budget", budget)
     _check_players(n)
-    _check_budget_limit(budget)
     needed = min_budget(scheme, method, n)
+    _check_budget_limit(budget)
     if budget < needed:
         raise ValueError(
             f"budget {budget} is too small for scheme {scheme!r} with method "
