@@ -46,3 +46,12 @@ def counterfactual_inputs(wc):
     checkpoints.removal_sets.get(key=node.parents["removal"])
     plan.load_removal_sets()
     return node_inputs("counterfactual")(wc)
+
+
+def missing_targets():
+    """What the run was asked for and does not exist: Snakemake may end a run
+    "successfully" without it (a forced job's ancient() consumers are skipped)."""
+    if workflow.dag_settings.until or workflow.dag_settings.omit_from:
+        return []
+    files = [f for job in workflow.dag.targetjobs for f in (job.input if job.rule.norun else job.output)]
+    return [str(f) for f in files if not os.path.exists(f)]
