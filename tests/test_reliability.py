@@ -190,3 +190,25 @@ def test_bad_values_are_config_errors_not_tracebacks(tmp_path, monkeypatch, cfg,
     with pytest.raises(ConfigError) as err:
         Plan(deep_update(base, cfg), REPO / "workflow" / "schemas" / "config.schema.yaml", read_only=True)
     assert needle in str(err.value)
+
+
+def test_a_held_results_lock_names_its_holder_and_a_lockless_file_system_only_warns(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from diffcredit.lock import lock_results
+
+    held = lock_results(tmp_path)
+    code = f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); from diffcredit.lock import lock_results; " \
+           f"lock_results({str(tmp_path)!r})"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert other.returncode != 0 and f"is in use by pid {os.getpid()}" in other.stderr
+    held.close()
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0  # released
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    with pytest.warns(UserWarning, match="cannot lock the results folder"):
+        assert lock_results(tmp_path / "nfs") is not None

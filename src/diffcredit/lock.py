@@ -9,10 +9,12 @@ releases it when the process dies, so a killed run leaves nothing to unlock.
 from __future__ import annotations
 
 import datetime
+import errno
 import fcntl
 import json
 import os
 import socket
+import warnings
 from pathlib import Path
 
 LOCK_NAME = ".lock"
@@ -31,7 +33,11 @@ def lock_results(results: str | os.PathLike):
     f = open(path, "a+")
     try:
         fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):  # a file system without locks
+            warnings.warn(f"cannot lock the results folder {results} ({exc.strerror}); "
+                          "make sure no other run uses it", stacklevel=2)
+            return f
         f.seek(0)
         holder = f.read().strip()
         f.close()
