@@ -555,11 +555,12 @@ class HashCache:
     """Per-file results cached by (path, size, mtime), so parsing stays fast.
 
     `tag` names the kind of result; an entry stored under another tag (or an older
-    format) is computed again.
+    format) is computed again. A `read_only` cache is read but never saved.
     """
 
-    def __init__(self, path: str | os.PathLike | None):
+    def __init__(self, path: str | os.PathLike | None, read_only: bool = False):
         self.path = Path(path) if path else None
+        self.read_only = read_only
         self.entries: dict = {}
         self.dirty = False
         if self.path and self.path.is_file():
@@ -581,7 +582,7 @@ class HashCache:
         return value
 
     def flush(self) -> None:
-        if not (self.path and self.dirty):
+        if not (self.path and self.dirty) or self.read_only:
             return
         from .io import write_bytes
 

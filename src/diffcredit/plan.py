@@ -94,13 +94,6 @@ def _section(cfg: dict, dotted: str) -> dict:
     return out
 
 
-class _ReadOnlyHashCache(data_mod.HashCache):
-    """Reads the hash cache and never writes it."""
-
-    def flush(self) -> None:
-        self.dirty = False
-
-
 def _results_folder(value: str) -> Path:
     """The results folder, refused when empty or when it or a parent is a file."""
     if not value.strip():
@@ -131,8 +124,7 @@ class Plan:
         self._model_keys: dict = {}
         self._score_keys: dict = {}
         self._dynamic: dict[str, dict] = {}  # node key -> parents known once a checkpoint ran
-        cache = _ReadOnlyHashCache if read_only else data_mod.HashCache
-        self._cache = cache(self.results / ".cache" / "hashes.json")
+        self._cache = data_mod.HashCache(self.results / ".cache" / "hashes.json", read_only=read_only)
         try:
             self.family = get_family(cfg["model"]["family"])
         except ValueError as exc:
@@ -464,9 +456,6 @@ class Plan:
             get_strategy(strategy)
             check_shrink(e["method"], e["shrink"])
             validate_design(self.n, e["budget"], scheme, e["method"])
-        except ValueError as exc:
-            raise ConfigError(f"invalid config: {where}: {exc}") from None
-        try:
             masks = sample_design(self.n, e["budget"], scheme, e["seed"])
         except ValueError as exc:
             raise ConfigError(f"invalid config: {where}: {exc}") from None
