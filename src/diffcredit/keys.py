@@ -16,6 +16,7 @@ KEY_LENGTH = 16
 # Bump a stage's version when a code change alters what that stage produces.
 STAGE_VERSIONS = {
     "data": 1,
+    "encode": 1,
     "manifest": 1,
     "reference_data": 1,
     "init_model": 2,

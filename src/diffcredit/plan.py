@@ -12,6 +12,7 @@ change the result and so stay out of the key. Small functions below add the node
 of each stage; the rules, `status` and `gc` all read the same table.
 
     data/shards/{key}.npz                 one contributor's items
+    data/encoded/{key}.npz                a shard encoded by a latent family's encoders
     data/{key}/manifest.parquet           contributors, counts, hashes
     data/reference/{key}.npz              the reference images
     models/init/{key}/                    the untrained model: v(empty)
@@ -44,7 +45,7 @@ from .keys import artifact_key
 _NOT_IN_KEY = {"checkpoint_every"}
 # Rules whose jobs run on a GPU when the config's device is one.
 TRAINING_RULES = ("train_full", "prune", "fine_tune")
-GPU_RULES = ("train_full", "prune", "fine_tune", "generate", "features", "reference_stats")
+GPU_RULES = ("encode", "train_full", "prune", "fine_tune", "generate", "features", "reference_stats")
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,22 @@ class Plan:
         )
 
     def _shards_of(self, members) -> list[str]:
-        return sorted(self.shard_keys[m] for m in members)
+        """What models of `members` train on: their shards, or their encoded shards."""
+        return sorted(self.train_shards[m] for m in members)
+
+    def _add_encoded(self) -> None:
+        """Latent families train on every shard encoded once by their frozen encoders."""
+        spec = self.family.encode_spec(self.model_spec)
+        self.train_shards = dict(self.shard_keys)
+        if spec is None:
+            return
+        job = {"family": self.family.name, "family_runtime": self.family_runtime, "device": self.device,
+               "threads": self.threads, "batch_size": self.cfg["generate"]["batch_size"]}
+        for name in self.names:
+            self.train_shards[name] = self.add(
+                "encode", "encode", spec, {"shard": self.shard_keys[name]},
+                lambda k: self.path("data", "encoded", f"{k}.npz"), job,
+            )
 
     # ------------------------------------------------------------ reference set
 
@@ -257,19 +273,22 @@ class Plan:
 
     def _train_job(self, section: dict, members, desc: str, **more) -> dict:
         return {"training": section, "members": list(members), "desc": desc, "family": self.family.name,
-                "device": self.device, "precision": self.cfg["precision"], **more}
+                "family_runtime": self.family_runtime, "device": self.device, "precision": self.cfg["precision"], **more}
 
     def _add_models(self) -> None:
         cfg = self.cfg
         try:
-            self.model_spec = self.family.resolve(cfg["model"], self.shape)
+            data = {**self.shape, "captions": bool(cfg["data"].get("caption_column"))}
+            self.model_spec = self.family.resolve(cfg["model"], data, self._cache)
+            self.family_runtime = self.family.runtime(cfg["model"])
         except ValueError as exc:
             raise ConfigError(f"invalid config: {exc}") from None
         self.n_parameters = self.family.estimate_parameters(self.model_spec)
         self.init_key = self.add(
             "init_model", "init_model", {"family": self.family.name, **self.model_spec}, {},
-            lambda k: self.path("models", "init", k), {"family": self.family.name},
+            lambda k: self.path("models", "init", k), {"family": self.family.name, "family_runtime": self.family_runtime},
         )
+        self._add_encoded()
         self.full_key = self._retrain(self.names, "train_full", lambda k: self.path("models", "full", k))
         prune = cfg["prune"]
         self.pruned_key = self.add(
@@ -288,7 +307,8 @@ class Plan:
             return self.init_key
         spec = {**self.model_spec, "seed": self.model_spec.get("seed", 0) + seed}
         return self.add("init_model", "init_model", {"family": self.family.name, **spec}, {},
-                        lambda k: self.path("models", "init", k), {"family": self.family.name})
+                        lambda k: self.path("models", "init", k),
+                        {"family": self.family.name, "family_runtime": self.family_runtime})
 
     def _retrain(self, members, rule: str, path, seed: int = 0) -> str:
         """Train `members` from scratch with train_full's recipe. Replicate `seed` > 0 offsets the
@@ -396,6 +416,10 @@ class Plan:
                 lambda k: self.path("references", f"{k}.npz"), job,
             )
         self.generate_spec = {k: v for k, v in self.cfg["generate"].items() if k != "batch_size"}
+        try:
+            self.generate_spec = self.family.resolve_generate(self.generate_spec, self.model_spec, self.cfg["model"])
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {exc}") from None
         steps = self.generate_spec.get("inference_steps")
         trained = self.model_spec.get("scheduler", {}).get("num_train_timesteps")
         if steps and trained and steps > trained:
@@ -417,7 +441,8 @@ class Plan:
         samples = self.add(
             "generate", "generate", self.generate_spec, {"model": model},
             lambda k: self.path("coalitions", model, "samples", f"{k}.npz"),
-            {**run, "family": self.family.name, "batch_size": self.cfg["generate"]["batch_size"]},
+            {**run, "family": self.family.name, "family_runtime": self.family_runtime,
+             "batch_size": self.cfg["generate"]["batch_size"]},
         )
         features = self.add(
             "features", "features", self.features_spec, {"samples": samples, **self.networks},
@@ -629,7 +654,7 @@ class Plan:
         if rule in GPU_RULES and (self.device == "cuda" or (self.device == "auto" and visible_gpus() > 0)):
             gpu = 1
         mem = 1000
-        if rule in ("init_model", "train_full", "prune", "fine_tune", "generate"):
+        if rule in ("init_model", "encode", "train_full", "prune", "fine_tune", "generate"):
             # Weights, gradients, Adam moments, EMA and checkpoint copies, plus activations.
             mem += 6 * 4 * self.n_parameters // 2**20 + 1500
         if rule in ("features", "reference_stats", "train_classifier"):

@@ -33,11 +33,11 @@ def _read_npz(path: str) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def _load_model(family, folder: str):
+def _load_model(family, folder: str, job: dict):
     """A model artifact, checked against its sidecar first."""
     from .io import verify_dir
 
-    return family.load(verify_dir(folder))
+    return family.load(verify_dir(folder), job.get("family_runtime") or {})
 
 
 def _device(job: dict):
@@ -58,7 +58,7 @@ def prepare_shard(job: dict, progress: bool = True) -> None:
             f"contributor {job['name']!r} changed after the workflow was planned; run snakemake again"
         )
     images, labels = data_mod.load_items(job["data"], c)
-    data_mod.write_shard(job["out"], images, labels)
+    data_mod.write_shard(job["out"], images, labels, data_mod.load_captions(c))
     log.info("wrote %d items of %s to %s", len(images), c.name, job["out"])
 
 
@@ -84,6 +84,19 @@ def reference_data(job: dict, progress: bool = True) -> None:
     log.info("wrote %d reference images to %s", len(images), job["out"])
 
 
+def encode(job: dict, progress: bool = True) -> None:
+    """One shard encoded by a latent family's frozen encoders."""
+    from .families import get_family
+
+    device, _ = _device(job)
+    family = get_family(job["family"])
+    arrays = _read_npz(job["inputs"]["shard"])
+    out = family.encode_shard(job["spec"], arrays, device, int(job["batch_size"]), job["family_runtime"])
+    _write_npz(job["out"], **out)
+    log.info("encoded %d items to %s (%s)", len(arrays["images"]), job["out"],
+             ", ".join(f"{k} {tuple(v.shape)}" for k, v in out.items()))
+
+
 # ---------------------------------------------------------------- models
 
 
@@ -91,7 +104,7 @@ def init_model(job: dict, progress: bool = True) -> None:
     from .families import get_family
 
     family = get_family(job["family"])
-    model = family.init(job["spec"])
+    model = family.init(job["spec"], job.get("family_runtime") or {})
     with atomic_dir(job["out"]) as tmp:
         family.save(model, tmp)
     log.info("untrained %s model with %d parameters written to %s", family.name,
@@ -108,26 +121,27 @@ def train(job: dict, progress: bool = True) -> None:
     device, dtype = _device(job)
     family = get_family(job["family"])
     inputs = job["inputs"]
-    model = _load_model(family, inputs["start"])
+    model = _load_model(family, inputs["start"], job)
     if job["rule"] == "prune":
-        before = sum(p.numel() for p in model.net.parameters())
+        before = sum(p.numel() for p in family.trainable(model).values())
         torch.manual_seed(job["training"].get("seed", 0))
         family.prune(model, job["ratio"], job["importance"])
-        log.info("pruned %d -> %d parameters (ratio %.2f)", before,
-                 sum(p.numel() for p in model.net.parameters()), job["ratio"])
-    images, _ = data_mod.read_shards(inputs["shards"])
+        log.info("pruned %d -> %d trained parameters (ratio %.2f)", before,
+                 sum(p.numel() for p in family.trainable(model).values()), job["ratio"])
+    data = family.training_data(inputs["shards"])
+    n_images = family.n_items(data)
     section = job["training"]
-    log.info("training on %d images of %s for %d steps on %s", len(images), ", ".join(job["members"]),
+    log.info("training on %d images of %s for %d steps on %s", n_images, ", ".join(job["members"]),
              section["steps"], device)
     start, cpu_start = time.perf_counter(), time.process_time()
-    stats = fit(family, model, images, TrainSpec.from_dict(section), device, dtype,
+    stats = fit(family, model, data, TrainSpec.from_dict(section), device, dtype,
                 checkpoint_dir=job["scratch"], checkpoint_every=section.get("checkpoint_every", 0),
                 desc=job.get("desc", "train"), progress=progress, ascent=job.get("ascent", False))
     model.net.to("cpu")
     with atomic_dir(job["out"]) as tmp:
         family.save(model, tmp)
         (tmp / "training.json").write_text(json.dumps({
-            "members": job["members"], "n_images": int(len(images)), "final_loss": stats["final_loss"],
+            "members": job["members"], "n_images": int(n_images), "final_loss": stats["final_loss"],
             "resumed_at": stats["start_step"], "steps": section["steps"], "batch_size": section["batch_size"],
             # This job's time (since a resume, if it resumed): what cost ratios are made of.
             "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
@@ -142,7 +156,7 @@ def generate(job: dict, progress: bool = True) -> None:
 
     device, dtype = _device(job)
     family = get_family(job["family"])
-    model = _load_model(family, job["inputs"]["model"])
+    model = _load_model(family, job["inputs"]["model"], job)
     images = family.sample(model, job["spec"]["n_images"], {**job["spec"], "batch_size": job["batch_size"]},
                            device, dtype, progress)
     with atomic_path(job["out"], suffix=".npz", seal=True) as tmp:
@@ -283,6 +297,7 @@ STAGES = {
     "prepare_shard": prepare_shard,
     "prepare_data": prepare_data,
     "reference_data": reference_data,
+    "encode": encode,
     "init_model": init_model,
     "train_full": train,
     "prune": train,

@@ -17,7 +17,7 @@ from .io import (CKPT_PATTERN, PARTIAL_PATTERN, CorruptArtifactError, is_sealed_
                  list_checkpoints, sidecar_of, verify_dir, verify_file)
 
 # Folders under results/ whose entries are named by a key (or hold keyed files).
-KEYED = ("data", "data/shards", "data/reference", "models/init", "models/full", "models/pruned", "models/classifier",
+KEYED = ("data", "data/shards", "data/encoded", "data/reference", "models/init", "models/full", "models/pruned", "models/classifier",
          "coalitions", "references", "designs", "values", "scratch", "summary", "evaluation/fidelity",
          "evaluation/lds", "evaluation/removal", "evaluation/counterfactual")
 # Folders inside a keyed folder that hold a key's artifacts (coalitions/{key}/...).

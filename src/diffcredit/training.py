@@ -137,7 +137,7 @@ def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 def train(
     family,
     model,
-    images: np.ndarray,
+    data: dict | np.ndarray,
     spec: TrainSpec,
     device: torch.device | None = None,
     dtype: torch.dtype = torch.float32,
@@ -147,7 +147,8 @@ def train(
     progress: bool = True,
     ascent: bool = False,
 ) -> dict:
-    """Train `model` (a family's Model) on uint8 `images` (N, C, H, W); returns stats.
+    """Train `model` (a family's Model) on `data` (the family's training arrays, see
+    `Family.training_data`; a bare array is uint8 images (N, C, H, W)); returns stats.
 
     With `ascent`, the loss is maximised (gradient ascent on data to forget).
     """
@@ -155,14 +156,17 @@ def train(
 
     from .devices import autocast
 
-    if len(images) == 0:
+    if isinstance(data, np.ndarray):
+        data = {"images": data}
+    n_items = family.n_items(data)
+    if n_items == 0:
         raise ValueError("cannot train on zero images")
     device = device or torch.device("cpu")
     net = model.net.to(device)
     net.train()
     named = family.trainable(model)
     params = list(named.values())
-    data = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    data = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in data.items()}
     n_t = family.num_timesteps(model)
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(spec, s))
@@ -187,13 +191,13 @@ def train(
     losses = []
     bar = tqdm(total=spec.steps, initial=start, desc=desc, disable=not progress, mininterval=2.0)
     for step in range(start, spec.steps):
-        idx = _to(torch.from_numpy(batch_indices(len(data), spec.batch_size, spec.seed, step)), device)
-        x0 = family.encode(model, data[idx])
+        idx = _to(torch.from_numpy(batch_indices(n_items, spec.batch_size, spec.seed, step)), device)
+        x0, cond = family.batch(model, data, idx)
         g = torch.Generator().manual_seed(step_seed(spec.seed, step))
         noise = _to(torch.randn(x0.shape, generator=g), device)
         t = _to(timesteps(len(x0), n_t, spec.antithetic, g), device)
         with autocast(device, dtype):
-            loss = family.loss(model, x0, noise, t).mean()
+            loss = family.loss(model, x0, noise, t, cond).mean()
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(sign * loss).backward()
         if spec.grad_clip > 0:

@@ -46,3 +46,23 @@ rule reference_data:
         f"{R}/logs/reference_data/{{key}}.log",
     shell:
         "{params.py} job {params.job:q} > {log:q} 2>&1"
+
+
+rule encode:
+    input:
+        unpack(node_inputs("encode")),
+    output:
+        f"{R}/data/encoded/{{key}}.npz",
+    params:
+        job=node_job("encode"),
+        py=PY,
+    threads: plan.threads
+    resources:
+        mem_mb=mem_mb("encode"),
+        gpu=gpu("encode"),
+    conda:
+        "../../envs/torch.yaml"
+    log:
+        f"{R}/logs/encode/{{key}}.log",
+    shell:
+        "{params.py} job {params.job:q} > {log:q} 2>&1"

@@ -27,10 +27,19 @@ class Family:
 
     # ---------------------------------------------------------- parse time
 
-    def resolve(self, model_cfg: dict, data: dict) -> dict:
+    def resolve(self, model_cfg: dict, data: dict, cache=None) -> dict:
         """The keyed spec of the untrained model from `model` and the data's shape
-        ({"resolution", "channels"}); raises ValueError on an impossible config."""
+        ({"resolution", "channels"}); raises ValueError on an impossible config.
+        `cache` (a data.HashCache) hashes pretrained files once."""
         raise NotImplementedError
+
+    def resolve_generate(self, gen: dict, spec: dict, model_cfg: dict) -> dict:
+        """The keyed sampling settings from `generate` (minus batch_size)."""
+        return gen
+
+    def runtime(self, model_cfg: dict) -> dict:
+        """What jobs need besides the keyed spec: where pretrained parts load from."""
+        return {}
 
     def estimate_parameters(self, spec: dict) -> int:
         """A rough parameter count of the model `spec` describes, for job sizing."""
@@ -38,29 +47,53 @@ class Family:
 
     # ---------------------------------------------------------- job time
 
-    def init(self, spec: dict) -> Model:
+    def init(self, spec: dict, runtime: dict | None = None) -> Model:
         """v(empty): the seeded untrained model (or the pretrained base)."""
         raise NotImplementedError
 
     def save(self, model: Model, folder: Path) -> None:
         raise NotImplementedError
 
-    def load(self, folder: Path) -> Model:
+    def load(self, folder: Path, runtime: dict | None = None) -> Model:
         raise NotImplementedError
 
     def trainable(self, model: Model) -> dict:
         """name -> parameter of everything training updates."""
         return {n: p for n, p in model.net.named_parameters() if p.requires_grad}
 
-    def loss(self, model: Model, x0, noise, t):
+    def loss(self, model: Model, x0, noise, t, cond=None):
         """Per-sample denoising loss (shape (B,)) of clean inputs `x0` at timesteps
-        `t`, with the target the scheduler's `prediction_type` asks for."""
+        `t` (conditioned on `cond`, e.g. text embeddings), with the target the
+        scheduler's `prediction_type` asks for."""
         raise NotImplementedError
 
-    def encode(self, model: Model, images):
-        """Training inputs from uint8 images (N, C, H, W): pixels in [-1, 1] here;
-        latent families encode."""
-        return images.float().div(127.5).sub(1.0)
+    # ---------------------------------------------------------- training data
+    #
+    # Pixel families train on the contributors' shards as they are. Latent families
+    # encode every shard once (the `encode` rule) with their frozen encoders and train
+    # on the encoded shards: `encode_spec` says what the encoding depends on (its key).
+
+    def encode_spec(self, spec: dict) -> dict | None:
+        """What encoding a shard depends on, or None to train on the images themselves."""
+        return None
+
+    def encode_shard(self, encode_spec: dict, arrays: dict, device, batch_size: int, runtime: dict) -> dict:
+        """The encoded arrays of one shard's arrays (images, labels, captions)."""
+        raise NotImplementedError
+
+    def training_data(self, paths) -> dict:
+        """Arrays of every item of the (raw or encoded) shards at `paths`, concatenated."""
+        from ..data import read_shard_arrays
+
+        return read_shard_arrays(paths, keys=("images",))
+
+    def n_items(self, data: dict) -> int:
+        return len(data["images"])
+
+    def batch(self, model: Model, data: dict, idx):
+        """(x0, cond) of items `idx` of `data` (tensors on the training device): pixels
+        in [-1, 1] and no condition here."""
+        return data["images"][idx].float().div(127.5).sub(1.0), None
 
     def prune(self, model: Model, ratio: float, importance: str) -> None:
         raise NotImplementedError

@@ -286,7 +286,7 @@ def to_uint8(x):
 class DDPM(Family):
     name = "ddpm"
 
-    def resolve(self, model_cfg: dict, data: dict) -> dict:
+    def resolve(self, model_cfg: dict, data: dict, cache=None) -> dict:
         unet = unet_config(model_cfg, data["resolution"], data["channels"])
         return {"unet": unet, "scheduler": scheduler_config(model_cfg), "seed": int(model_cfg["seed"])}
 
@@ -297,13 +297,13 @@ class DDPM(Family):
         per_level = sum(c * c * (18 * layers + 27 * (layers + 1)) for c in widths)
         return int(per_level + 36 * widths[-1] ** 2)
 
-    def init(self, spec: dict) -> Model:
+    def init(self, spec: dict, runtime: dict | None = None) -> Model:
         return Model(build_unet(spec["unet"], spec["seed"]), dict(spec["scheduler"]))
 
     def save(self, model: Model, folder: Path) -> None:
         save_unet(model.net, folder, model.scheduler)
 
-    def load(self, folder: Path) -> Model:
+    def load(self, folder: Path, runtime: dict | None = None) -> Model:
         net, scheduler = load_unet(folder)
         return Model(net, scheduler)
 
@@ -318,7 +318,7 @@ class DDPM(Family):
     def num_timesteps(self, model: Model) -> int:
         return int(model.scheduler["num_train_timesteps"])
 
-    def loss(self, model: Model, x0, noise, t):
+    def loss(self, model: Model, x0, noise, t, cond=None):
         sched = self.noise_scheduler(model)
         xt = sched.add_noise(x0, noise, t)
         return diffusion_loss(model.net(xt, t).sample, x0, noise, t, sched)
