@@ -2,12 +2,15 @@
 
 Three sources: scikit-learn's handwritten digits (8x8 grayscale, 1,797 images), the
 CIFAR-100 python archive (32x32 RGB, one contributor per fine class by default) and a
-folder of image folders, one per contributor. Describing a dataset (names, item
+folder: of image folders, one per contributor, or of images listed in a metadata file
+(the Hugging Face imagefolder convention: metadata.csv or metadata.jsonl with a
+`file_name` column) whose `data.contributor_column` names each image's contributor and
+whose optional `data.caption_column` its caption. Describing a dataset (names, item
 counts, content hashes) is cheap and runs when the workflow is parsed; decoding
 images into shards runs in the prepare_shard jobs.
 
-A contributor's content hash covers its items' bytes and labels in a canonical
-order (sorted by item hash), never file names or modification times. An image file
+A contributor's content hash covers its items' bytes, labels and captions in a
+canonical order (sorted by item hash), never file names or modification times. An image file
 whose decoded pixels depend on more than its bytes (16-bit values scaled to 8 bits,
 transparent pixels composited over `data.background`) has that rule in its item hash.
 """
@@ -49,6 +52,7 @@ class Contributor:
     labels: list[int]
     # Where the items come from: digits row indices or image file paths.
     sources: list = field(repr=False)
+    captions: list[str] | None = field(default=None, repr=False)
 
     @property
     def n_items(self) -> int:
@@ -251,6 +255,11 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
 
 
 def describe_folders(spec: dict, cache: "HashCache", recursive: bool = True) -> list[Contributor]:
+    if spec.get("contributor_column"):
+        return describe_metadata(spec, cache)
+    if spec.get("caption_column") or spec.get("metadata"):
+        raise DataError("data.caption_column and data.metadata need data.contributor_column: the metadata "
+                        "column that names each image's contributor")
     background = _background(spec)
     out = []
     for name, folder in _contributor_dirs(spec):
@@ -276,6 +285,112 @@ def describe_folders(spec: dict, cache: "HashCache", recursive: bool = True) -> 
                 raise DataError(f"contributor {name!r}: image {path}: {problem}")
             hashes.append(_file_item_hash(facts, background))
         out.append(Contributor(name, hashes, [-1] * len(files), [str(p) for p in files]))
+    return out
+
+
+# ---------------------------------------------------------------- metadata files
+
+METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
+
+
+def metadata_path(spec: dict) -> Path:
+    """data.metadata, or the one metadata.csv / metadata.jsonl in data.root."""
+    if spec.get("metadata"):
+        path = Path(spec["metadata"]).expanduser()
+        if not path.is_file():
+            raise DataError(f"data.metadata {path} is not a file")
+        return path
+    if not spec.get("root"):
+        raise DataError("data.contributor_column needs data.root (the folder holding metadata.csv or "
+                        "metadata.jsonl) or data.metadata")
+    root = Path(spec["root"]).expanduser()
+    found = [root / n for n in METADATA_NAMES if (root / n).is_file()]
+    if len(found) != 1:
+        what = "both" if found else "neither"
+        raise DataError(f"data.root {root} holds {what} of {' and '.join(METADATA_NAMES)}: keep exactly one, "
+                        "or name it with data.metadata")
+    return found[0]
+
+
+def read_metadata(path: Path) -> list[dict]:
+    """The rows of a metadata.csv or metadata.jsonl as {"line", **columns} (strings kept as read)."""
+    import csv
+
+    rows = []
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise DataError(f"{path} line {line_no} is not JSON: {exc}") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path} line {line_no} is not a JSON object")
+                rows.append({"line": line_no, **row})
+    elif path.suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                if None in row:
+                    raise DataError(f"{path} line {reader.line_num} has more fields than the header")
+                rows.append({"line": reader.line_num, **row})
+    else:
+        raise DataError(f"metadata file {path}: use a .csv or .jsonl file")
+    return rows
+
+
+def describe_metadata(spec: dict, cache: "HashCache") -> list[Contributor]:
+    """Contributors of the images a metadata file lists, grouped by `data.contributor_column`."""
+    path = metadata_path(spec)
+    rows = cache.get_or_compute(path, lambda: read_metadata(path), tag="metadata")
+    if not rows:
+        raise DataError(f"{path} lists no images")
+    column, caption_col = spec["contributor_column"], spec.get("caption_column")
+    needed = ["file_name", column] + ([caption_col] if caption_col else [])
+    present = set().union(*(r.keys() for r in rows)) - {"line"}
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise DataError(f"{path} has no column {missing}; its columns are {sorted(present)}")
+    background = _background(spec)
+    base = path.parent
+    members: dict[str, list] = {}
+    seen: dict[Path, int] = {}
+    for row in rows:
+        where = f"{path} line {row['line']}"
+        name = row.get("file_name")
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"{where}: file_name is empty")
+        file = (base / name).resolve()
+        if file in seen:
+            raise DataError(f"{where}: {name} is listed again (first on line {seen[file]})")
+        seen[file] = row["line"]
+        if not file.is_file():
+            raise DataError(f"{where} names {name}, which is not a file under {base}")
+        who = row.get(column)
+        who = "" if who is None else str(who).strip()
+        if not who:
+            raise DataError(f"{where}: image {name} has no contributor (column {column!r} is empty)")
+        caption = None
+        if caption_col:
+            caption = row.get(caption_col)
+            if caption is None or not isinstance(caption, str):
+                raise DataError(f"{where}: image {name} has no caption (column {caption_col!r})")
+        facts = cache.get_or_compute(file, lambda file=file: _image_facts(file), tag="image")
+        if "error" in facts:
+            raise DataError(f"{where}: cannot read image {name} ({facts['error']}); fix or remove it")
+        problem = _unsupported(facts)
+        if problem:
+            raise DataError(f"{where}: image {name}: {problem}")
+        item = _file_item_hash(facts, background)
+        if caption is not None:
+            item = sha256_hex(f"{item} caption {json.dumps(caption)}")
+        members.setdefault(who, []).append((item, str(file), caption))
+    out = []
+    for who, items in members.items():
+        out.append(Contributor(who, [h for h, _, _ in items], [-1] * len(items), [f for _, f, _ in items],
+                               [c for _, _, c in items] if caption_col else None))
     return out
 
 
@@ -528,12 +643,34 @@ def _load_image(path: str, resolution: int, channels: int, background: tuple = W
     return _array(im.crop((left, top, left + side, top + side)), resolution)
 
 
-def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> None:
+def load_captions(contributor: Contributor) -> np.ndarray | None:
+    """The contributor's captions in the canonical order of `load_items`, or None."""
+    if contributor.captions is None:
+        return None
+    order = np.argsort(np.asarray(contributor.item_hashes), kind="stable")
+    return np.asarray(contributor.captions, dtype=str)[order]
+
+
+def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
+                captions: np.ndarray | None = None) -> None:
     from .io import atomic_path
 
+    extra = {} if captions is None else {"captions": np.asarray(captions, dtype=str)}
     with atomic_path(path, suffix=".npz", seal=True) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels)
+            np.savez(f, images=images, labels=labels, **extra)
+
+
+def read_shard_arrays(paths, keys=None) -> dict[str, np.ndarray]:
+    """The arrays of verified shards (raw or encoded), concatenated; only `keys` if given."""
+    from .io import verify_file
+
+    parts: dict[str, list] = {}
+    for p in paths:
+        with np.load(verify_file(p)) as z:
+            for k in keys or z.files:
+                parts.setdefault(k, []).append(z[k])
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def read_shards(paths) -> tuple[np.ndarray, np.ndarray]:
@@ -578,6 +715,16 @@ class HashCache:
             return hit["value"]
         value = compute()
         self.entries[k] = {"stamp": stamp, "value": value, **({"tag": tag} if tag else {})}
+        self.dirty = True
+        return value
+
+    def get_memo(self, name: str, compute):
+        """A result named by `name` alone (it must name its inputs' content)."""
+        hit = self.entries.get(name)
+        if hit is not None and hit.get("tag") == "memo":
+            return hit["value"]
+        value = compute()
+        self.entries[name] = {"tag": "memo", "value": value}
         self.dirty = True
         return value
 

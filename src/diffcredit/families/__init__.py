@@ -13,6 +13,8 @@ from .base import Family
 # name -> "module:class", imported lazily.
 FAMILIES = {
     "ddpm": "diffcredit.families.ddpm:DDPM",
+    "ldm": "diffcredit.families.ldm:LDM",
+    "sd_lora": "diffcredit.families.sd_lora:SDLoRA",
 }
 
 _registry = Registry("model.family", FAMILIES)

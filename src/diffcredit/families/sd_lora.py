@@ -1,0 +1,420 @@
+"""Stable Diffusion fine-tuned with LoRA: only the adapter trains and is stored.
+
+`model.pretrained` is a diffusers StableDiffusionPipeline (hub id or local directory;
+lambdalabs/miniSD-diffusers in the paper). A peft LoRA goes on the UNet modules named
+by `model.lora.targets` (default the attention projections to_q, to_k, to_v,
+to_out.0, rank 256, alpha = rank); the text encoder and the VAE stay frozen.
+
+- v(empty) is the base pipeline: the untrained adapter has B = 0, so its images are
+  the base model's. Retraining a coalition trains that adapter from its seeded init.
+- Pruning is LoRA-rank pruning: every rank component k of a module (the rank-one
+  update scale * B[:, k] A[k]) is scored by ||B[:, k]|| * ||A[k]|| (or at random), and
+  the lowest go until the adapter has `prune.ratio` of its parameters LEFT (for this
+  family the ratio is the share kept, as in the paper; for pixel models the share
+  removed). Each module keeps alpha / r, so what is kept computes exactly what it did.
+- An adapter is `adapter_model.safetensors` plus `adapter_config.json` (peft's
+  LoraConfig: rank and alpha per module): megabytes, no pickles, never the base model.
+- Training data: every shard is encoded once (the `encode` rule): VAE latents (the
+  posterior's mode, times the VAE's scaling_factor) and the text encoder's hidden
+  states of each distinct caption (per-image captions from the data's metadata, or
+  `model.prompt` for all images).
+- Sampling: the pipeline with the adapter, `generate.prompts` (default model.prompt,
+  image i gets prompt i mod their number), `generate.guidance_scale` (7.5),
+  `generate.negative_prompt`, DDIM (or the pipeline's own scheduler with
+  `generate.scheduler: pipeline`) for `generate.inference_steps`; image i's initial
+  noise depends only on (seed, i).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import pretrained
+from .base import Family, Model
+from .ddpm import diffusion_loss, image_noise
+
+ADAPTER = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+SCHEDULER = "scheduler_config.json"
+DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+PIPELINES = ("StableDiffusionPipeline",)
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def unet_inventory(unet_config: dict) -> dict:
+    """Names of the UNet's Linear/Conv modules and its parameter count, from its
+    config alone (built on the meta device: no weights are read)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    cfg = {k: v for k, v in unet_config.items() if not k.startswith("_")}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(cfg)
+    names = [n for n, m in unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    return {"modules": names, "n_parameters": sum(p.numel() for p in unet.parameters())}
+
+
+def matches(target: str, name: str) -> bool:
+    """peft's rule for a target in a list: the module's name or its last dotted parts."""
+    return name == target or name.endswith("." + target)
+
+
+def lora_config(spec: dict, ranks: dict | None = None):
+    """The peft LoraConfig of `spec["lora"]`; `ranks` (module -> r) after pruning."""
+    from peft import LoraConfig
+
+    lora = spec["lora"]
+    r, alpha = lora["rank"], lora["alpha"]
+    if ranks is None:
+        return LoraConfig(r=r, lora_alpha=alpha, target_modules=list(lora["targets"]),
+                          init_lora_weights="gaussian", lora_dropout=0.0)
+    kept = {m: k for m, k in ranks.items() if k > 0}
+    return LoraConfig(r=r, lora_alpha=alpha, target_modules=sorted(kept), init_lora_weights="gaussian",
+                      lora_dropout=0.0, rank_pattern=kept, alpha_pattern={m: alpha * k / r for m, k in kept.items()})
+
+
+def load_component(ref: dict, name: str):
+    import diffusers
+    import transformers
+
+    kinds = {"unet": diffusers.UNet2DConditionModel, "vae": diffusers.AutoencoderKL,
+             "text_encoder": transformers.CLIPTextModel, "tokenizer": transformers.CLIPTokenizer}
+    kwargs = pretrained.load_kwargs(ref)
+    sub = f"{kwargs.pop('subfolder')}/{name}" if kwargs.get("subfolder") else name
+    try:
+        part = kinds[name].from_pretrained(ref["path"], subfolder=sub, **kwargs)
+    except OSError as exc:
+        raise RuntimeError(f"cannot load {name} of {ref['path']}: {exc}") from None
+    if hasattr(part, "requires_grad_"):
+        part.eval().requires_grad_(False)
+    return part
+
+
+def adapter_state(unet) -> dict:
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+
+
+def set_adapter(unet, config, state: dict) -> None:
+    """Replace the UNet's adapter with `config` and its weights `state` (checked)."""
+    from peft.utils import set_peft_model_state_dict
+
+    if getattr(unet, "_hf_peft_config_loaded", False) and "default" in unet.peft_config:
+        unet.delete_adapters("default")
+    unet.add_adapter(config)
+    result = set_peft_model_state_dict(unet, state)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    missing = [k for k in (getattr(result, "missing_keys", []) or []) if "lora_" in k]
+    if unexpected or missing:
+        raise RuntimeError(f"adapter weights do not fit the adapter: unexpected {unexpected[:3]}, "
+                           f"missing {missing[:3]}")
+
+
+def rank_components(state: dict) -> list[tuple[float, str, int, int]]:
+    """(score, module, component, parameters) of every rank component of an adapter state."""
+    out = []
+    for key, a in state.items():
+        if not key.endswith("lora_A.weight"):
+            continue
+        module = key[: -len(".lora_A.weight")]
+        b = state[f"{module}.lora_B.weight"]
+        score = (b.float().norm(dim=0) * a.float().norm(dim=1)).tolist()
+        for k, s in enumerate(score):
+            out.append((float(s), module, k, a.shape[1] + b.shape[0]))
+    return out
+
+
+def prune_ranks(state: dict, keep: float, importance: str = "magnitude", seed: int = 0) -> tuple[dict, dict]:
+    """Drop the lowest-scored rank components until `keep` of the adapter's parameters
+    are left; returns (module -> kept rank, pruned state)."""
+    import torch
+
+    comps = rank_components(state)
+    if importance == "random":
+        g = torch.Generator().manual_seed(seed)
+        scores = torch.rand(len(comps), generator=g).tolist()
+        comps = [(s, m, k, p) for s, (_, m, k, p) in zip(scores, comps)]
+    elif importance != "magnitude":
+        raise ValueError(f"unknown prune.importance {importance!r}: use 'magnitude' or 'random'")
+    total = sum(p for *_, p in comps)
+    budget = keep * total
+    order = sorted(comps, key=lambda c: (-c[0], c[1], c[2]))
+    kept: dict[str, list[int]] = {}
+    used = 0
+    for _, module, k, p in order:
+        if used + p > budget + 1e-9:
+            continue
+        kept.setdefault(module, []).append(k)
+        used += p
+    ranks = {module: 0 for _, module, _, _ in comps}
+    new = {}
+    for module, ks in kept.items():
+        idx = torch.tensor(sorted(ks))
+        ranks[module] = len(ks)
+        new[f"{module}.lora_A.weight"] = state[f"{module}.lora_A.weight"][idx].clone()
+        new[f"{module}.lora_B.weight"] = state[f"{module}.lora_B.weight"][:, idx].clone()
+    return ranks, new
+
+
+class SDLoRA(Family):
+    name = "sd_lora"
+
+    # ---------------------------------------------------------- parse time
+
+    def resolve(self, model_cfg: dict, data: dict, cache=None) -> dict:
+        if not model_cfg.get("pretrained"):
+            raise ValueError("the sd_lora family needs model.pretrained: a hub id or local directory of a "
+                             "diffusers StableDiffusionPipeline")
+        pipe = pretrained.describe(model_cfg["pretrained"], "model.pretrained", cache, "model_index.json")
+        kind = pipe["config"].get("_class_name")
+        missing = [c for c in COMPONENTS if c not in pipe["config"]]
+        if kind not in PIPELINES or missing:
+            raise ValueError(f"model.pretrained {pipe['ref']['path']} is a {kind}"
+                             f"{' without ' + ', '.join(missing) if missing else ''}, not a StableDiffusionPipeline")
+        unet_cfg = self._component_config(pipe, "unet", cache)
+        vae_cfg = self._component_config(pipe, "vae", cache)
+        sched = self._component_config(pipe, "scheduler", cache, "scheduler_config.json")
+        inventory = self._inventory(pipe, unet_cfg, cache)
+        lora = dict(model_cfg.get("lora") or {})
+        rank = int(lora.get("rank", 256))
+        targets = list(lora.get("targets") or DEFAULT_TARGETS)
+        unmatched = [t for t in targets if not any(matches(t, n) for n in inventory["modules"])]
+        if unmatched:
+            raise ValueError(f"model.lora.targets {unmatched} match no Linear or Conv2d module of the UNet "
+                             f"(e.g. {', '.join(inventory['modules'][:3])}, ...; attention projections are "
+                             "to_q, to_k, to_v, to_out.0)")
+        factor = 2 ** (len(vae_cfg["block_out_channels"]) - 1)
+        if data["channels"] != 3:
+            raise ValueError("the sd_lora family trains on RGB images: set data.channels: 3")
+        if data["resolution"] % (factor * 8):
+            raise ValueError(f"data resolution {data['resolution']} must be a multiple of {factor * 8} (the VAE "
+                             f"down-samples by {factor} and the UNet needs latents divisible by 8)")
+        prompt = model_cfg.get("prompt")
+        if not data.get("captions") and not prompt:
+            raise ValueError("sd_lora needs captions: model.prompt (one for every image) or "
+                             "data.caption_column (per image, from the metadata file)")
+        return {
+            "pretrained": pipe["identity"],
+            "lora": {"rank": rank, "alpha": float(lora.get("alpha") or rank), "targets": targets},
+            "seed": int(model_cfg["seed"]),
+            "scheduler": {k: v for k, v in sched.items() if not k.startswith("_")},
+            "resolution": data["resolution"],
+            "latent": {"channels": int(unet_cfg["in_channels"]), "size": data["resolution"] // factor},
+            "text": {"captions": True} if data.get("captions") else {"prompt": prompt},
+            "n_parameters": inventory["n_parameters"],
+        }
+
+    def _component_config(self, pipe: dict, name: str, cache, file: str = "config.json") -> dict:
+        ref = pipe["ref"]
+        sub = f"{ref['subfolder']}/{name}" if ref["subfolder"] else name
+        part = pretrained.describe({**ref, "subfolder": sub}, f"model.pretrained ({name})", cache, file) \
+            if pipe["folder"] is None else None
+        if part is not None:
+            return part["config"]
+        path = Path(pipe["folder"]) / name / file
+        if not path.is_file():
+            raise ValueError(f"model.pretrained {pipe['folder']} has no {name}/{file}")
+        return json.loads(path.read_text())
+
+    def _inventory(self, pipe: dict, unet_cfg: dict, cache) -> dict:
+        from ..keys import sha256_hex
+
+        if cache is None:
+            return unet_inventory(unet_cfg)
+        # Cached by the UNet config's content: building it costs importing torch once.
+        digest = sha256_hex(json.dumps(unet_cfg, sort_keys=True))
+        return cache.get_memo(f"unet-inventory {digest}", lambda: unet_inventory(unet_cfg))
+
+    def runtime(self, model_cfg: dict) -> dict:
+        ref = pretrained.reference(model_cfg["pretrained"], "model.pretrained")
+        local = Path(ref["path"]).expanduser()
+        if local.is_dir():
+            ref["path"] = str(local.resolve())
+        return {"pretrained": ref, "prompt": model_cfg.get("prompt")}
+
+    def resolve_generate(self, gen: dict, spec: dict, model_cfg: dict) -> dict:
+        out = dict(gen)
+        prompts = gen.get("prompts") or ([model_cfg["prompt"]] if model_cfg.get("prompt") else None)
+        if not prompts:
+            raise ValueError("sd_lora trained on per-image captions needs generate.prompts to sample from")
+        out["prompts"] = list(prompts)
+        out["resolution"] = spec["resolution"]
+        out.setdefault("guidance_scale", 7.5)
+        out.setdefault("scheduler", "ddim")
+        if out["scheduler"] not in ("ddim", "pipeline"):
+            raise ValueError(f"generate.scheduler {out['scheduler']!r}: use ddim or pipeline")
+        return out
+
+    def estimate_parameters(self, spec: dict) -> int:
+        return int(spec["n_parameters"])
+
+    # ---------------------------------------------------------- models
+
+    def _unet(self, runtime: dict):
+        return load_component(runtime["pretrained"], "unet")
+
+    def init(self, spec: dict, runtime: dict | None = None) -> Model:
+        import torch
+
+        unet = self._unet(runtime)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec["seed"])
+            unet.add_adapter(lora_config(spec))
+        return Model(unet, dict(spec["scheduler"]), {"runtime": runtime})
+
+    def save(self, model: Model, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        config = model.net.peft_config["default"]
+        save_file(adapter_state(model.net), str(folder / ADAPTER), metadata={"format": "pt"})
+        (folder / ADAPTER_CONFIG).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list))
+        (folder / SCHEDULER).write_text(json.dumps(model.scheduler, indent=2, sort_keys=True))
+
+    def load(self, folder: Path, runtime: dict | None = None) -> Model:
+        from peft import LoraConfig
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        config = LoraConfig.from_pretrained(str(folder))
+        unet = self._unet(runtime)
+        set_adapter(unet, config, load_file(str(folder / ADAPTER)))
+        return Model(unet, json.loads((folder / SCHEDULER).read_text()), {"runtime": runtime})
+
+    def trainable(self, model: Model) -> dict:
+        return {n: p for n, p in model.net.named_parameters() if "lora_" in n}
+
+    def num_timesteps(self, model: Model) -> int:
+        return int(model.scheduler["num_train_timesteps"])
+
+    def noise_scheduler(self, model: Model):
+        from diffusers import DDPMScheduler
+
+        sched = model.extras.get("noise_scheduler")
+        if sched is None:
+            sched = model.extras["noise_scheduler"] = DDPMScheduler.from_config(model.scheduler)
+        return sched
+
+    def loss(self, model: Model, x0, noise, t, cond=None):
+        sched = self.noise_scheduler(model)
+        xt = sched.add_noise(x0, noise, t)
+        pred = model.net(xt, t, encoder_hidden_states=cond).sample
+        return diffusion_loss(pred, x0, noise, t, sched)
+
+    def prune(self, model: Model, ratio: float, importance: str) -> None:
+        import torch
+
+        state = adapter_state(model.net)
+        ranks, new = prune_ranks(state, ratio, importance, seed=int(torch.initial_seed()) % 2**31)
+        spec = {"lora": {"rank": model.net.peft_config["default"].r,
+                         "alpha": model.net.peft_config["default"].lora_alpha}}
+        if not new:
+            raise ValueError(f"prune.ratio {ratio} keeps no rank component of the adapter; raise it")
+        set_adapter(model.net, lora_config(spec, ranks), new)
+
+    # ---------------------------------------------------------- training data
+
+    def encode_spec(self, spec: dict) -> dict:
+        return {"pretrained": spec["pretrained"], "text": spec["text"], "resolution": spec["resolution"]}
+
+    def encode_shard(self, encode_spec: dict, arrays: dict, device, batch_size: int, runtime: dict) -> dict:
+        import numpy as np
+        import torch
+
+        ref = runtime["pretrained"]
+        vae = load_component(ref, "vae").to(device)
+        latents = []
+        with torch.no_grad():
+            for start in range(0, len(arrays["images"]), batch_size):
+                x = torch.from_numpy(arrays["images"][start:start + batch_size]).to(device).float() / 127.5 - 1
+                z = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+                latents.append(z.float().cpu().numpy())
+        del vae
+        if encode_spec["text"].get("captions"):
+            captions = [str(c) for c in arrays["captions"]]
+        else:
+            captions = [encode_spec["text"]["prompt"]] * len(arrays["images"])
+        unique = sorted(set(captions))
+        position = {c: i for i, c in enumerate(unique)}
+        index = np.asarray([position[c] for c in captions], dtype=np.int64)
+        text = self.encode_text(ref, unique, device, batch_size)
+        return {"latents": np.concatenate(latents).astype(np.float32), "text_index": index, "text": text}
+
+    def encode_text(self, ref: dict, prompts: list[str], device, batch_size: int = 64):
+        import numpy as np
+        import torch
+
+        tokenizer = load_component(ref, "tokenizer")
+        encoder = load_component(ref, "text_encoder").to(device)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(prompts), batch_size):
+                ids = tokenizer(prompts[start:start + batch_size], padding="max_length",
+                                max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+                out.append(encoder(ids.input_ids.to(device))[0].float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def training_data(self, paths) -> dict:
+        import numpy as np
+
+        from ..io import verify_file
+
+        latents, index, text = [], [], []
+        offset = 0
+        for p in paths:
+            with np.load(verify_file(p)) as z:
+                latents.append(z["latents"])
+                index.append(z["text_index"] + offset)
+                text.append(z["text"])
+                offset += len(z["text"])
+        return {"latents": np.concatenate(latents), "text_index": np.concatenate(index), "text": np.concatenate(text)}
+
+    def n_items(self, data: dict) -> int:
+        return len(data["latents"])
+
+    def batch(self, model: Model, data: dict, idx):
+        return data["latents"][idx].float(), data["text"][data["text_index"][idx]].float()
+
+    # ---------------------------------------------------------- sampling
+
+    def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
+        import numpy as np
+        import torch
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+        from tqdm import tqdm
+
+        from ..devices import autocast
+        from ..training import step_seed
+
+        ref = model.extras["runtime"]["pretrained"]
+        kwargs = pretrained.load_kwargs(ref)
+        pipe = StableDiffusionPipeline.from_pretrained(ref["path"], unet=model.net, safety_checker=None,
+                                                       feature_extractor=None, requires_safety_checker=False,
+                                                       **kwargs)
+        if spec.get("scheduler", "ddim") == "ddim":
+            pipe.scheduler = DDIMScheduler.from_config({**pipe.scheduler.config, "steps_offset": 1})
+        pipe = pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        size = pipe.vae_scale_factor
+        res = int(spec["resolution"])
+        shape = (pipe.unet.config.in_channels, res // size, res // size)
+        prompts, seed, batch = spec["prompts"], int(spec["seed"]), int(spec["batch_size"])
+        out = []
+        bar = tqdm(total=n_images, desc="generate", disable=not progress, mininterval=2.0)
+        for start in range(0, n_images, batch):
+            n = min(batch, n_images - start)
+            latents = image_noise(shape, seed, start, n, device)
+            gens = [torch.Generator(device).manual_seed(step_seed(seed + 1, start + j)) for j in range(n)]
+            with torch.no_grad(), autocast(device, dtype):
+                images = pipe([prompts[(start + j) % len(prompts)] for j in range(n)], height=res, width=res,
+                              num_inference_steps=int(spec["inference_steps"]),
+                              guidance_scale=float(spec["guidance_scale"]),
+                              negative_prompt=[spec["negative_prompt"]] * n if spec.get("negative_prompt") else None,
+                              eta=float(spec.get("eta", 0.0)), generator=gens,
+                              latents=latents, output_type="np").images
+            out.append(np.rint(np.clip(images, 0, 1) * 255).astype(np.uint8).transpose(0, 3, 1, 2))
+            bar.update(n)
+        bar.close()
+        return np.concatenate(out)

@@ -1,0 +1,112 @@
+"""Pretrained parts named by a hub id or a local directory (an autoencoder, a Stable
+Diffusion pipeline, CLIP, BLIP), described when the workflow is parsed.
+
+A local directory is keyed by the content of its config and weight files (hashed
+once, then cached by size and mtime), so moving it changes nothing and replacing its
+weights reruns what used them. A hub id is keyed by the id, subfolder and the commit
+of the cached snapshot. Describing reads only small files and never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .keys import sha256_hex
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack")
+
+
+class PretrainedError(ValueError):
+    """A pretrained part cannot be found or is not what the config says."""
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
+        os.environ.get("DIFFCREDIT_OFFLINE") == "1"
+
+
+def reference(value, what: str) -> dict:
+    """{"path", "subfolder", "revision"} from a string or such a mapping."""
+    if isinstance(value, str):
+        value = {"path": value}
+    if not isinstance(value, dict) or not value.get("path"):
+        raise PretrainedError(f"{what}: give a hub id or a local directory (or {{path, subfolder, revision}})")
+    return {"path": str(value["path"]), "subfolder": value.get("subfolder") or None,
+            "revision": value.get("revision") or None}
+
+
+def _files_digest(folder: Path, cache) -> str:
+    """Hash of the config and weight files under `folder` (names and contents)."""
+    from .io import file_sha256
+
+    parts = []
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and (f.suffix in WEIGHT_SUFFIXES or f.suffix == ".json" or f.suffix == ".txt"):
+            digest = cache.get_or_compute(f, lambda f=f: file_sha256(f), tag="sha256")
+            parts.append(f"{f.relative_to(folder).as_posix()} {digest}")
+    return sha256_hex("\n".join(parts))
+
+
+def _hub_file(ref: dict, filename: str) -> Path:
+    """A file of a hub repository from the local cache, downloaded when online."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    kwargs = {"subfolder": ref["subfolder"], "revision": ref["revision"]}
+    hit = try_to_load_from_cache(ref["path"], filename, **kwargs)
+    if isinstance(hit, str):
+        return Path(hit)
+    if offline():
+        raise PretrainedError("it is not a local directory, and the hub is offline with no cached copy")
+    try:
+        return Path(hf_hub_download(ref["path"], filename, **kwargs))
+    except Exception as exc:  # network, missing repository or file
+        raise PretrainedError(f"it is not a local directory, and the hub did not give {filename} "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def describe(value, what: str, cache, config_name: str = "config.json") -> dict:
+    """{"ref", "config", "identity", "folder"} of a pretrained part.
+
+    `identity` goes into keys; `ref` tells jobs where to load from; `folder` is the
+    local directory (None for a hub id)."""
+    ref = reference(value, what)
+    local = Path(ref["path"]).expanduser()
+    if local.is_dir():
+        folder = local / ref["subfolder"] if ref["subfolder"] else local
+        config = folder / config_name
+        if not config.is_file():
+            raise PretrainedError(f"{what} {folder} has no {config_name}: expected a diffusers/transformers "
+                                  "directory written by save_pretrained")
+        ref = {**ref, "path": str(local.resolve())}
+        identity = {"content": _files_digest(folder, cache)}
+    else:
+        if ref["path"].startswith((".", "/", "~")) or os.sep + os.sep in ref["path"]:
+            raise PretrainedError(f"{what} {ref['path']} is not a directory")
+        try:
+            config = _hub_file(ref, config_name)
+        except PretrainedError as exc:
+            raise PretrainedError(
+                f"{what} {ref['path']!r}: {exc}; download it where the hub is reachable "
+                f"(huggingface-cli download {ref['path']}) or give a local directory") from None
+        folder = None
+        snapshot = config.parent if not ref["subfolder"] else config.parent.parent
+        identity = {"hub": ref["path"], "subfolder": ref["subfolder"], "commit": snapshot.name}
+    try:
+        cfg = json.loads(Path(config).read_text())
+    except ValueError as exc:
+        raise PretrainedError(f"{what}: {config} is not JSON ({exc})") from None
+    return {"ref": ref, "config": cfg, "identity": identity, "folder": str(folder) if folder else None}
+
+
+def load_kwargs(ref: dict) -> dict:
+    """from_pretrained arguments of a reference."""
+    out = {}
+    if ref.get("subfolder"):
+        out["subfolder"] = ref["subfolder"]
+    if ref.get("revision"):
+        out["revision"] = ref["revision"]
+    if offline():
+        out["local_files_only"] = True
+    return out

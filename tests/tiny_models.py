@@ -1,0 +1,113 @@
+"""Tiny random models of the real pretrained classes, saved as the directories users
+point the config at (nothing is downloaded), and small image folders for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def vq_model(folder: Path, seed: int = 0) -> Path:
+    """A diffusers VQModel: 16x16 RGB images <-> 3x8x8 latents."""
+    import torch
+    from diffusers import VQModel
+
+    torch.manual_seed(seed)
+    VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64), layers_per_block=1,
+            latent_channels=3, num_vq_embeddings=32, vq_embed_dim=3, norm_num_groups=32,
+            sample_size=16).save_pretrained(folder)
+    return folder
+
+
+def kl_autoencoder(folder: Path, seed: int = 0, scaling_factor: float = 0.5) -> Path:
+    """A diffusers AutoencoderKL: 16x16 RGB images <-> 4x8x8 latents."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64),
+                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                  norm_num_groups=32, sample_size=16, scaling_factor=scaling_factor).save_pretrained(folder)
+    return folder
+
+
+def colour_folders(root: Path, n_contributors: int = 3, per: int = 12, size: int = 16, seed: int = 0) -> Path:
+    """root/<contributor>/*.png: each contributor's images a noisy version of its own colour."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(n_contributors):
+        folder = root / f"c{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = rng.integers(0, 256, 3)
+        for i in range(per):
+            img = np.clip(base + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"{i}.png")
+    return root
+
+
+def clip_tokenizer(max_length: int = 16):
+    """A byte-level CLIPTokenizer built in memory (no merges, 514 tokens)."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in ByteLevel.alphabet():
+        for tok in (ch, ch + "</w>"):
+            vocab.setdefault(tok, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+
+
+def sd_pipeline(folder: Path, seed: int = 0) -> Path:
+    """A StableDiffusionPipeline directory: 32x32 images, 4x16x16 latents."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    tokenizer = clip_tokenizer()
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+                                        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=16,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=32))
+    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64),
+                                layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=8, norm_num_groups=32)
+    vae = AutoencoderKL(latent_channels=4, block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=32, sample_size=32)
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                              num_train_timesteps=1000, steps_offset=1, clip_sample=False)
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                            safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(folder)
+    return folder
+
+
+def metadata_folder(root: Path, contributors: dict[str, int], size: int = 32, seed: int = 0,
+                    captions: bool = True, fmt: str = "csv") -> Path:
+    """root/images/*.png listed in root/metadata.<fmt> with `artist` (and `text`) columns."""
+    import csv
+    import json
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for who, n in contributors.items():
+        base = rng.integers(0, 256, 3)
+        for i in range(n):
+            name = f"images/{who}-{i}.png"
+            img = np.clip(base + rng.normal(0, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / name)
+            rows.append({"file_name": name, "artist": who, **({"text": f"a painting by {who}"} if captions else {})})
+    if fmt == "csv":
+        with open(root / "metadata.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
