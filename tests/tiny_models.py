@@ -111,3 +111,40 @@ def metadata_folder(root: Path, contributors: dict[str, int], size: int = 32, se
     else:
         (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
+
+
+def clip_model(folder: Path, seed: int = 0, image_size: int = 32, projection_dim: int = 16) -> Path:
+    """A transformers CLIPModel (vision 32x32, patch 8) with its tokenizer-free config."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=image_size, patch_size=8, projection_dim=projection_dim)
+    text = dict(vocab_size=514, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=16, projection_dim=projection_dim)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)).save_pretrained(folder)
+    return folder
+
+
+def blip_model(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
+    """A transformers BlipForQuestionAnswering (vision 32x32, patch 8)."""
+    import torch
+    from transformers import BlipConfig, BlipForQuestionAnswering
+
+    torch.manual_seed(seed)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=image_size, patch_size=8)
+    text = dict(vocab_size=514, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=32, encoder_hidden_size=32)
+    BlipForQuestionAnswering(BlipConfig(text_config=text, vision_config=vision)).save_pretrained(folder)
+    return folder
+
+
+def aesthetic_head(path: Path, width: int = 16, seed: int = 0) -> Path:
+    """A random linear head nn.Linear(width, 1) saved as LAION's file is (a state dict)."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.save(torch.nn.Linear(width, 1).state_dict(), path)
+    return path

@@ -365,7 +365,7 @@ class Plan:
     # ------------------------------------------------------------ features and scores
 
     def _resolve_extractors(self) -> None:
-        from .extractors import get_extractor
+        from .extractors import get_extractor, in_order
         from .properties import get as get_property
 
         feats = self.cfg["features"]
@@ -374,15 +374,21 @@ class Plan:
         except ValueError as exc:
             raise ConfigError(f"invalid config: {exc}") from None
         self.extractor_specs, self.reference_stats = {}, {}
-        for name in sorted({p.extractor for p in props}):
+        todo = sorted({p.extractor for p in props})
+        while todo:  # the properties' extractors and those they derive from
+            name = todo.pop(0)
+            if name in self.extractor_specs:
+                continue
             ext = get_extractor(name)
             try:
-                spec = ext.resolve(feats.get(name, {}), self.reference)
+                spec = ext.resolve(feats.get(name, {}), self.reference, self._cache)
             except ValueError as exc:
                 raise ConfigError(f"invalid config: features.{name}: {exc}") from None
             self.extractor_specs[name] = spec
+            if ext.uses(spec):
+                todo.append(ext.uses(spec))
         if self.reference["source"] == "stats":
-            bad = [p.name for p in props if p.needs_reference_features or p.extractor != "inception"]
+            bad = [p.name for p in props if p.needs_reference_features or p.extractor not in ("inception", "aesthetic")]
             if bad:
                 raise ConfigError(
                     f"invalid config: properties {bad} need reference images, but reference.source is "
@@ -401,18 +407,26 @@ class Plan:
                 {"min_accuracy": clf["min_accuracy"], "device": self.device, "threads": self.train_threads},
             )
         for name, spec in self.extractor_specs.items():
-            job = {"extractor": name, "runtime": {name: self.extractor_runtime[name]}, "device": self.device,
+            if not get_extractor(name).has_reference:
+                continue
+            chain = in_order([name], self.extractor_specs)
+            job = {"extractor": name, "runtime": {n: self.extractor_runtime[n] for n in chain},
+                   "specs": {n: self.extractor_specs[n] for n in chain}, "device": self.device,
                    "batch_size": feats["batch_size"], "threads": self.train_threads}
             parents = {}
             if self.reference_key:
                 parents["images"] = self.reference_key
-            if name in self.networks:
-                parents[name] = self.networks[name]
+            for n in chain:
+                if n in self.networks:
+                    parents[n] = self.networks[n]
+            keyed = {"extractor": name, **spec}
+            if len(chain) > 1:  # what it derives from
+                keyed["uses"] = {n: self.extractor_specs[n] for n in chain[:-1]}
             if self.reference["source"] == "stats":
-                spec = {**spec, "stats_sha256": self.reference["stats_sha256"]}
+                keyed = {**keyed, "stats_sha256": self.reference["stats_sha256"]}
                 job["stats_file"] = self.reference["stats_file"]
             self.reference_stats[name] = self.add(
-                "reference_stats", "reference_stats", {"extractor": name, **spec}, parents,
+                "reference_stats", "reference_stats", keyed, parents,
                 lambda k: self.path("references", f"{k}.npz"), job,
             )
         self.generate_spec = {k: v for k, v in self.cfg["generate"].items() if k != "batch_size"}

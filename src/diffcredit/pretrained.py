@@ -100,6 +100,21 @@ def describe(value, what: str, cache, config_name: str = "config.json") -> dict:
     return {"ref": ref, "config": cfg, "identity": identity, "folder": str(folder) if folder else None}
 
 
+def local_folder(ref: dict) -> Path | None:
+    """The local directory of a reference (a hub id's cached snapshot), or None."""
+    local = Path(ref["path"]).expanduser()
+    if local.is_dir():
+        return local / ref["subfolder"] if ref.get("subfolder") else local
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(ref["path"], "config.json", subfolder=ref.get("subfolder"),
+                                     revision=ref.get("revision"))
+    except Exception:  # not a valid repository id
+        return None
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
 def load_kwargs(ref: dict) -> dict:
     """from_pretrained arguments of a reference."""
     out = {}

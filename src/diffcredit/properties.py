@@ -118,12 +118,34 @@ register(Property("recall", "inception", True,
                   lambda f, r, o: precision_recall(f, r, o)[1], needs_reference_features=True))
 
 
+def diversity_entropy(features: dict, reference: dict, options: dict) -> float:
+    from .extractors.diversity import assign
+
+    clusters = reference["clusters"]
+    shares = np.bincount(assign(features["embeds"], reference["embeds"], clusters),
+                         minlength=int(clusters.max()) + 1) / len(features["embeds"])
+    nz = shares[shares > 0]
+    return float(-(nz * np.log2(nz)).sum())
+
+
+register(Property("diversity_entropy", "diversity", True,
+                  "entropy (bits) of the shares of the samples in the Ward clusters of the reference images' "
+                  "embeddings (features.diversity: encoder blip or clip, k clusters)", diversity_entropy,
+                  needs_reference_features=True))
+register(Property("aesthetic", "aesthetic", True,
+                  "mean LAION aesthetic score of the samples (linear head on CLIP embeddings)",
+                  lambda f, r, o: float(np.mean(f["scores"]))))
+register(Property("aesthetic_q90", "aesthetic", True,
+                  "90th percentile of the samples' LAION aesthetic scores",
+                  lambda f, r, o: float(np.quantile(f["scores"], 0.9))))
+
+
 def compute_all(names: list[str], features: dict, references: dict, options: dict) -> dict:
     """{name: value} of every property in `names`; precision and recall share one pass."""
     out, cache = {}, {}
     for name in names:
         prop = get(name)
-        feats, ref = features[prop.extractor], references[prop.extractor]
+        feats, ref = features[prop.extractor], references.get(prop.extractor, {})
         if name in ("precision", "recall"):
             if "prc" not in cache:
                 cache["prc"] = precision_recall(feats, ref, options)

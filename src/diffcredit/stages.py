@@ -196,14 +196,16 @@ def train_classifier(job: dict, progress: bool = True) -> None:
 
 
 def _extract(job: dict, images: np.ndarray, names, specs: dict, device) -> dict:
-    """{extractor: {array name: array}} of uint8 images."""
-    from .extractors import get_extractor
+    """{extractor: {array name: array}} of uint8 images, for `names` and the extractors
+    they derive from (each encoder runs once)."""
+    from .extractors import get_extractor, in_order
 
     out = {}
-    for name in names:
+    for name in in_order(names, specs):
         ext = get_extractor(name)
         state = ext.load({**specs[name], **job["runtime"][name]}, job["inputs"].get(name), device)
-        out[name] = ext.extract(state, images, job["batch_size"])
+        used = ext.uses(specs[name])
+        out[name] = ext.derive(state, out[used]) if used else ext.extract(state, images, job["batch_size"])
     return out
 
 
@@ -228,8 +230,8 @@ def reference_stats(job: dict, progress: bool = True) -> None:
         return
     device, _ = _device(job)
     images = _read_npz(job["inputs"]["images"])["images"]
-    feats = _extract(job, images, [name], {name: job["spec"]}, device)
-    _write_npz(job["out"], **get_extractor(name).reference(feats[name]))
+    feats = _extract(job, images, [name], job["specs"], device)
+    _write_npz(job["out"], **get_extractor(name).reference(feats[name], job["specs"][name]))
     log.info("%s reference statistics of %d images written to %s", name, len(images), job["out"])
 
 

@@ -13,6 +13,10 @@ from .base import Extractor
 EXTRACTORS = {
     "classifier": "diffcredit.extractors.classifier:Classifier",
     "inception": "diffcredit.extractors.inception:Inception",
+    "clip": "diffcredit.extractors.clip:CLIP",
+    "blip": "diffcredit.extractors.blip:BLIP",
+    "aesthetic": "diffcredit.extractors.aesthetic:Aesthetic",
+    "diversity": "diffcredit.extractors.diversity:Diversity",
 }
 
 _registry = Registry("feature extractor", EXTRACTORS)
@@ -20,3 +24,22 @@ _registry = Registry("feature extractor", EXTRACTORS)
 
 def get_extractor(name: str) -> Extractor:
     return _registry.get(name)
+
+
+def in_order(names, specs: dict) -> list[str]:
+    """`names` and every extractor they derive from, each after the one it uses."""
+    out: list[str] = []
+
+    def visit(name, seen=()):
+        if name in out:
+            return
+        if name in seen:
+            raise ValueError(f"extractors derive from each other in a cycle: {seen}")
+        used = get_extractor(name).uses(specs[name])
+        if used:
+            visit(used, (*seen, name))
+        out.append(name)
+
+    for n in names:
+        visit(n)
+    return out

@@ -15,7 +15,7 @@ class Classifier(Extractor):
     name = "classifier"
     trained = True
 
-    def resolve(self, cfg: dict, reference: dict) -> dict:
+    def resolve(self, cfg: dict, reference: dict, cache=None) -> dict:
         n = reference["n_classes"] if reference["labelled"] else reference["n_contributors"]
         if n < 2:
             what = "labelled classes in the reference set" if reference["labelled"] else "contributors"
@@ -37,5 +37,5 @@ class Classifier(Extractor):
         feats, probs = features_and_probs(state, images, batch_size)
         return {"features": feats, "probs": probs}
 
-    def reference(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def reference(self, features: dict[str, np.ndarray], spec: dict | None = None) -> dict[str, np.ndarray]:
         return mean_and_covariance(features["features"])

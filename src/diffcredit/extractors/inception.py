@@ -38,7 +38,7 @@ def _online(host: str = "github.com", timeout: float = 2.0) -> bool:
 class Inception(Extractor):
     name = "inception"
 
-    def resolve(self, cfg: dict, reference: dict) -> dict:
+    def resolve(self, cfg: dict, reference: dict, cache=None) -> dict:
         weights = cfg.get("weights")
         if weights:
             path = Path(weights).expanduser()
@@ -90,5 +90,5 @@ class Inception(Extractor):
                 logits.append(lg.double().cpu().numpy())
         return {"pool3": np.concatenate(pool), "logits": np.concatenate(logits)}
 
-    def reference(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def reference(self, features: dict[str, np.ndarray], spec: dict | None = None) -> dict[str, np.ndarray]:
         return {**mean_and_covariance(features["pool3"]), "pool3": features["pool3"]}
