@@ -71,6 +71,10 @@ def describe(value, what: str, cache, config_name: str = "config.json") -> dict:
 
     `identity` goes into keys; `ref` tells jobs where to load from; `folder` is the
     local directory (None for a hub id)."""
+    if cache is None:
+        from .data import HashCache
+
+        cache = HashCache(None)
     ref = reference(value, what)
     local = Path(ref["path"]).expanduser()
     if local.is_dir():

@@ -144,12 +144,18 @@ class LDM(DDPM):
         net = model.net.to(device).eval()
         cfg = net.config
         shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
-        ae = self.autoencoder(model).to(device)
-        scale = model.extras["latent"]["latent_scale"]
         with torch.no_grad():
             z = ddim_sample(lambda x, t: net(x, t).sample, model.scheduler, shape, n_images, spec, device, dtype,
                             progress)
-            batch = int(spec["batch_size"])
-            images = [ae.decode(z[i:i + batch].to(device) / scale).sample.float().cpu()
-                      for i in range(0, len(z), batch)]
+        return self.decode(model, z, device, int(spec["batch_size"]))
+
+    def decode(self, model: Model, z, device, batch_size: int):
+        """uint8 images of latents `z` (in the UNet's scaled space)."""
+        import torch
+
+        ae = self.autoencoder(model).to(device)
+        scale = model.extras["latent"]["latent_scale"]
+        with torch.no_grad():
+            images = [ae.decode(z[i:i + batch_size].to(device) / scale).sample.float().cpu()
+                      for i in range(0, len(z), batch_size)]
         return to_uint8(torch.cat(images))

@@ -143,9 +143,9 @@ def prune_ranks(state: dict, keep: float, importance: str = "magnitude", seed: i
     order = sorted(comps, key=lambda c: (-c[0], c[1], c[2]))
     kept: dict[str, list[int]] = {}
     used = 0
-    for _, module, k, p in order:
+    for _, module, k, p in order:  # the best components, as many as fit
         if used + p > budget + 1e-9:
-            continue
+            break
         kept.setdefault(module, []).append(k)
         used += p
     ranks = {module: 0 for _, module, _, _ in comps}
@@ -361,15 +361,20 @@ class SDLoRA(Family):
 
         from ..io import verify_file
 
-        latents, index, text = [], [], []
-        offset = 0
+        shards = []
         for p in paths:
             with np.load(verify_file(p)) as z:
-                latents.append(z["latents"])
-                index.append(z["text_index"] + offset)
-                text.append(z["text"])
-                offset += len(z["text"])
-        return {"latents": np.concatenate(latents), "text_index": np.concatenate(index), "text": np.concatenate(text)}
+                shards.append({k: z[k] for k in ("latents", "text_index", "text")})
+        return self.training_data_from(shards)
+
+    def training_data_from(self, shards: list[dict]) -> dict:
+        """Encoded shards joined: latents, and caption indices into the joined caption table."""
+        import numpy as np
+
+        offsets = np.cumsum([0] + [len(s["text"]) for s in shards])
+        return {"latents": np.concatenate([s["latents"] for s in shards]),
+                "text_index": np.concatenate([s["text_index"] + o for s, o in zip(shards, offsets)]),
+                "text": np.concatenate([s["text"] for s in shards])}
 
     def n_items(self, data: dict) -> int:
         return len(data["latents"])
