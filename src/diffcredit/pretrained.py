@@ -54,7 +54,11 @@ def _hub_file(ref: dict, filename: str) -> Path:
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     kwargs = {"subfolder": ref["subfolder"], "revision": ref["revision"]}
-    hit = try_to_load_from_cache(ref["path"], filename, **kwargs)
+    inside = f"{ref['subfolder']}/{filename}" if ref["subfolder"] else filename
+    try:
+        hit = try_to_load_from_cache(ref["path"], inside, revision=ref["revision"])
+    except ValueError as exc:  # not a valid repository id
+        raise PretrainedError(f"it is neither a local directory nor a hub id ({exc})") from None
     if isinstance(hit, str):
         return Path(hit)
     if offline():
@@ -86,7 +90,7 @@ def describe(value, what: str, cache, config_name: str = "config.json") -> dict:
         ref = {**ref, "path": str(local.resolve())}
         identity = {"content": _files_digest(folder, cache)}
     else:
-        if ref["path"].startswith((".", "/", "~")) or os.sep + os.sep in ref["path"]:
+        if ref["path"].startswith((".", "/", "~")):  # a path, not a hub id
             raise PretrainedError(f"{what} {ref['path']} is not a directory")
         try:
             config = _hub_file(ref, config_name)
@@ -112,8 +116,8 @@ def local_folder(ref: dict) -> Path | None:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        hit = try_to_load_from_cache(ref["path"], "config.json", subfolder=ref.get("subfolder"),
-                                     revision=ref.get("revision"))
+        inside = f"{ref['subfolder']}/config.json" if ref.get("subfolder") else "config.json"
+        hit = try_to_load_from_cache(ref["path"], inside, revision=ref.get("revision"))
     except Exception:  # not a valid repository id
         return None
     return Path(hit).parent if isinstance(hit, str) else None
