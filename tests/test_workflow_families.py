@@ -1,0 +1,91 @@
+"""The whole workflow for the latent families on tiny random models of the real
+classes: an LDM on a VQ autoencoder judged by BLIP diversity, and Stable Diffusion
+LoRA on captioned metadata judged by the CLIP aesthetic score and CLIP diversity."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import planned, run, write_config
+from tiny_models import aesthetic_head, blip_model, clip_model, colour_folders, metadata_folder, sd_pipeline, vq_model
+
+pytestmark = pytest.mark.workflow
+
+SMALL = {"estimators": [{"method": "leverage", "budget": 4}],
+         "generate": {"n_images": 24, "inference_steps": 4, "batch_size": 24}}
+
+
+def values(workdir, results="results"):
+    return pd.read_csv(workdir / results / "values.csv")
+
+
+def test_ldm_end_to_end(tmp_path):
+    colour_folders(tmp_path / "data", n_contributors=3, per=12)
+    cfg = write_config(tmp_path / "ldm.yaml", {
+        **SMALL,
+        "results": "results",
+        "data": {"source": "folder", "root": str(tmp_path / "data"), "resolution": 16, "channels": 3},
+        "model": {"family": "ldm", "autoencoder": str(vq_model(tmp_path / "vq")), "latent_scale": 1.0,
+                  "block_out_channels": [16, 32], "norm_num_groups": 8, "num_train_timesteps": 100},
+        "properties": ["diversity_entropy"],
+        "features": {"blip": {"model": str(blip_model(tmp_path / "blip"))}, "diversity": {"k": 4}},
+    })
+    run(tmp_path, configs=[cfg])
+    v = values(tmp_path)
+    assert sorted(v["contributor"]) == ["c0", "c1", "c2"] and set(v["property"]) == {"diversity_entropy"}
+    # Latents were encoded once per contributor and the samples decoded to images.
+    encoded = sorted((tmp_path / "results" / "data" / "encoded").glob("*.npz"))
+    assert len(encoded) == 3
+    with np.load(encoded[0]) as z:
+        assert z["latents"].shape[1:] == (3, 8, 8)
+    samples = next((tmp_path / "results" / "coalitions").glob("*/samples/*.npz"))
+    with np.load(samples) as z:
+        assert z["images"].shape == (24, 3, 16, 16)
+    assert sum(planned(tmp_path, configs=[cfg]).values()) == 0
+
+
+def test_sd_lora_end_to_end_and_a_changed_caption(tmp_path):
+    root = metadata_folder(tmp_path / "data", {"monet": 4, "degas": 4, "manet": 4})
+    cfg = write_config(tmp_path / "sd.yaml", {
+        **SMALL,
+        "results": "results",
+        "data": {"source": "folder", "root": str(root), "contributor_column": "artist", "caption_column": "text",
+                 "resolution": 32, "channels": 3},
+        "model": {"family": "sd_lora", "pretrained": str(sd_pipeline(tmp_path / "pipe")), "lora": {"rank": 4}},
+        "generate": {**SMALL["generate"], "prompts": ["a painting", "a sketch"], "guidance_scale": 3.0},
+        "properties": ["aesthetic", "aesthetic_q90", "diversity_entropy"],
+        "features": {"clip": {"model": str(clip_model(tmp_path / "clip"))},
+                     "aesthetic": {"head": str(aesthetic_head(tmp_path / "head.pth"))},
+                     "diversity": {"encoder": "clip", "k": 4}},
+    })
+    run(tmp_path, configs=[cfg])
+    v = values(tmp_path)
+    assert set(v["property"]) == {"aesthetic", "aesthetic_q90", "diversity_entropy"}
+    assert sorted(set(v["contributor"])) == ["degas", "manet", "monet"]
+    # Coalition models are adapters (safetensors + peft config), never a copy of the UNet.
+    models = list((tmp_path / "results" / "coalitions").glob("*/model"))
+    assert models
+    for m in models:
+        names = {p.name for p in m.iterdir()}
+        assert {"adapter_model.safetensors", "adapter_config.json"} <= names
+        assert not any(n.startswith("diffusion_pytorch_model") for n in names)
+        assert (m / "adapter_model.safetensors").stat().st_size < 500_000
+    # One CLIP pass serves both properties: the features hold CLIP's embeddings once.
+    feats = next((tmp_path / "results" / "coalitions").glob("*/features/*.npz"))
+    with np.load(feats) as z:
+        assert sorted(z.files) == ["aesthetic.scores", "clip.embeds", "diversity.embeds"]
+    assert sum(planned(tmp_path, configs=[cfg]).values()) == 0
+    # A new caption for one image re-prepares and re-encodes only its contributor's shard.
+    rows = list(csv.DictReader(open(root / "metadata.csv")))
+    rows[0]["text"] = "a study in blue"
+    with open(root / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    jobs = planned(tmp_path, configs=[cfg])
+    assert jobs["prepare_shard"] == 1 and jobs["encode"] == 1
+    assert "init_model" not in jobs
