@@ -70,3 +70,17 @@ def test_artbench_preset(stand_ins, tmp_path):
     prune = plan.node(plan.pruned_key).job
     assert prune["ratio"] == 0.5 and prune["training"]["steps"] == 1580
     assert plan.resources("fine_tune")["gpu"] == 1
+    # Memory counts optimizer state for the adapter only: rank 256 on this UNet's attention projections.
+    lora = 256 * sum(n for name, n in _projection_sizes(stand_ins["pipe"]).items())
+    assert plan.n_trainable == lora and plan.n_parameters > lora
+    assert plan.resources("fine_tune")["mem_mb"] == 1000 + 4 * (plan.n_parameters + 5 * lora) // 2**20 + 1500
+
+
+def _projection_sizes(pipe) -> dict:
+    """in + out features of every attention projection of the pipeline's UNet, counted on the real model."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(pipe, subfolder="unet")
+    return {n: m.in_features + m.out_features for n, m in unet.named_modules()
+            if isinstance(m, torch.nn.Linear) and n.endswith(("to_q", "to_k", "to_v", "to_out.0"))}

@@ -178,3 +178,8 @@ def test_the_head_width_must_match_the_clip_embeddings(tmp_path, parts):
     torch.save({"w": torch.ones(3)}, tmp_path / "junk.pth")
     with pytest.raises(ValueError, match="is not the state dict of a linear head"):
         ext.load({"head_path": str(tmp_path / "junk.pth")}, None, "cpu")
+
+
+def test_text_sampling_settings_are_refused_for_unconditional_families(tmp_path):
+    msg = plan_error(tmp_path, generate={"prompts": ["a cat"], "guidance_scale": 5.0})
+    assert "generate.guidance_scale, generate.prompts: only text-conditioned families (sd_lora)" in msg

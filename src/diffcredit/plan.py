@@ -284,6 +284,7 @@ class Plan:
         except ValueError as exc:
             raise ConfigError(f"invalid config: {exc}") from None
         self.n_parameters = self.family.estimate_parameters(self.model_spec)
+        self.n_trainable = self.family.estimate_trainable(self.model_spec)
         self.init_key = self.add(
             "init_model", "init_model", {"family": self.family.name, **self.model_spec}, {},
             lambda k: self.path("models", "init", k), {"family": self.family.name, "family_runtime": self.family_runtime},
@@ -669,8 +670,8 @@ class Plan:
             gpu = 1
         mem = 1000
         if rule in ("init_model", "encode", "train_full", "prune", "fine_tune", "generate"):
-            # Weights, gradients, Adam moments, EMA and checkpoint copies, plus activations.
-            mem += 6 * 4 * self.n_parameters // 2**20 + 1500
+            # Weights; gradients, Adam moments, EMA and checkpoint copies of what trains; activations.
+            mem += 4 * (self.n_parameters + 5 * self.n_trainable) // 2**20 + 1500
         if rule in ("features", "reference_stats", "train_classifier"):
             mem += 2500 if "inception" in self.extractor_specs else 500
         return {"mem_mb": int(mem), "gpu": gpu}

@@ -35,6 +35,10 @@ class Family:
 
     def resolve_generate(self, gen: dict, spec: dict, model_cfg: dict) -> dict:
         """The keyed sampling settings from `generate` (minus batch_size)."""
+        text_only = sorted(k for k in ("prompts", "guidance_scale", "negative_prompt", "scheduler") if k in gen)
+        if text_only:
+            raise ValueError(f"generate.{', generate.'.join(text_only)}: only text-conditioned families "
+                             f"(sd_lora) take them; the {self.name} family samples unconditionally")
         return gen
 
     def runtime(self, model_cfg: dict) -> dict:
@@ -44,6 +48,10 @@ class Family:
     def estimate_parameters(self, spec: dict) -> int:
         """A rough parameter count of the model `spec` describes, for job sizing."""
         raise NotImplementedError
+
+    def estimate_trainable(self, spec: dict) -> int:
+        """How many of those parameters train (gradients and optimizer state)."""
+        return self.estimate_parameters(spec)
 
     # ---------------------------------------------------------- job time
 

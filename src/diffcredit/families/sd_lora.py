@@ -51,8 +51,13 @@ def unet_inventory(unet_config: dict) -> dict:
     cfg = {k: v for k, v in unet_config.items() if not k.startswith("_")}
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(cfg)
-    names = [n for n, m in unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
-    return {"modules": names, "n_parameters": sum(p.numel() for p in unet.parameters())}
+    sizes = {}  # module -> in + out features (a rank-r LoRA adds r * (in + out) parameters)
+    for n, m in unet.named_modules():
+        if isinstance(m, torch.nn.Linear):
+            sizes[n] = m.in_features + m.out_features
+        elif isinstance(m, torch.nn.Conv2d):
+            sizes[n] = m.in_channels * m.kernel_size[0] * m.kernel_size[1] + m.out_channels
+    return {"modules": list(sizes), "sizes": sizes, "n_parameters": sum(p.numel() for p in unet.parameters())}
 
 
 def matches(target: str, name: str) -> bool:
@@ -191,6 +196,8 @@ class SDLoRA(Family):
         if data["resolution"] % (factor * 8):
             raise ValueError(f"data resolution {data['resolution']} must be a multiple of {factor * 8} (the VAE "
                              f"down-samples by {factor} and the UNet needs latents divisible by 8)")
+        lora_size = sum(rank * size for name, size in inventory["sizes"].items()
+                        if any(matches(t, name) for t in targets))
         prompt = model_cfg.get("prompt")
         if not data.get("captions") and not prompt:
             raise ValueError("sd_lora needs captions: model.prompt (one for every image) or "
@@ -203,7 +210,8 @@ class SDLoRA(Family):
             "resolution": data["resolution"],
             "latent": {"channels": int(unet_cfg["in_channels"]), "size": data["resolution"] // factor},
             "text": {"captions": True} if data.get("captions") else {"prompt": prompt},
-            "n_parameters": inventory["n_parameters"],
+            "n_parameters": inventory["n_parameters"] + lora_size,
+            "n_trainable": lora_size,
         }
 
     def _component_config(self, pipe: dict, name: str, cache, file: str = "config.json") -> dict:
@@ -225,7 +233,7 @@ class SDLoRA(Family):
             return unet_inventory(unet_cfg)
         # Cached by the UNet config's content: building it costs importing torch once.
         digest = sha256_hex(json.dumps(unet_cfg, sort_keys=True))
-        return cache.get_memo(f"unet-inventory {digest}", lambda: unet_inventory(unet_cfg))
+        return cache.get_memo(f"unet-inventory-2 {digest}", lambda: unet_inventory(unet_cfg))
 
     def runtime(self, model_cfg: dict) -> dict:
         ref = pretrained.reference(model_cfg["pretrained"], "model.pretrained")
@@ -249,6 +257,9 @@ class SDLoRA(Family):
 
     def estimate_parameters(self, spec: dict) -> int:
         return int(spec["n_parameters"])
+
+    def estimate_trainable(self, spec: dict) -> int:
+        return int(spec["n_trainable"])
 
     # ---------------------------------------------------------- models
 
