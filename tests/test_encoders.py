@@ -17,7 +17,8 @@ from tiny_models import aesthetic_head, blip_model, clip_model
 @pytest.fixture(scope="module")
 def enc(tmp_path_factory):
     root = tmp_path_factory.mktemp("enc")
-    return {"clip": clip_model(root / "clip"), "blip": blip_model(root / "blip"), "head": aesthetic_head(root / "h.pth")}
+    return {"clip": clip_model(root / "clip"), "blip": blip_model(root / "blip"),
+            "head": aesthetic_head(root / "h.pth")}
 
 
 def images(n=6, size=32, seed=0):

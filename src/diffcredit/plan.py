@@ -273,7 +273,8 @@ class Plan:
 
     def _train_job(self, section: dict, members, desc: str, **more) -> dict:
         return {"training": section, "members": list(members), "desc": desc, "family": self.family.name,
-                "family_runtime": self.family_runtime, "device": self.device, "precision": self.cfg["precision"], **more}
+                "family_runtime": self.family_runtime, "device": self.device, "precision": self.cfg["precision"],
+                **more}
 
     def _add_models(self) -> None:
         cfg = self.cfg
@@ -287,7 +288,8 @@ class Plan:
         self.n_trainable = self.family.estimate_trainable(self.model_spec)
         self.init_key = self.add(
             "init_model", "init_model", {"family": self.family.name, **self.model_spec}, {},
-            lambda k: self.path("models", "init", k), {"family": self.family.name, "family_runtime": self.family_runtime},
+            lambda k: self.path("models", "init", k),
+            {"family": self.family.name, "family_runtime": self.family_runtime},
         )
         self._add_encoded()
         self.full_key = self._retrain(self.names, "train_full", lambda k: self.path("models", "full", k))

@@ -37,6 +37,15 @@ def reference(value, what: str) -> dict:
             "revision": value.get("revision") or None}
 
 
+def located(value, what: str) -> dict:
+    """A reference for jobs: a local directory made absolute (jobs may run elsewhere)."""
+    ref = reference(value, what)
+    local = Path(ref["path"]).expanduser()
+    if local.is_dir():
+        ref["path"] = str(local.resolve())
+    return ref
+
+
 def _files_digest(folder: Path, cache) -> str:
     """Hash of the config and weight files under `folder` (names and contents)."""
     from .io import file_sha256

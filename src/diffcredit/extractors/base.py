@@ -111,14 +111,6 @@ def describe_encoder(cfg: dict, what: str, cache, families: tuple[str, ...]) -> 
 
 
 def encoder_runtime(cfg: dict, what: str) -> dict:
-    from pathlib import Path
-
     from .. import pretrained
 
-    if not cfg.get("model"):
-        return {}
-    ref = pretrained.reference(cfg["model"], f"{what}.model")
-    local = Path(ref["path"]).expanduser()
-    if local.is_dir():
-        ref["path"] = str(local.resolve())
-    return {"ref": ref}
+    return {"ref": pretrained.located(cfg["model"], f"{what}.model")} if cfg.get("model") else {}

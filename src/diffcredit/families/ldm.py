@@ -73,11 +73,7 @@ class LDM(DDPM):
                 "image": {"resolution": data["resolution"], "channels": data["channels"]}}
 
     def runtime(self, model_cfg: dict) -> dict:
-        ref = pretrained.reference(model_cfg["autoencoder"], "model.autoencoder")
-        local = Path(ref["path"]).expanduser()
-        if local.is_dir():
-            ref["path"] = str(local.resolve())
-        return {"autoencoder": ref}
+        return {"autoencoder": pretrained.located(model_cfg["autoencoder"], "model.autoencoder")}
 
     # ---------------------------------------------------------- models
 

@@ -236,11 +236,8 @@ class SDLoRA(Family):
         return cache.get_memo(f"unet-inventory-2 {digest}", lambda: unet_inventory(unet_cfg))
 
     def runtime(self, model_cfg: dict) -> dict:
-        ref = pretrained.reference(model_cfg["pretrained"], "model.pretrained")
-        local = Path(ref["path"]).expanduser()
-        if local.is_dir():
-            ref["path"] = str(local.resolve())
-        return {"pretrained": ref, "prompt": model_cfg.get("prompt")}
+        return {"pretrained": pretrained.located(model_cfg["pretrained"], "model.pretrained"),
+                "prompt": model_cfg.get("prompt")}
 
     def resolve_generate(self, gen: dict, spec: dict, model_cfg: dict) -> dict:
         out = dict(gen)
