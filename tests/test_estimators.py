@@ -635,3 +635,62 @@ def test_rejects_unidentifiable_designs():
     with pytest.raises(IdentificationError, match="leave-one-out"):
         game.estimate(design(n, n, "loo")[[0, 1, 2, 3, 3]], "loo")
     assert issubclass(IdentificationError, ValueError)
+
+
+# ---------------------------------------------------------------- image noise ----
+
+
+def _shapley_coefficients(n: int) -> dict:
+    """{coalition (tuple of members): coefficient of v(coalition) in each player's
+    exact Shapley value}, by the permutation-weight formula."""
+    coef = {}
+    for size in range(n + 1):
+        for members in itertools.combinations(range(n), size):
+            c = np.zeros(n)
+            for i in range(n):
+                k = size - 1 if i in members else size
+                w = math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n)
+                c[i] = w if i in members else -w
+            coef[members] = c
+    return coef
+
+
+def test_image_noise_gives_exact_values_the_interval_of_their_measurement_error():
+    n, sigma, reps = 4, 0.05, 4000
+    rng = np.random.default_rng(0)
+    coef = _shapley_coefficients(n)
+    inner = [m for m in coef if 0 < len(m) < n]
+    masks = np.array([[i in m for i in range(n)] for m in inner])
+    values = rng.normal(size=len(inner))
+    noise = (values[:, None] + sigma * rng.normal(size=(len(inner), reps)),
+             0.1 + sigma * rng.normal(size=reps), 1.0 + sigma * rng.normal(size=reps))
+    out = estimate(masks, values, 0.1, 1.0, "exact", noise=noise)
+    plain = estimate(masks, values, 0.1, 1.0, "exact")
+    np.testing.assert_allclose(out["value"], plain["value"])
+    assert (plain["ci_low"] == plain["value"]).all()
+    # Independent: sd_i = sigma * sqrt(sum over every coalition of its coefficient squared).
+    sd = sigma * np.sqrt(sum(c ** 2 for c in coef.values()))
+    half = (out["ci_high"] - out["ci_low"]).to_numpy() / 2
+    np.testing.assert_allclose(half, 1.96 * sd, rtol=0.06)
+
+
+@pytest.mark.parametrize("scheme, method", [("kernel", "kernelshap"), ("stratified", "stratified")])
+def test_noise_free_replicates_leave_the_intervals_unchanged_and_noise_widens_them(scheme, method):
+    n = 6
+    masks = sample_design(n, 40, scheme, 0)
+    rng = np.random.default_rng(1)
+    values = masks @ rng.normal(size=n) + 0.05 * rng.normal(size=len(masks))
+    base = estimate(masks, values, 0.0, 1.0, method, n_boot=300)
+    same = estimate(masks, values, 0.0, 1.0, method, n_boot=300,
+                    noise=(np.repeat(values[:, None], 50, 1), np.zeros(50), np.ones(50)))
+    np.testing.assert_allclose(same[["ci_low", "ci_high"]], base[["ci_low", "ci_high"]])
+    noisy = estimate(masks, values, 0.0, 1.0, method, n_boot=300,
+                     noise=(values[:, None] + 0.3 * rng.normal(size=(len(masks), 50)),
+                            0.3 * rng.normal(size=50), 1 + 0.3 * rng.normal(size=50)))
+    assert ((noisy["ci_high"] - noisy["ci_low"]) > (base["ci_high"] - base["ci_low"])).all()
+
+
+def test_noise_of_the_wrong_shape_is_refused():
+    masks = sample_design(4, 8, "kernel", 0)
+    with pytest.raises(ValueError, match="noise must be rows"):
+        estimate(masks, np.zeros(8), 0.0, 1.0, "kernelshap", noise=(np.zeros((7, 5)), np.zeros(5), np.zeros(5)))

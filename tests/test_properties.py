@@ -98,3 +98,19 @@ def test_digits_classifier_reaches_97_percent():
     assert metrics["n_test"] == round(0.2 * len(images))
     feats, probs = features_and_probs(model, images[:32])
     assert feats.shape == (32, 64) and np.allclose(probs.sum(1), 1.0)
+
+
+def test_image_replicates_recompute_each_property_on_the_same_resampled_images():
+    from diffcredit.properties import class_entropy, image_replicates
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=40)
+    feats = {"classifier": {"probs": probs, "features": rng.normal(size=(40, 3))}}
+    refs = {"classifier": {"mu": np.zeros(3), "sigma": np.eye(3)}}
+    reps = image_replicates(["class_entropy", "classifier_fd", "fid"], feats, refs, {}, 7, seed=11)
+    assert set(reps) == {"class_entropy", "classifier_fd"}  # fid is not resampled
+    draws = np.random.default_rng(11).integers(0, 40, (7, 40))
+    want = [class_entropy({"probs": probs[d]}, {}, {}) for d in draws]
+    np.testing.assert_allclose(reps["class_entropy"], want)
+    assert np.std(reps["class_entropy"]) > 0
+    assert image_replicates(["class_entropy"], feats, refs, {}, 0, seed=1) == {}

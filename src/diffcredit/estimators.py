@@ -108,6 +108,7 @@ def estimate(
     *,
     n_players: int | None = None,
     shrink: bool = False,
+    noise: tuple | None = None,
 ) -> pd.DataFrame:
     """Estimate each contributor's value from an evaluated design.
 
@@ -125,6 +126,12 @@ def estimate(
         n_players: if given, the number of columns `masks` must have.
         shrink: shrink the values toward the equal split by empirical Bayes
             (see the module docstring); methods in `SHRINKABLE_METHODS`.
+        noise: replicates of the measurements themselves, (rows (m, r), v_empty
+            (r,), v_full (r,)): each coalition's property recomputed on resampled
+            generated images. The estimate on replicate j minus its mean is a draw
+            of the error that a finite sample of images adds; bootstrap replicate
+            b adds draw b mod r, so the intervals cover both sources (for the
+            deterministic methods, this error alone).
 
     Returns:
         DataFrame indexed by player 0..n-1 with columns ``value``, ``ci_low``
@@ -132,7 +139,8 @@ def estimate(
         rows (pairs in paired designs) with replacement; for ``stratified``,
         from a wild bootstrap that keeps the design and flips the signs of
         the residuals of rows (pairs in paired designs). The deterministic
-        methods ``loo`` and ``exact`` report ci_low = ci_high = value.
+        methods ``loo`` and ``exact`` report ci_low = ci_high = value unless
+        `noise` is given.
         With ``shrink``, the intervals are those of the unshrunk values,
         widened where needed to contain the shrunk value: the bootstrap
         intervals of a shrunk estimate are centred on its bias and cover
@@ -159,20 +167,39 @@ def estimate(
         value = _shrunk(masks, values, v_empty, v_full, method, paired)
     else:
         value = point(masks, values, v_empty, v_full)
+    errors = _noise_draws(point, masks, noise)
     if method in DETERMINISTIC_METHODS:
-        low = high = value
+        low, high = (value, value) if errors is None else _percentiles(value + errors)
     elif n_boot == 0:
         low = high = np.full_like(value, np.nan)
-    elif method in STRATIFIED_METHODS:
-        low, high = _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed)
     else:
-        low, high = _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed)
+        if method in STRATIFIED_METHODS:
+            replicates = _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed)
+        else:
+            replicates = _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed)
+        if errors is not None:
+            replicates = replicates + errors[np.arange(len(replicates)) % len(errors)]
+        low, high = _percentiles(replicates)
     if shrink:
         low, high = np.minimum(low, value), np.maximum(high, value)
     return pd.DataFrame(
         {"value": value, "ci_low": low, "ci_high": high},
         index=pd.RangeIndex(masks.shape[1], name="player"),
     )
+
+
+def _noise_draws(point, masks, noise) -> np.ndarray | None:
+    """(r, n) centred draws of the values' error from replicated measurements, or None."""
+    if noise is None:
+        return None
+    rows, empty, full = (np.asarray(x, dtype=float) for x in noise)
+    if rows.ndim != 2 or rows.shape[0] != len(masks) or empty.shape != (rows.shape[1],) or full.shape != empty.shape:
+        raise ValueError(f"noise must be rows ({len(masks)}, r), v_empty (r,) and v_full (r,); got shapes "
+                         f"{rows.shape}, {empty.shape}, {full.shape}")
+    if rows.shape[1] == 0:
+        return None
+    draws = np.stack([point(masks, rows[:, j], empty[j], full[j]) for j in range(rows.shape[1])])
+    return draws - draws.mean(axis=0)
 
 
 def check_shrink(method: str, shrink) -> None:
@@ -266,10 +293,7 @@ def _bootstrap(point, masks, values, v_empty, v_full, paired, n_boot, seed):
             BootstrapWarning,
             stacklevel=3,
         )
-    if failed == n_boot:
-        nan = np.full(masks.shape[1], np.nan)
-        return nan, nan
-    return _percentiles(replicates)
+    return replicates
 
 
 def _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed):
@@ -297,7 +321,7 @@ def _wild_bootstrap(masks, values, v_empty, v_full, paired, n_boot, seed):
     rng = np.random.default_rng(seed)
     signs = rng.choice(np.array([-1.0, 1.0]), size=(n_boot, unit_of_row.max() + 1))[:, unit_of_row]
     thetas = theta + (signs * inflated) @ projector.T
-    return _percentiles((v_full - v_empty) / n + thetas @ _zero_sum_basis(n).T)
+    return (v_full - v_empty) / n + thetas @ _zero_sum_basis(n).T
 
 
 def _shrunk(masks, values, v_empty, v_full, method, paired) -> np.ndarray:
@@ -337,7 +361,11 @@ def _fit_parts(method, masks, values, v_empty, v_full, paired):
 
 
 def _percentiles(replicates):
+    """95% percentile interval of each column; NaN where every replicate failed."""
     tail = 100 * (1 - CI_LEVEL) / 2
+    if np.isnan(replicates).all():
+        nan = np.full(replicates.shape[1], np.nan)
+        return nan, nan
     low, high = np.nanpercentile(replicates, [tail, 100 - tail], axis=0)
     return low, high
 

@@ -22,6 +22,9 @@ class Property:
     description: str
     compute: Callable  # (features: dict, reference: dict, options: dict) -> float
     needs_reference_features: bool = False  # not computable from mean/covariance alone
+    # Recomputed on resampled images to measure image-sampling noise; off where a
+    # recomputation costs too much (a 2048-d covariance, k-NN over the reference).
+    resample: bool = True
 
 
 PROPERTIES: dict[str, Property] = {}
@@ -107,15 +110,16 @@ register(Property("classifier_fd", "classifier", False,
                   "Frechet distance between classifier features of the samples and of the reference images",
                   classifier_fd))
 register(Property("fid", "inception", False,
-                  "Frechet Inception distance (pool3) between the samples and the reference images", fid))
+                  "Frechet Inception distance (pool3) between the samples and the reference images", fid,
+                  resample=False))
 register(Property("inception_score", "inception", True,
                   "Inception Score of the samples (mean over 10 splits)", inception_score))
 register(Property("precision", "inception", True,
                   "improved precision (k = 3): share of samples inside the reference manifold",
-                  lambda f, r, o: precision_recall(f, r, o)[0], needs_reference_features=True))
+                  lambda f, r, o: precision_recall(f, r, o)[0], needs_reference_features=True, resample=False))
 register(Property("recall", "inception", True,
                   "improved recall (k = 3): share of reference images inside the samples' manifold",
-                  lambda f, r, o: precision_recall(f, r, o)[1], needs_reference_features=True))
+                  lambda f, r, o: precision_recall(f, r, o)[1], needs_reference_features=True, resample=False))
 
 
 def diversity_entropy(features: dict, reference: dict, options: dict) -> float:
@@ -138,6 +142,24 @@ register(Property("aesthetic", "aesthetic", True,
 register(Property("aesthetic_q90", "aesthetic", True,
                   "90th percentile of the samples' LAION aesthetic scores",
                   lambda f, r, o: float(np.quantile(f["scores"], 0.9))))
+
+
+def image_replicates(names: list[str], features: dict, references: dict, options: dict, n: int,
+                     seed: int) -> dict:
+    """{name: n values of the property on the samples resampled with replacement}, for
+    the properties that resample: the spread a finite number of generated images adds.
+    Replicate b draws the same images for every property."""
+    props = [get(name) for name in names if get(name).resample]
+    if n <= 0 or not props:
+        return {}
+    n_images = len(next(iter(features[props[0].extractor].values())))
+    draws = np.random.default_rng(seed).integers(0, n_images, (n, n_images))
+    out = {p.name: [] for p in props}
+    for idx in draws:
+        for p in props:
+            feats = {k: v[idx] for k, v in features[p.extractor].items()}
+            out[p.name].append(float(p.compute(feats, references.get(p.extractor, {}), options)))
+    return out
 
 
 def compute_all(names: list[str], features: dict, references: dict, options: dict) -> dict:

@@ -17,6 +17,15 @@ def _scores(path: str) -> dict:
     return read_json(verify_file(path))["properties"]
 
 
+def _image_noise(prop: str, rows: list, empty: dict, full: dict):
+    """The property's resampled-image replicates of every row and both anchors, or
+    None where a score has none (the property does not resample, or it is off)."""
+    reps = [r[prop].get("replicates") for r in rows] + [empty[prop].get("replicates"), full[prop].get("replicates")]
+    if any(r is None for r in reps) or len({len(r) for r in reps}) != 1:
+        return None
+    return np.asarray(reps[:-2], dtype=float), np.asarray(reps[-2], dtype=float), np.asarray(reps[-1], dtype=float)
+
+
 def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     """Estimate every property's values from a design and its scores; write `out`/.
 
@@ -37,7 +46,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
         v_empty, v_full = float(empty[prop]["value"]), float(full[prop]["value"])
         higher = bool(full[prop]["higher_is_better"])
         df = estimate(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"], n_boot=spec["n_boot"],
-                      shrink=spec["shrink"])
+                      shrink=spec["shrink"], noise=_image_noise(prop, rows, empty, full))
         df.insert(0, "contributor", [players[i] for i in df.index])
         df.insert(0, "property", prop)
         sign = 1.0 if higher else -1.0

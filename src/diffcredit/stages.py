@@ -244,17 +244,22 @@ def _grouped(arrays: dict) -> dict:
 
 
 def score(job: dict, progress: bool = True) -> None:
-    from .properties import compute_all, get
+    from .properties import compute_all, get, image_replicates
 
     inputs = job["inputs"]
     feats = _grouped(_read_npz(inputs["features"]))
     refs = {role.removeprefix("reference_"): _read_npz(p) for role, p in inputs.items() if role.startswith("reference_")}
     names = job["spec"]["properties"]
-    values = compute_all(names, feats, refs, job["spec"]["options"])
+    options = job["spec"]["options"]
+    values = compute_all(names, feats, refs, options)
     n_images = len(next(iter(next(iter(feats.values())).values())))
+    # Seeded by the key: every coalition's resampling is its own, and reproducible.
+    replicates = image_replicates(names, feats, refs, options, int(options.get("image_bootstrap", 0)),
+                                  seed=int(job["key"], 16))
     write_json(job["out"], {
         "n_images": n_images,
-        "properties": {n: {"value": values[n], "higher_is_better": get(n).higher_is_better} for n in names},
+        "properties": {n: {"value": values[n], "higher_is_better": get(n).higher_is_better,
+                           **({"replicates": replicates[n]} if n in replicates else {})} for n in names},
     }, seal=True)
     log.info("%s", ", ".join(f"{n} = {v:.6g}" for n, v in values.items()))
 
