@@ -45,6 +45,19 @@ def test_complete_run_writes_values_and_plans_nothing_more(tiny_run):
     assert planned(tiny_run) == {}
 
 
+def test_the_printout_says_what_the_intervals_cover(tiny_run):
+    import io
+
+    from diffcredit.summary import print_summary
+
+    out = io.StringIO()
+    print_summary(tiny_plan(tiny_run), out)
+    text = out.getvalue()
+    assert "class_entropy (higher is better), leverage on 8 leverage coalitions (sft)" in text
+    assert "intervals: 95%, over the sampled coalitions and the generated images" in text
+    assert "they do not include the error of sft against retraining" in text
+
+
 def test_touched_artifacts_plan_nothing(tiny_run):
     results = tiny_run / "results-tiny"
     now = time.time()

@@ -82,7 +82,14 @@ def print_summary(plan, stream=None) -> None:
         print(t.sort_values("rank")[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=stream)
     for est in plan.estimators:
         print(f"plots: {plan.values_dir(est)}/", file=stream)
+    shortcuts = sorted({e.strategy for e in plan.estimators} - {"retrain"})
+    images = "and the generated images" if plan.cfg["scores"]["image_bootstrap"] else "only"
+    print(f"
+intervals: 95%, over the sampled coalitions {images}", file=stream)
     fidelity = plan.summary_outputs.get("fidelity")
+    if shortcuts and not (fidelity and Path(fidelity).is_file()):
+        print(f"they do not include the error of {', '.join(shortcuts)} against retraining: measure it for this "
+              "data with evaluations.fidelity (docs/evaluation.md)", file=stream)
     if fidelity and Path(fidelity).is_file():
         f = pd.read_csv(fidelity)
         print("\nagainst retraining (fidelity):", file=stream)
