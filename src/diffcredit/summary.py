@@ -84,8 +84,7 @@ def print_summary(plan, stream=None) -> None:
         print(f"plots: {plan.values_dir(est)}/", file=stream)
     shortcuts = sorted({e.strategy for e in plan.estimators} - {"retrain"})
     images = "and the generated images" if plan.cfg["scores"]["image_bootstrap"] else "only"
-    print(f"
-intervals: 95%, over the sampled coalitions {images}", file=stream)
+    print(f"\nintervals: 95%, over the sampled coalitions {images}", file=stream)
     fidelity = plan.summary_outputs.get("fidelity")
     if shortcuts and not (fidelity and Path(fidelity).is_file()):
         print(f"they do not include the error of {', '.join(shortcuts)} against retraining: measure it for this "
