@@ -254,8 +254,9 @@ def score(job: dict, progress: bool = True) -> None:
     values = compute_all(names, feats, refs, options)
     n_images = len(next(iter(next(iter(feats.values())).values())))
     # Seeded by the key: every coalition's resampling is its own, and reproducible.
-    replicates = image_replicates(names, feats, refs, options, int(options.get("image_bootstrap", 0)),
-                                  seed=int(job["key"], 16))
+    n_replicates = int(options.get("image_bootstrap", 0))
+    replicates = image_replicates(names, feats, refs, options, n_replicates, seed=int(job["key"], 16)) \
+        if n_replicates else {}
     write_json(job["out"], {
         "n_images": n_images,
         "properties": {n: {"value": values[n], "higher_is_better": get(n).higher_is_better,
