@@ -125,6 +125,7 @@ class Plan:
         self._model_keys: dict = {}
         self._score_keys: dict = {}
         self._dynamic: dict[str, dict] = {}  # node key -> parents known once a checkpoint ran
+        self._after: dict[str, dict] = {}  # node key -> inputs that only order its job (not in its key)
         self._cache = data_mod.HashCache(self.results / ".cache" / "hashes.json", read_only=read_only)
         try:
             self.family = get_family(cfg["model"]["family"])
@@ -165,7 +166,8 @@ class Plan:
     def inputs(self, key: str) -> dict:
         """role -> path (or list of paths) of a node's parents."""
         out = {}
-        for role, parent in {**self.nodes[key].parents, **self._dynamic.get(key, {})}.items():
+        parents = {**self.nodes[key].parents, **self._dynamic.get(key, {}), **self._after.get(key, {})}
+        for role, parent in parents.items():
             if isinstance(parent, list):
                 out[role] = [self.nodes[p].path for p in parent]
             elif parent in self.nodes:
@@ -594,6 +596,9 @@ class Plan:
             {"values": [e.key for e in self.methods]}, lambda k: self.path("evaluation", "removal", f"{k}.json"),
             labels,
         )
+        # The checkpoint runs after the other evaluations: Snakemake 9 updating the DAG after a
+        # checkpoint while a job the summary needs is still running can drop the summary.
+        self._after[removal] = {"after": [self.evaluations[n] for n in ("fidelity", "lds") if n in self.evaluations]}
         self.evaluations["counterfactual"] = self.add(
             "counterfactual", "counterfactual", {"seeds": c["seeds"]}, {"removal": removal},
             lambda k: self.path("evaluation", "counterfactual", k), labels,
