@@ -69,11 +69,29 @@ class Family:
         """name -> parameter of everything training updates."""
         return {n: p for n, p in model.net.named_parameters() if p.requires_grad}
 
+    def predict(self, model: Model, xt, t, cond=None):
+        """The network's output for noised inputs `xt` at timesteps `t` (conditioned on
+        `cond`, e.g. text embeddings): what the loss compares with its target."""
+        raise NotImplementedError
+
+    def noise_scheduler(self, model: Model):
+        """The training noise schedule (a diffusers DDPMScheduler), built once per model."""
+        from diffusers import DDPMScheduler
+
+        sched = model.extras.get("noise_scheduler")
+        if sched is None:
+            sched = model.extras["noise_scheduler"] = DDPMScheduler.from_config(model.scheduler)
+        return sched
+
+    def num_timesteps(self, model: Model) -> int:
+        return int(model.scheduler["num_train_timesteps"])
+
     def loss(self, model: Model, x0, noise, t, cond=None):
         """Per-sample denoising loss (shape (B,)) of clean inputs `x0` at timesteps
-        `t` (conditioned on `cond`, e.g. text embeddings), with the target the
-        scheduler's `prediction_type` asks for."""
-        raise NotImplementedError
+        `t`, with the target the scheduler's `prediction_type` asks for."""
+        sched = self.noise_scheduler(model)
+        pred = self.predict(model, sched.add_noise(x0, noise, t), t, cond)
+        return diffusion_loss(pred, x0, noise, t, sched)
 
     # ---------------------------------------------------------- training data
     #
@@ -110,3 +128,17 @@ class Family:
         """`n_images` seeded samples as uint8 (N, C, H, W); image i depends only on
         (spec["seed"], i), never on the batch size."""
         raise NotImplementedError
+
+
+def diffusion_loss(pred, x0, noise, t, noise_scheduler):
+    """Per-sample MSE against the target of the scheduler's prediction_type."""
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        target = noise
+    elif kind == "v_prediction":
+        target = noise_scheduler.get_velocity(x0, noise, t)
+    elif kind == "sample":
+        target = x0
+    else:
+        raise ValueError(f"unsupported prediction_type {kind!r}")
+    return (pred.float() - target.float()).pow(2).flatten(1).mean(1)

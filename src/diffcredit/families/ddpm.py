@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from .base import Family, Model
+from .base import Family, Model, diffusion_loss  # noqa: F401  (diffusion_loss: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -220,20 +220,6 @@ def prune_unet(model, ratio: float, importance: str = "magnitude"):
 # ---------------------------------------------------------------- loss and sampling
 
 
-def diffusion_loss(pred, x0, noise, t, noise_scheduler):
-    """Per-sample MSE against the target of the scheduler's prediction_type."""
-    kind = noise_scheduler.config.prediction_type
-    if kind == "epsilon":
-        target = noise
-    elif kind == "v_prediction":
-        target = noise_scheduler.get_velocity(x0, noise, t)
-    elif kind == "sample":
-        target = x0
-    else:
-        raise ValueError(f"unsupported prediction_type {kind!r}")
-    return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
-
-
 def image_noise(shape, seed: int, start: int, n: int, device):
     """Initial noise of images start..start+n-1: image i from its own seed (seed, i)."""
     import torch
@@ -307,21 +293,8 @@ class DDPM(Family):
         net, scheduler = load_unet(folder)
         return Model(net, scheduler)
 
-    def noise_scheduler(self, model: Model):
-        from diffusers import DDPMScheduler
-
-        sched = model.extras.get("noise_scheduler")
-        if sched is None:
-            sched = model.extras["noise_scheduler"] = DDPMScheduler(**model.scheduler)
-        return sched
-
-    def num_timesteps(self, model: Model) -> int:
-        return int(model.scheduler["num_train_timesteps"])
-
-    def loss(self, model: Model, x0, noise, t, cond=None):
-        sched = self.noise_scheduler(model)
-        xt = sched.add_noise(x0, noise, t)
-        return diffusion_loss(model.net(xt, t).sample, x0, noise, t, sched)
+    def predict(self, model: Model, xt, t, cond=None):
+        return model.net(xt, t).sample
 
     def prune(self, model: Model, ratio: float, importance: str) -> None:
         prune_unet(model.net, ratio, importance)

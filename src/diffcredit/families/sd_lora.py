@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .. import pretrained
 from .base import Family, Model
-from .ddpm import diffusion_loss, image_noise
+from .ddpm import image_noise
 
 ADAPTER = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -294,22 +294,8 @@ class SDLoRA(Family):
     def trainable(self, model: Model) -> dict:
         return {n: p for n, p in model.net.named_parameters() if "lora_" in n}
 
-    def num_timesteps(self, model: Model) -> int:
-        return int(model.scheduler["num_train_timesteps"])
-
-    def noise_scheduler(self, model: Model):
-        from diffusers import DDPMScheduler
-
-        sched = model.extras.get("noise_scheduler")
-        if sched is None:
-            sched = model.extras["noise_scheduler"] = DDPMScheduler.from_config(model.scheduler)
-        return sched
-
-    def loss(self, model: Model, x0, noise, t, cond=None):
-        sched = self.noise_scheduler(model)
-        xt = sched.add_noise(x0, noise, t)
-        pred = model.net(xt, t, encoder_hidden_states=cond).sample
-        return diffusion_loss(pred, x0, noise, t, sched)
+    def predict(self, model: Model, xt, t, cond=None):
+        return model.net(xt, t, encoder_hidden_states=cond).sample
 
     def prune(self, model: Model, ratio: float, importance: str) -> None:
         import torch
