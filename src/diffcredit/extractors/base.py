@@ -110,6 +110,38 @@ def describe_encoder(cfg: dict, what: str, cache, families: tuple[str, ...]) -> 
     return part
 
 
+class ImageEncoder(Extractor):
+    """A pretrained image encoder whose embeddings only feed derived extractors: it
+    loads a network (`network`) and embeds normalised pixels (`embed`) in batches."""
+
+    has_reference = False
+
+    def network(self, spec: dict):
+        raise NotImplementedError
+
+    def embed(self, model, pixels):
+        raise NotImplementedError
+
+    def load(self, spec: dict, network: str | None, device):
+        from .. import pretrained
+
+        model = self.network(spec).eval().requires_grad_(False).to(device)
+        folder = pretrained.local_folder(spec["ref"])
+        return {"model": model, "input": processor_stats(folder, model.config.image_size), "device": device}
+
+    def extract(self, state, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+        import torch
+        from tqdm import tqdm
+
+        size, mean, std = state["input"]
+        out = []
+        with torch.no_grad():
+            for i in tqdm(range(0, len(images), batch_size), desc=self.name, mininterval=2.0):
+                x = pixel_inputs(images[i:i + batch_size], size, mean, std, state["device"])
+                out.append(self.embed(state["model"], x).float().cpu().numpy())
+        return {"embeds": np.concatenate(out)}
+
+
 def encoder_runtime(cfg: dict, what: str) -> dict:
     from .. import pretrained
 

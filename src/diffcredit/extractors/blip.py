@@ -6,14 +6,11 @@ gives random weights."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from .base import Extractor, describe_encoder, encoder_runtime, pixel_inputs, processor_stats
+from .base import ImageEncoder, describe_encoder, encoder_runtime
 
 
-class BLIP(Extractor):
+class BLIP(ImageEncoder):
     name = "blip"
-    has_reference = False
 
     def resolve(self, cfg: dict, reference: dict, cache=None) -> dict:
         part = describe_encoder(cfg, "features.blip", cache, ("blip",))
@@ -22,28 +19,15 @@ class BLIP(Extractor):
     def runtime(self, cfg: dict) -> dict:
         return encoder_runtime(cfg, "features.blip")
 
-    def load(self, spec: dict, network: str | None, device):
+    def network(self, spec: dict):
         import transformers
 
         from .. import pretrained
 
-        ref = spec["ref"]
         cls = getattr(transformers, spec["class"], None)
         if cls is None or not spec["class"].startswith("Blip"):
             cls = transformers.BlipForQuestionAnswering
-        model = cls.from_pretrained(ref["path"], **pretrained.load_kwargs(ref)).vision_model
-        model = model.eval().requires_grad_(False).to(device)
-        folder = pretrained.local_folder(ref)
-        return {"model": model, "input": processor_stats(folder, model.config.image_size), "device": device}
+        return cls.from_pretrained(spec["ref"]["path"], **pretrained.load_kwargs(spec["ref"])).vision_model
 
-    def extract(self, state, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-        import torch
-        from tqdm import tqdm
-
-        size, mean, std = state["input"]
-        out = []
-        with torch.no_grad():
-            for i in tqdm(range(0, len(images), batch_size), desc="blip", mininterval=2.0):
-                x = pixel_inputs(images[i:i + batch_size], size, mean, std, state["device"])
-                out.append(state["model"](pixel_values=x).pooler_output.float().cpu().numpy())
-        return {"embeds": np.concatenate(out)}
+    def embed(self, model, pixels):
+        return model(pixel_values=pixels).pooler_output

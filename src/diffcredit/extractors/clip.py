@@ -5,14 +5,11 @@ model's size and normalised as its preprocessor_config.json says."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from .base import Extractor, describe_encoder, encoder_runtime, pixel_inputs, processor_stats
+from .base import ImageEncoder, describe_encoder, encoder_runtime
 
 
-class CLIP(Extractor):
+class CLIP(ImageEncoder):
     name = "clip"
-    has_reference = False
 
     def resolve(self, cfg: dict, reference: dict, cache=None) -> dict:
         part = describe_encoder(cfg, "features.clip", cache, ("clip", "clip_vision_model"))
@@ -21,25 +18,12 @@ class CLIP(Extractor):
     def runtime(self, cfg: dict) -> dict:
         return encoder_runtime(cfg, "features.clip")
 
-    def load(self, spec: dict, network: str | None, device):
+    def network(self, spec: dict):
         from transformers import CLIPVisionModelWithProjection
 
         from .. import pretrained
 
-        ref = spec["ref"]
-        model = CLIPVisionModelWithProjection.from_pretrained(ref["path"], **pretrained.load_kwargs(ref))
-        model = model.eval().requires_grad_(False).to(device)
-        folder = pretrained.local_folder(ref)
-        return {"model": model, "input": processor_stats(folder, model.config.image_size), "device": device}
+        return CLIPVisionModelWithProjection.from_pretrained(spec["ref"]["path"], **pretrained.load_kwargs(spec["ref"]))
 
-    def extract(self, state, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-        import torch
-        from tqdm import tqdm
-
-        size, mean, std = state["input"]
-        out = []
-        with torch.no_grad():
-            for i in tqdm(range(0, len(images), batch_size), desc="clip", mininterval=2.0):
-                x = pixel_inputs(images[i:i + batch_size], size, mean, std, state["device"])
-                out.append(state["model"](pixel_values=x).image_embeds.float().cpu().numpy())
-        return {"embeds": np.concatenate(out)}
+    def embed(self, model, pixels):
+        return model(pixel_values=pixels).image_embeds

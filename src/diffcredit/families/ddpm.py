@@ -299,13 +299,16 @@ class DDPM(Family):
     def prune(self, model: Model, ratio: float, importance: str) -> None:
         prune_unet(model.net, ratio, importance)
 
-    def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
+    def denoise(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
+        """Seeded DDIM samples in the UNet's space (pixels here, latents for ldm), float on the CPU."""
         import torch
 
         net = model.net.to(device).eval()
         cfg = net.config
         shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
         with torch.no_grad():
-            x = ddim_sample(lambda x, t: net(x, t).sample, model.scheduler, shape, n_images, spec, device, dtype,
-                            progress)
-        return to_uint8(x)
+            return ddim_sample(lambda x, t: self.predict(model, x, t), model.scheduler, shape, n_images, spec, device,
+                               dtype, progress)
+
+    def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
+        return to_uint8(self.denoise(model, n_images, spec, device, dtype, progress))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import pretrained
 from .base import Model
-from .ddpm import DDPM, ddim_sample, load_unet, save_unet, scheduler_config, to_uint8, unet_config
+from .ddpm import DDPM, load_unet, save_unet, scheduler_config, to_uint8, unet_config
 
 AUTOENCODERS = ("VQModel", "AutoencoderKL")
 LATENT = "latent.json"
@@ -91,10 +91,10 @@ class LDM(DDPM):
         extras = {"latent": json.loads((Path(folder) / LATENT).read_text()), "runtime": runtime or {}}
         return Model(net, scheduler, extras)
 
-    def autoencoder(self, model: Model, ref: dict | None = None):
+    def autoencoder(self, model: Model):
         ae = model.extras.get("autoencoder")
         if ae is None:
-            ref = ref or model.extras.get("runtime", {}).get("autoencoder")
+            ref = model.extras.get("runtime", {}).get("autoencoder")
             if not ref:
                 raise RuntimeError("the ldm family needs the autoencoder's location to sample (job runtime)")
             ae = model.extras["autoencoder"] = load_autoencoder(ref, model.extras["latent"]["autoencoder"]["class"])
@@ -135,14 +135,7 @@ class LDM(DDPM):
     # ---------------------------------------------------------- sampling
 
     def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
-        import torch
-
-        net = model.net.to(device).eval()
-        cfg = net.config
-        shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
-        with torch.no_grad():
-            z = ddim_sample(lambda x, t: net(x, t).sample, model.scheduler, shape, n_images, spec, device, dtype,
-                            progress)
+        z = self.denoise(model, n_images, spec, device, dtype, progress)
         return self.decode(model, z, device, int(spec["batch_size"]))
 
     def decode(self, model: Model, z, device, batch_size: int):

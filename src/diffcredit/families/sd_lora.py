@@ -215,12 +215,10 @@ class SDLoRA(Family):
         }
 
     def _component_config(self, pipe: dict, name: str, cache, file: str = "config.json") -> dict:
-        ref = pipe["ref"]
-        sub = f"{ref['subfolder']}/{name}" if ref["subfolder"] else name
-        part = pretrained.describe({**ref, "subfolder": sub}, f"model.pretrained ({name})", cache, file) \
-            if pipe["folder"] is None else None
-        if part is not None:
-            return part["config"]
+        if pipe["folder"] is None:  # a hub id: the component's file from the hub's cache
+            ref = pipe["ref"]
+            sub = f"{ref['subfolder']}/{name}" if ref["subfolder"] else name
+            return pretrained.describe({**ref, "subfolder": sub}, f"model.pretrained ({name})", cache, file)["config"]
         path = Path(pipe["folder"]) / name / file
         if not path.is_file():
             raise ValueError(f"model.pretrained {pipe['folder']} has no {name}/{file}")
