@@ -101,7 +101,7 @@ def plot_values(table: pd.DataFrame, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     t = table.sort_values("value")
-    err = np.vstack([t["value"] - t["ci_low"], t["ci_high"] - t["value"]]).clip(min=0)
+    err = np.nan_to_num(np.vstack([t["value"] - t["ci_low"], t["ci_high"] - t["value"]]).clip(min=0))
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(t) + 1.5))
     colors = np.where(t["credit"] >= 0, "tab:blue", "tab:red")
     ax.barh(t["contributor"], t["value"], xerr=err, color=colors, capsize=3)

@@ -113,6 +113,14 @@ class Family:
 
         return read_shard_arrays(paths, keys=("images",))
 
+    def target_data(self, images, generate: dict, encode_spec: dict | None, device, batch_size: int,
+                    runtime: dict) -> dict:
+        """Training arrays (as `training_data` returns them) of generated uint8 images,
+        sampled with the keyed `generate` settings: the attribution methods' targets."""
+        if encode_spec is not None:
+            raise NotImplementedError(f"{self.name} encodes its training data; it must encode targets too")
+        return {"images": images}
+
     def n_items(self, data: dict) -> int:
         return len(data["images"])
 

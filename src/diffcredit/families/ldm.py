@@ -126,6 +126,13 @@ class LDM(DDPM):
 
         return read_shard_arrays(paths, keys=("latents",))
 
+    def target_data(self, images, generate, encode_spec, device, batch_size, runtime) -> dict:
+        import numpy as np
+
+        enc = self.encode_shard(encode_spec, {"images": images, "labels": np.full(len(images), -1)}, device,
+                                batch_size, runtime)
+        return {"latents": enc["latents"]}
+
     def n_items(self, data: dict) -> int:
         return len(data["latents"])
 

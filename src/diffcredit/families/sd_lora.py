@@ -368,6 +368,14 @@ class SDLoRA(Family):
                 "text_index": np.concatenate([s["text_index"] + o for s, o in zip(shards, offsets)]),
                 "text": np.concatenate([s["text"] for s in shards])}
 
+    def target_data(self, images, generate, encode_spec, device, batch_size, runtime) -> dict:
+        """Generated image i was sampled with prompt i (mod the prompts): its caption."""
+        prompts = generate["prompts"]
+        captions = [prompts[i % len(prompts)] for i in range(len(images))]
+        enc = self.encode_shard({**encode_spec, "text": {"captions": True}}, {"images": images, "captions": captions},
+                                device, batch_size, runtime)
+        return self.training_data_from([enc])
+
     def n_items(self, data: dict) -> int:
         return len(data["latents"])
 
