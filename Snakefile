@@ -64,6 +64,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/coalitions.smk"
+include: "workflow/rules/attribution.smk"
 include: "workflow/rules/evaluation.smk"
 
 

@@ -30,6 +30,8 @@ STAGE_VERSIONS = {
     "score": 2,
     "design": 1,
     "estimate": 2,
+    "attribution_features": 1,
+    "attribute": 1,
     "fidelity": 1,
     "lds": 1,
     "removal_sets": 1,

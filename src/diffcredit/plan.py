@@ -45,7 +45,8 @@ from .keys import artifact_key
 _NOT_IN_KEY = {"checkpoint_every"}
 # Rules whose jobs run on a GPU when the config's device is one.
 TRAINING_RULES = ("train_full", "prune", "fine_tune")
-GPU_RULES = ("encode", "train_full", "prune", "fine_tune", "generate", "features", "reference_stats")
+GPU_RULES = ("encode", "train_full", "prune", "fine_tune", "generate", "features", "reference_stats",
+             "attribution_features")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,14 @@ class Estimator:
     def label(self) -> str:
         rep = f"-seed+{self.replicate}" if self.replicate else ""
         return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{self.budget}-{self.strategy}{rep}"
+
+
+
+@dataclass(frozen=True)
+class Attribution:
+    method: str
+    label: str
+    key: str  # the attribute node: values in the estimators' format
 
 
 # Recipe keys added later stay out of the key at their default, so that adding them
@@ -137,6 +146,7 @@ class Plan:
         self._add_models()
         self._resolve_extractors()
         self.estimators = self._add_estimators()
+        self._add_attributions()
         self._add_evaluations()
         self._add_summary()
         self._cache.flush()
@@ -524,6 +534,67 @@ class Plan:
         return Estimator(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], e["shrink"], strategy,
                          design_key, key, masks, rep)
 
+    # ------------------------------------------------------------ attribution baselines
+
+    def _add_attributions(self) -> None:
+        """Features per (method's featurizer, contributor shard) and of the full model's
+        samples, then one attribute node per reported variant (docs/attribution.md)."""
+        from .attribution import get_method
+
+        self.attributions: list[Attribution] = []
+        entries = self.cfg["attributions"]
+        if not entries:
+            return
+        full_score = self.score_key(self.full_key)
+        samples = self.nodes[self.nodes[full_score].parents["features"]].parents["samples"]
+        context = {"n_items": sum(c.n_items for c in self.contributors), "n_trainable": self.n_trainable,
+                   "num_train_timesteps": self.model_spec.get("scheduler", {}).get("num_train_timesteps", 1000),
+                   "cfg": self.cfg, "cache": self._cache}
+        labels: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            where = f"attributions[{i}] ({entry['method']})"
+            method = get_method(entry["method"])
+            try:
+                fspec = method.featurizer(entry, context)
+                variants = method.variants(entry)
+            except ValueError as exc:
+                raise ConfigError(f"invalid config: {where}: {exc}") from None
+            train = [self._attribution_features(method, fspec, "train", n) for n in self.names]
+            target = self._attribution_features(method, fspec, "target", samples, method.runtime(entry, context)
+                                                if method.kind == "similarity" else None)
+            for v in variants:
+                spec = {"method": method.name, "variant": v["spec"], "players": self.names,
+                        "properties": self.properties}
+                key = artifact_key("attribute", spec, {"train": train, "target": target, "scores": full_score})
+                if key in self.nodes:
+                    raise ConfigError(f"invalid config: {where} repeats an earlier attribution "
+                                      "(same method and options); remove one")
+                label = v["label"] if v["label"] not in labels else f"{v['label']}#{i}"
+                labels[label] = i
+                self.add("attribute", "attribute", spec, {"train": train, "target": target, "scores": full_score},
+                         lambda k: self.path("attributions", k), {"label": label})
+                self.attributions.append(Attribution(method.name, label, key))
+
+    def _attribution_features(self, method, fspec: dict, role: str, item, runtime=None) -> str:
+        """The features node of one contributor's items (`item` a name) or of the targets
+        (`item` a samples key)."""
+        gradient = fspec["kind"] == "gradient"
+        if role == "train":
+            items = (self.train_shards if gradient else self.shard_keys)[item]
+        else:
+            items = item
+        parents = {"model": self.full_key, "source": items} if gradient else {"source": items}
+        job = {"method": method.name, "role": role, "device": self.device, "threads": self.threads,
+               "batch_size": self.cfg["features"]["batch_size"], "method_runtime": runtime or {}}
+        if gradient:
+            job.update(family=self.family.name, family_runtime=self.family_runtime, memory_mb=2048,
+                       generate=self.generate_spec, encode_spec=self.family.encode_spec(self.model_spec))
+        key = self.add("attribution_features", "attribution_features", {**fspec, "role": role}, parents,
+                       lambda k: self.path("attributions", "features", f"{k}.npz"), job)
+        if gradient:
+            self.nodes[key].job.setdefault("scratch", self.scratch_dir(key))
+        return key
+
     def _members(self, row) -> tuple[str, ...]:
         return tuple(n for n, m in zip(self.names, row) if m)
 
@@ -536,8 +607,9 @@ class Plan:
         self.fidelity_estimators: list[Estimator] = []
         if "fidelity" in ev:
             self._add_fidelity(ev["fidelity"])
-        # Every estimate in the run; LDS and counterfactual judge them all.
+        # Every estimate and attribution in the run; LDS and counterfactual judge them all.
         self.methods = list({e.key: e for e in self.estimators + self.fidelity_estimators}.values())
+        self.methods += self.attributions
         if "lds" in ev:
             self._add_lds(ev["lds"])
         if "counterfactual" in ev:
@@ -637,7 +709,7 @@ class Plan:
         models = [self.init_key, *(self.model_key(self._members(first.masks[i]), first.strategy) for i in picks),
                   self.full_key]
         features = [self.nodes[self.score_key(m)].parents["features"] for m in models]
-        parents = {"values": [e.key for e in self.estimators],
+        parents = {"values": [e.key for e in self.estimators + self.attributions],
                    "samples": [self.nodes[f].parents["samples"] for f in features], **self.evaluations}
         self.summary_outputs = {"values": self.path("values.csv"), "samples": self.path("report", "samples.png")}
         for name in self.evaluations:
@@ -645,7 +717,7 @@ class Plan:
         self.summary_key = self.add(
             "summary", "summary", {"tables": sorted(self.summary_outputs)}, parents,
             lambda k: self.path("summary", f"{k}.json"),
-            {"outputs": self.summary_outputs, "labels": [e.label for e in self.estimators],
+            {"outputs": self.summary_outputs, "labels": [e.label for e in self.estimators + self.attributions],
              "members": [list(self.coalitions.get(m, self.names if m == self.full_key else ())) for m in models]},
         )
 
@@ -679,6 +751,8 @@ class Plan:
         if rule in ("init_model", "encode", "train_full", "prune", "fine_tune", "generate"):
             # Weights; gradients, Adam moments, EMA and checkpoint copies of what trains; activations.
             mem += 4 * (self.n_parameters + 5 * self.n_trainable) // 2**20 + 1500
+        if rule == "attribution_features":
+            mem += 4 * self.n_parameters // 2**20 + 2048 + 1500
         if rule in ("features", "reference_stats", "train_classifier"):
             mem += 2500 if "inception" in self.extractor_specs else 500
         return {"mem_mb": int(mem), "gpu": gpu}

@@ -295,6 +295,18 @@ def _evaluation(name: str):
     return run
 
 
+def attribution_features(job: dict, progress: bool = True) -> None:
+    from .attribution.jobs import features_job
+
+    features_job(job, progress)
+
+
+def attribute(job: dict, progress: bool = True) -> None:
+    from .attribution.jobs import attribute_job
+
+    attribute_job(job, progress)
+
+
 def summary(job: dict, progress: bool = True) -> None:
     from .summary import summary_job
 
@@ -317,6 +329,8 @@ STAGES = {
     "score": score,
     "coalition_sample": coalition_sample,
     "shapley_estimate": shapley_estimate,
+    "attribution_features": attribution_features,
+    "attribute": attribute,
     "fidelity": _evaluation("fidelity"),
     "lds": _evaluation("lds"),
     "removal_sets": _evaluation("removal_sets"),
@@ -324,5 +338,5 @@ STAGES = {
     "summary": summary,
 }
 # Jobs that only move tables and arrays do not import torch.
-NO_TORCH = {"prepare_shard", "prepare_data", "reference_data", "coalition_sample", "shapley_estimate", "fidelity",
+NO_TORCH = {"prepare_shard", "prepare_data", "reference_data", "coalition_sample", "shapley_estimate", "attribute", "fidelity",
             "lds", "removal_sets", "counterfactual", "summary"}

@@ -19,12 +19,13 @@ from .io import (CKPT_PATTERN, PARTIAL_PATTERN, CorruptArtifactError, is_sealed_
 # Folders under results/ whose entries are named by a key (or hold keyed files).
 KEYED = ("data", "data/shards", "data/encoded", "data/reference", "models/init", "models/full", "models/pruned", "models/classifier",
          "coalitions", "references", "designs", "values", "scratch", "summary", "evaluation/fidelity",
-         "evaluation/lds", "evaluation/removal", "evaluation/counterfactual")
+         "evaluation/lds", "evaluation/removal", "evaluation/counterfactual", "attributions",
+         "attributions/features")
 # Folders inside a keyed folder that hold a key's artifacts (coalitions/{key}/...).
 SUBFOLDERS = {"model", "samples", "features", "scores"}
 # Rules whose outputs are folders.
 FOLDER_RULES = {"init_model", "train_full", "prune", "fine_tune", "train_classifier", "shapley_estimate",
-                "fidelity", "lds", "counterfactual"}
+                "fidelity", "lds", "counterfactual", "attribute"}
 KEY_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -147,7 +148,8 @@ def status(plan, check_hash: bool = True, workdir: str | Path = ".") -> Status:
         st.strategies[plan.nodes[key].spec["strategy"]] += 1
         if state == "incomplete":
             st.incomplete.append((key, members, step))
-    for rule in ("generate", "features", "score", "shapley_estimate", "fidelity", "lds", "counterfactual"):
+    for rule in ("generate", "features", "score", "shapley_estimate", "attribution_features", "attribute", "fidelity",
+                 "lds", "counterfactual"):
         keys = plan.keys(rule)
         if keys or rule in ("generate", "features", "score", "shapley_estimate"):
             st.stages[rule] = (sum(states[k] == "done" for k in keys), len(keys))
@@ -155,7 +157,7 @@ def status(plan, check_hash: bool = True, workdir: str | Path = ".") -> Status:
     for path in incomplete_markers(workdir):
         node = by_path.get(os.path.normpath(os.path.join(workdir, path)))
         st.marked.append((node, path, states[node.key] if node else None))
-    for sub in ("data", "models", "coalitions", "references", "scratch", "values", "evaluation"):
+    for sub in ("data", "models", "coalitions", "references", "scratch", "values", "attributions", "evaluation"):
         st.disk[sub] = disk_usage(plan.results / sub) if (plan.results / sub).exists() else 0
     return st
 
@@ -200,7 +202,7 @@ def referenced(plan) -> set[Path]:
         p = Path(node.path)
         out.add(p)
         out.add(sidecar_of(p))
-        if node.rule in ("train_full", "prune", "fine_tune"):
+        if node.rule in ("train_full", "prune", "fine_tune", "attribution_features"):
             out.add(Path(plan.scratch_dir(node.key)))
     return out
 

@@ -42,3 +42,10 @@ def aggregate(item_scores: np.ndarray, sizes: list[int], how: str) -> np.ndarray
     if how == "mean":
         return np.stack([p.mean(-1) for p in parts], axis=-1)
     raise ValueError(f"unknown aggregate {how!r}; known: sum, mean")
+
+
+def timestep_grid(num_train_timesteps: int, k: int) -> list[int]:
+    """K uniform timesteps 0, T/K, ..., as D-TRAK takes them."""
+    if not 1 <= k <= num_train_timesteps:
+        raise ValueError(f"timesteps {k} must lie in 1 .. {num_train_timesteps} (the model's training timesteps)")
+    return [i * num_train_timesteps // k for i in range(k)]

@@ -24,15 +24,10 @@ import math
 import numpy as np
 import torch
 
+from .base import timestep_grid  # noqa: F401 (part of this module's interface)
+
 OUTPUTS = ("loss", "sq_norm", "mean")
 BLOCK_ENTRIES = 1 << 24  # entries per generated block of the projection matrix (64 MiB; changes the matrix)
-
-
-def timestep_grid(num_train_timesteps: int, k: int) -> list[int]:
-    """K uniform timesteps 0, T/K, ..., as D-TRAK takes them."""
-    if not 1 <= k <= num_train_timesteps:
-        raise ValueError(f"timesteps {k} must lie in 1 .. {num_train_timesteps} (the model's training timesteps)")
-    return [i * num_train_timesteps // k for i in range(k)]
 
 
 def fixed_noise(shape, seed: int, timesteps: list[int]) -> torch.Tensor:

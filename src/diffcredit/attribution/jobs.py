@@ -29,7 +29,7 @@ def features_job(job: dict, progress: bool = True) -> None:
         from ..devices import setup
 
         device = setup(job.get("device", "cpu"), job.get("threads", 1))
-        feats = method.embed(_uint8_images(inputs["items"]), spec, job.get("method_runtime", {}), device,
+        feats = method.embed(_uint8_images(inputs["source"]), spec, job.get("method_runtime", {}), device,
                              job["batch_size"])
         arrays = {"features": feats.astype(np.float16)[None]}
     else:
@@ -59,9 +59,9 @@ def _gradient_features(job: dict, progress: bool) -> dict:
     runtime = job.get("family_runtime") or {}
     model = family.load(verify_dir(inputs["model"]), runtime)
     if job["role"] == "train":
-        data = family.training_data([inputs["items"]])
+        data = family.training_data([inputs["source"]])
     else:
-        data = family.target_data(_uint8_images(inputs["items"]), job["generate"], job["encode_spec"], device,
+        data = family.target_data(_uint8_images(inputs["source"]), job["generate"], job["encode_spec"], device,
                                   job["batch_size"], runtime)
     data = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
     n_params = sum(p.numel() for p in family.trainable(model).values())

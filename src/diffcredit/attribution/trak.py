@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Method, aggregate
+from .base import Method, aggregate, timestep_grid
 from .linear import Kernel
 
 EXACT_LIMIT = 2**30  # bytes of unprojected features `projection_dim: auto` keeps exact
@@ -24,6 +24,8 @@ DEFAULT_DIM = 4096
 def projection_dim(entry: dict, context: dict):
     """The resolved projection dimension (None: exact features)."""
     dim = entry["projection_dim"]
+    if isinstance(dim, str) and dim != "auto" or isinstance(dim, int) and dim < 1:
+        raise ValueError(f"projection_dim {dim!r}: give a positive integer, null (exact gradients) or auto")
     size = 4 * context["n_items"] * context["n_trainable"]
     if dim == "auto":
         return None if size <= EXACT_LIMIT else DEFAULT_DIM
@@ -46,8 +48,6 @@ class GradientMethod(Method):
     options = ("timesteps", "projection_dim", "projection_seed", "lambda", "seeds", "aggregate")
 
     def featurizer(self, entry: dict, context: dict) -> dict:
-        from .gradients import timestep_grid
-
         timestep_grid(context["num_train_timesteps"], entry["timesteps"])
         return {"kind": "gradient", "output": self.output, "normalize": self.normalize, "residual": self.residual,
                 "timesteps": entry["timesteps"], "projection_dim": projection_dim(entry, context),
