@@ -244,3 +244,63 @@ def test_sd_lora_features_cover_only_the_adapter(tmp_path):
     assert out.shape == (1, 3, n_lora)
     assert n_lora < sum(p.numel() for p in model.net.parameters()) / 5
     assert np.abs(out).sum(axis=2).min() > 0
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def attribution_plan(tmp_path, entries, **override):
+    from conftest import REPO, TINY
+
+    from diffcredit.config import deep_update, load_yaml
+    from diffcredit.plan import Plan
+
+    cfg = deep_update(deep_update(load_yaml(REPO / "config.yaml"), load_yaml(TINY)), override)
+    cfg["attributions"] = entries
+    cfg["results"] = str(tmp_path / "results")
+    return Plan(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def test_methods_reading_the_same_features_share_them(tmp_path):
+    plan = attribution_plan(tmp_path, [{"method": "trak"}, {"method": "relative_if"}, {"method": "dtrak"},
+                                       {"method": "pixel_similarity"}])
+    feats = plan.keys("attribution_features")
+    assert len(feats) == 3 * (plan.n + 1)  # trak's features serve relative_if too
+    assert [a.label for a in plan.attributions] == ["trak", "relative_if", "dtrak", "pixel_similarity-mean",
+                                                    "pixel_similarity-max"]
+    assert {a.key for a in plan.attributions} <= set(plan.nodes[plan.evaluations.get("lds", plan.summary_key)]
+                                                     .parents["values"])
+    # gradient features are of the full model; similarity needs no model
+    for k in feats:
+        node = plan.nodes[k]
+        assert node.parents.get("model") == (plan.full_key if node.spec["kind"] == "gradient" else None)
+
+
+def test_adding_a_contributor_adds_one_similarity_shard_and_the_targets(tmp_path):
+    entries = [{"method": "pixel_similarity"}]
+    before = attribution_plan(tmp_path, entries, data={"classes": [0, 1, 2, 3]})
+    after = attribution_plan(tmp_path, entries, data={"classes": [0, 1, 2, 3, 4]})
+    new = set(after.keys("attribution_features")) - set(before.keys("attribution_features"))
+    roles = sorted(after.nodes[k].spec["role"] for k in new)
+    assert roles == ["target", "train"]  # digit4's images, and the new full model's samples
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"method": "clip_similarity"}, "needs a CLIP model"),
+    ({"method": "trak", "projection_dim": "small"}, "projection_dim 'small'"),
+    ({"method": "dtrak", "timesteps": 1000}, "timesteps 1000 must lie in 1 .. 100"),
+    ({"method": "trak", "lambda": -1}, "attributions.0.lambda"),
+    ({"method": "tracin"}, "attributions.0.method"),
+])
+def test_bad_attribution_settings_are_refused_before_any_job(tmp_path, entry, message):
+    from diffcredit.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        attribution_plan(tmp_path, [entry])
+
+
+def test_a_repeated_attribution_is_refused(tmp_path):
+    from diffcredit.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"attributions\[1\] \(trak\) repeats"):
+        attribution_plan(tmp_path, [{"method": "trak"}, {"method": "trak", "timesteps": 10}])

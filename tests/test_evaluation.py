@@ -145,6 +145,10 @@ def test_lds_subsets_more_than_exist_are_refused(tmp_path):
 
 EVAL = {
     "estimators": [{"method": "exact", "budget": 14, "n_boot": 50}],
+    "attributions": [{"method": "trak", "timesteps": 4}, {"method": "dtrak", "timesteps": 4, "lambda": [0.01, 0.1]},
+                     {"method": "das", "timesteps": 4, "projection_dim": 32, "seeds": [0, 1]},
+                     {"method": "relative_if", "timesteps": 4}, {"method": "renormalized_if", "timesteps": 4},
+                     {"method": "pixel_similarity"}],
     "evaluations": {"fidelity": {"strategies": ["sft", "ft"], "budget": 8, "retrain_replicates": 2},
                     "lds": {"subsets": 6, "alpha": 0.5, "seeds": [0, 1]},
                     "counterfactual": {"fraction": 0.25, "seeds": [0, 1]}},
@@ -172,8 +176,8 @@ def test_evaluation_tables_match_an_independent_computation(eval_run, monkeypatc
             "properties"][prop]["value"]
 
     values = pd.read_csv(res / "values.csv")
-    assert values["method"].unique().tolist() == ["exact"]
-    exact = values.set_index("contributor")["value"]
+    assert values["method"].unique().tolist() == ["exact", *(a.label for a in plan.attributions)]
+    exact = values[values["method"] == "exact"].set_index("contributor")["value"]
     # LDS of the exact Shapley values (sFT), by hand.
     lds = pd.read_csv(res / "evaluation" / "lds.csv")
     masks = ev.sample_subsets(plan.n, 0.5, 6, 0)
@@ -185,6 +189,8 @@ def test_evaluation_tables_match_an_independent_computation(eval_run, monkeypatc
     row = lds[lds["method"] == plan.estimators[0].label].iloc[0]
     assert row["lds"] == pytest.approx(np.mean(per_seed))
     assert set(lds["method"]) == {e.label for e in plan.methods}
+    assert {"trak", "dtrak-lambda0.01", "dtrak-lambda0.1", "das", "relative_if", "renormalized_if",
+            "pixel_similarity-mean", "pixel_similarity-max"} <= set(lds["method"])
     # Fidelity of sft: the property per coalition and the values against retrain's.
     fid = pd.read_csv(res / "evaluation" / "fidelity.csv").set_index("strategy")
     est = next(e for e in plan.fidelity_estimators if e.strategy == "sft")
@@ -279,3 +285,25 @@ def test_report_holds_the_values_and_evaluations(eval_run, tmp_path, monkeypatch
     for name in ("samples.png", "class_entropy.png", "fidelity_class_entropy.png", "counterfactual_class_entropy.png"):
         assert _embedded(html, name)[:4] == b"\x89PNG"
     assert "honest intervals" in html  # the captions say how to read them
+
+
+@pytest.mark.workflow
+def test_attribution_credits_match_their_features(eval_run, monkeypatch):
+    """TRAK's credits in values.csv, recomputed from the feature files with a direct inverse;
+    DAS's intervals come from its two noise seeds."""
+    work, cfg = eval_run
+    monkeypatch.chdir(work)
+    plan = load_plan(REPO, [TINY, cfg])
+    values = pd.read_csv(work / "results-tiny" / "values.csv")
+    node = plan.node(next(a.key for a in plan.attributions if a.label == "trak"))
+    feats = [np.load(plan.nodes[k].path)["features"][0].astype(np.float64) for k in node.parents["train"]]
+    phi, target = np.concatenate(feats), np.load(plan.nodes[node.parents["target"]].path)["features"][0]
+    lam = 0.01 * (phi ** 2).sum() / len(phi)
+    # (Phi^T Phi + lam I)^-1 Phi^T = Phi^T (Phi Phi^T + lam I)^-1: here far more parameters than items.
+    tau = target.astype(np.float64).mean(0) @ phi.T @ np.linalg.inv(phi @ phi.T + lam * np.eye(len(phi)))
+    bounds = np.cumsum([0, *(len(f) for f in feats)])
+    want = [tau[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:])]
+    got = values[values["method"] == "trak"].set_index("contributor").loc[plan.names, "credit"]
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    das = values[values["method"] == "das"]
+    assert (das["credit"] >= 0).all() and (das["ci_low"] < das["ci_high"]).all()

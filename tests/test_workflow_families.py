@@ -33,10 +33,15 @@ def test_ldm_end_to_end(tmp_path):
                   "block_out_channels": [16, 32], "norm_num_groups": 8, "num_train_timesteps": 100},
         "properties": ["diversity_entropy"],
         "features": {"blip": {"model": str(blip_model(tmp_path / "blip"))}, "diversity": {"k": 4}},
+        "attributions": [{"method": "trak", "timesteps": 4}, {"method": "dtrak", "timesteps": 4},
+                         {"method": "das", "timesteps": 4, "projection_dim": 16}, {"method": "pixel_similarity",
+                                                                                  "reduce": "max"}],
     })
     run(tmp_path, configs=[cfg])
     v = values(tmp_path)
-    assert sorted(v["contributor"]) == ["c0", "c1", "c2"] and set(v["property"]) == {"diversity_entropy"}
+    assert sorted(set(v["contributor"])) == ["c0", "c1", "c2"] and set(v["property"]) == {"diversity_entropy"}
+    assert set(v["method"]) == {"leverage", "trak", "dtrak", "das", "pixel_similarity"}
+    assert np.isfinite(v["credit"]).all()
     # Latents were encoded once per contributor and the samples decoded to images.
     encoded = sorted((tmp_path / "results" / "data" / "encoded").glob("*.npz"))
     assert len(encoded) == 3
@@ -61,10 +66,14 @@ def test_sd_lora_end_to_end_and_a_changed_caption(tmp_path):
         "features": {"clip": {"model": str(clip_model(tmp_path / "clip"))},
                      "aesthetic": {"head": str(aesthetic_head(tmp_path / "head.pth"))},
                      "diversity": {"encoder": "clip", "k": 4}},
+        "attributions": [{"method": "dtrak", "timesteps": 2}, {"method": "das", "timesteps": 2},
+                         {"method": "clip_similarity", "reduce": "mean"}],
     })
     run(tmp_path, configs=[cfg])
     v = values(tmp_path)
     assert set(v["property"]) == {"aesthetic", "aesthetic_q90", "diversity_entropy"}
+    assert set(v["method"]) == {"leverage", "dtrak", "das", "clip_similarity"}
+    assert np.isfinite(v["credit"]).all()
     assert sorted(set(v["contributor"])) == ["degas", "manet", "monet"]
     # Coalition models are adapters (safetensors + peft config), never a copy of the UNet.
     models = list((tmp_path / "results" / "coalitions").glob("*/model"))

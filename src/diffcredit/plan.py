@@ -559,9 +559,9 @@ class Plan:
                 variants = method.variants(entry)
             except ValueError as exc:
                 raise ConfigError(f"invalid config: {where}: {exc}") from None
-            train = [self._attribution_features(method, fspec, "train", n) for n in self.names]
-            target = self._attribution_features(method, fspec, "target", samples, method.runtime(entry, context)
-                                                if method.kind == "similarity" else None)
+            runtime = method.runtime(entry, context) if method.kind == "similarity" else None
+            train = [self._attribution_features(method, fspec, "train", n, runtime) for n in self.names]
+            target = self._attribution_features(method, fspec, "target", samples, runtime)
             for v in variants:
                 spec = {"method": method.name, "variant": v["spec"], "players": self.names,
                         "properties": self.properties}

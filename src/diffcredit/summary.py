@@ -77,9 +77,15 @@ def print_summary(plan, stream=None) -> None:
     for (method, shrink, scheme, budget, strategy, prop), t in table.groupby(groups, sort=False):
         better = "higher" if bool(t["higher_is_better"].iloc[0]) else "lower"
         shrunk = ", shrunk toward the equal split" if shrink else ""
-        print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions ({strategy}){shrunk}:",
-              file=stream)
-        print(t.sort_values("rank")[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=stream)
+        if scheme == "attribution":
+            print(f"\n{prop} ({better} is better), {method} attribution of the full model (its own units):",
+                  file=stream)
+            shown, fmt = (cols if t["ci_low"].notna().any() else ["contributor", "value", "rank"]), "{:.4g}"
+        else:
+            print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions ({strategy}){shrunk}:",
+                  file=stream)
+            shown, fmt = cols, "{:.4f}"
+        print(t.sort_values("rank")[shown].to_string(index=False, float_format=fmt.format), file=stream)
     for est in plan.estimators:
         print(f"plots: {plan.values_dir(est)}/", file=stream)
     shortcuts = sorted({e.strategy for e in plan.estimators} - {"retrain"})

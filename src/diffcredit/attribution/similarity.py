@@ -74,7 +74,7 @@ class ClipSimilarity(SimilarityMethod):
         from ..extractors import get_extractor
 
         clip = context["cfg"]["features"].get("clip")
-        if not clip:
+        if not (clip or {}).get("model"):
             raise ValueError("clip_similarity needs a CLIP model: set features.clip.model (a local folder or hub id)")
         return {"kind": "similarity", "embedding": "clip",
                 "clip": get_extractor("clip").resolve(clip, {}, context.get("cache"))}
