@@ -60,6 +60,16 @@ class Projector:
         return out
 
 
+def plain_attention(net) -> None:
+    """Attention as explicit matmuls: vmap has no batching rule for the fused CPU kernel
+    (it falls back to a slow loop over items)."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor
+
+    for module in net.modules():
+        if isinstance(module, Attention):
+            module.set_processor(AttnProcessor())
+
+
 class _Predict(torch.nn.Module):
     """The family's prediction as a module over the network, for torch.func.functional_call."""
 
@@ -82,10 +92,7 @@ class GradientFeaturizer:
             raise ValueError(f"unknown output {spec['output']!r}; known: {OUTPUTS}")
         self.family, self.model, self.spec, self.device = family, model, spec, device
         model.net.to(device).eval()
-        if hasattr(model.net, "set_attn_processor"):  # plain attention: vmap has no rule for the fused kernels
-            from diffusers.models.attention_processor import AttnProcessor
-
-            model.net.set_attn_processor(AttnProcessor())
+        plain_attention(model.net)
         self.trainable = family.trainable(model)
         self.names = list(self.trainable)
         self.n_params = sum(p.numel() for p in self.trainable.values())
