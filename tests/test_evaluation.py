@@ -255,7 +255,8 @@ def test_switching_configs_rewrites_the_fixed_name_tables(eval_run, tmp_path):
     assert pd.read_csv(values)["method"].unique().tolist() == ["leverage"]
     assert planned(copy, configs=[cfg]) == {"summary": 1, "all": 1}
     run(copy, configs=[cfg])
-    assert pd.read_csv(values)["method"].unique().tolist() == ["exact"]
+    assert pd.read_csv(values)["method"].unique().tolist()[0] == "exact"
+    assert "leverage" not in set(pd.read_csv(values)["method"])
     assert planned(copy, configs=[cfg]) == {}
 
 
@@ -280,6 +281,10 @@ def test_report_holds_the_values_and_evaluations(eval_run, tmp_path, monkeypatch
         got = table[table["method"] == est.method].reset_index(drop=True)
         np.testing.assert_array_equal(got["value"].to_numpy(), want["value"].to_numpy())
         assert got["contributor"].tolist() == want["contributor"].tolist()
+    for att in plan.attributions:  # and every attribution baseline's
+        want = pd.read_parquet(os.path.join(plan.nodes[att.key].path, "values.parquet"))
+        got = table[table["method"] == att.label].reset_index(drop=True)
+        np.testing.assert_allclose(got["value"].to_numpy(), want["value"].to_numpy(), rtol=1e-12)
     for name in ("lds.csv", "fidelity.csv", "counterfactual.csv"):
         assert _embedded(html, name) == (work / "results-tiny" / "evaluation" / name).read_bytes()
     for name in ("samples.png", "class_entropy.png", "fidelity_class_entropy.png", "counterfactual_class_entropy.png"):

@@ -248,7 +248,8 @@ def score(job: dict, progress: bool = True) -> None:
 
     inputs = job["inputs"]
     feats = _grouped(_read_npz(inputs["features"]))
-    refs = {role.removeprefix("reference_"): _read_npz(p) for role, p in inputs.items() if role.startswith("reference_")}
+    refs = {role.removeprefix("reference_"): _read_npz(p)
+            for role, p in inputs.items() if role.startswith("reference_")}
     names = job["spec"]["properties"]
     options = job["spec"]["options"]
     values = compute_all(names, feats, refs, options)
@@ -338,5 +339,5 @@ STAGES = {
     "summary": summary,
 }
 # Jobs that only move tables and arrays do not import torch.
-NO_TORCH = {"prepare_shard", "prepare_data", "reference_data", "coalition_sample", "shapley_estimate", "attribute", "fidelity",
-            "lds", "removal_sets", "counterfactual", "summary"}
+NO_TORCH = {"prepare_shard", "prepare_data", "reference_data", "coalition_sample", "shapley_estimate", "attribute",
+            "fidelity", "lds", "removal_sets", "counterfactual", "summary"}

@@ -63,7 +63,8 @@ class PixelSimilarity(SimilarityMethod):
         x = torch.from_numpy(np.ascontiguousarray(images)).float().div(127.5).sub(1.0)
         side = max(x.shape[-2:])
         if side > spec["max_side"]:
-            x = F.adaptive_avg_pool2d(x, (x.shape[-2] * spec["max_side"] // side, x.shape[-1] * spec["max_side"] // side))
+            m = spec["max_side"]
+            x = F.adaptive_avg_pool2d(x, (x.shape[-2] * m // side, x.shape[-1] * m // side))
         return unit_rows(x.numpy())
 
 
