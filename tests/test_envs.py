@@ -43,3 +43,11 @@ def test_every_rule_names_an_existing_env():
         assert len(envs) == len(rules), f"{smk.name}: every rule needs a conda env"
         for env in envs:
             assert (smk.parent / env).resolve().is_file(), env
+
+
+def test_the_slurm_profile_gives_every_rule_a_wall_time():
+    rules = set()
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        rules |= set(re.findall(r"^(?:rule|checkpoint) (\w+):", path.read_text(), re.M))
+    listed = set(yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())["set-resources"])
+    assert rules - {"all"} == listed
