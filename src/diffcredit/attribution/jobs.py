@@ -73,23 +73,17 @@ def _gradient_features(job: dict, progress: bool) -> dict:
                      residual=spec["residual"])
 
 
-def _read(path: str) -> dict:
-    from ..io import verify_file
-
-    with np.load(verify_file(path)) as z:
-        return {k: z[k] for k in z.files}
-
-
 def attribute_job(job: dict, progress: bool = True) -> None:
     """values.parquet / values.csv in the estimators' format, and a bar chart per property."""
     from ..evaluation import t_interval
     from ..io import atomic_dir, read_json, verify_file
     from ..report import plot_values
+    from ..stages import _read_npz as read
     from . import get_method
 
     spec, inputs = job["spec"], job["inputs"]
     method = get_method(spec["method"])
-    credits = method.scores([_read(p) for p in inputs["train"]], _read(inputs["target"]), spec["variant"])
+    credits = method.scores([read(p) for p in inputs["train"]], read(inputs["target"]), spec["variant"])
     players = spec["players"]
     props = read_json(verify_file(inputs["scores"]))["properties"]
     tables = []
