@@ -132,6 +132,19 @@ def test_a_subset_equal_to_a_design_coalition_is_one_artifact(tmp_path):
     assert counts["init_model"] == 2 and counts["lds"] == 1 and counts["fidelity"] == 1
 
 
+def test_counterfactual_judges_only_the_methods_named(tmp_path):
+    ests = [{"method": "exact", "budget": 14}, {"method": "loo", "n_boot": 0}]
+    every = _plan(tmp_path, {"estimators": ests, "evaluations": {"counterfactual": {"fraction": 0.5}}})
+    some = _plan(tmp_path, {"estimators": ests, "evaluations": {"counterfactual": {"fraction": 0.5,
+                                                                                   "methods": ["loo-loo-32-sft"]}}})
+    for plan, labels in ((every, ["exact-exact-14-sft", "loo-loo-32-sft"]), (some, ["loo-loo-32-sft"])):
+        node = plan.nodes[plan.nodes[plan.evaluations["counterfactual"]].parents["removal"]]
+        assert node.job["labels"] == labels
+        assert node.parents["values"] == [e.key for e in plan.methods if e.label in labels]
+    with pytest.raises(Exception, match=r"counterfactual.methods: \['trak'\] are not methods of this run"):
+        _plan(tmp_path, {"estimators": ests, "evaluations": {"counterfactual": {"methods": ["trak"]}}})
+
+
 @pytest.mark.workflow
 def test_lds_subsets_more_than_exist_are_refused(tmp_path):
     path = write_config(tmp_path / "bad.yaml", {"evaluations": {"lds": {"subsets": 7, "alpha": 0.5}}})

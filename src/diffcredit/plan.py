@@ -661,11 +661,19 @@ class Plan:
         )
 
     def _add_counterfactual(self, c: dict) -> None:
-        labels = {"labels": [e.label for e in self.methods]}
+        methods = self.methods
+        if c.get("methods"):
+            known = {e.label: e for e in self.methods}
+            unknown = [m for m in c["methods"] if m not in known]
+            if unknown:
+                raise ConfigError(f"invalid config: evaluations.counterfactual.methods: {unknown} are not methods "
+                                  f"of this run; known: {sorted(known)}")
+            methods = [known[m] for m in c["methods"]]
+        labels = {"labels": [e.label for e in methods]}
         removal = self.add(
             "removal_sets", "removal_sets",
             {"fraction": c["fraction"], "players": self.names, "properties": self.properties},
-            {"values": [e.key for e in self.methods]}, lambda k: self.path("evaluation", "removal", f"{k}.json"),
+            {"values": [e.key for e in methods]}, lambda k: self.path("evaluation", "removal", f"{k}.json"),
             labels,
         )
         # The checkpoint runs after the other evaluations: Snakemake 9 updating the DAG after a
