@@ -68,6 +68,28 @@ def test_lds_of_an_additive_game_against_a_hand_computation():
     assert exact["lds"] == pytest.approx(100.0)
 
 
+def test_lds_subset_interval_matches_scipy_bootstrap():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    predicted = rng.normal(size=40)
+    actual = np.stack([predicted + rng.normal(scale=1.0, size=40) for _ in range(2)], axis=1)
+    low, high = ev.subset_bootstrap(predicted, actual, n_boot=4000, seed=0)
+
+    def statistic(i):
+        i = i.astype(int)
+        return 100 * np.mean([stats.spearmanr(predicted[i], actual[i, j])[0] for j in range(2)])
+
+    ref = stats.bootstrap((np.arange(40.0),), statistic, vectorized=False, n_resamples=4000,
+                          method="percentile", random_state=1).confidence_interval
+    assert low == pytest.approx(ref.low, abs=2.5) and high == pytest.approx(ref.high, abs=2.5)
+    assert low < 100 * np.mean([stats.spearmanr(predicted, actual[:, j])[0] for j in range(2)]) < high
+    # More subsets, a narrower interval; too few, none.
+    wide = ev.subset_bootstrap(predicted[:10], actual[:10], n_boot=4000)
+    assert wide[1] - wide[0] > high - low
+    assert np.isnan(ev.subset_bootstrap(predicted[:2], actual[:2])).all()
+
+
 def test_value_comparison_and_interval_coverage():
     s = pd.DataFrame({"contributor": list("abcd"), "value": [1.0, 2.0, 3.0, 4.0],
                       "ci_low": [0.5, 1.9, 2.0, 4.5], "ci_high": [1.5, 2.1, 4.0, 5.0]})

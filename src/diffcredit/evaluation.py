@@ -2,7 +2,8 @@
 
 - LDS (linear datamodeling score): random alpha-fraction subsets of contributors are
   retrained; per retrain seed, the Spearman correlation (x 100) between the sum of a
-  subset's values and the retrained property; the mean over seeds with a t interval.
+  subset's values and the retrained property; the mean over seeds with a t interval, and a
+  bootstrap interval over the subsets.
 - Fidelity: one design's coalitions under a cheap strategy (sft, ft, ga) and under
   retrain: agreement of the property and of the Shapley values, the share of retrain
   values inside the strategy's reported intervals, and the cost ratio.
@@ -84,12 +85,15 @@ def spearman(a, b) -> float:
 # ---------------------------------------------------------------- LDS
 
 
-def lds(values: pd.DataFrame, masks: np.ndarray, actual: np.ndarray, players: list[str]) -> dict:
+def lds(values: pd.DataFrame, masks: np.ndarray, actual: np.ndarray, players: list[str],
+        n_boot: int = 2000, seed: int = 0) -> dict:
     """LDS of one method on one property.
 
     values: rows (contributor, value) of the method; masks: (S, n) subsets over `players`;
     actual: (S, n_seeds) the retrained property. The prediction of a subset is the sum
     of its members' values (the additive model; v(empty) shifts every prediction alike).
+    ci_low/ci_high: t interval over seeds (retraining noise); subset_ci_low/high: percentile
+    bootstrap over the subsets (which subsets were drawn), seeds averaged in each resample.
     """
     v = values.set_index("contributor")["value"].reindex(players).to_numpy(dtype=float)
     if np.isnan(v).any():
@@ -97,7 +101,35 @@ def lds(values: pd.DataFrame, masks: np.ndarray, actual: np.ndarray, players: li
     predicted = masks.astype(float) @ v
     per_seed = np.array([100 * spearman(predicted, actual[:, j]) for j in range(actual.shape[1])])
     mean, low, high = t_interval(per_seed)
-    return {"lds": mean, "ci_low": low, "ci_high": high, "per_seed": per_seed.tolist(), "predicted": predicted}
+    boot = subset_bootstrap(predicted, actual, n_boot, seed)
+    return {"lds": mean, "ci_low": low, "ci_high": high, "per_seed": per_seed.tolist(), "predicted": predicted,
+            "subset_ci_low": boot[0], "subset_ci_high": boot[1]}
+
+
+def subset_bootstrap(predicted: np.ndarray, actual: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the seed-mean Spearman x 100 over subsets resampled with
+    replacement (resamples where a side is constant are dropped)."""
+    from scipy import stats
+
+    s = len(predicted)
+    if s < 3 or n_boot < 1:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng([seed, s]).integers(0, s, size=(n_boot, s))
+
+    def rho(a, b):  # row-wise Pearson of (B, S) rank arrays
+        a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+        den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, (a * b).sum(1) / den, np.nan)
+
+    rp = stats.rankdata(predicted[idx], axis=1)
+    draws = 100 * np.mean([rho(rp, stats.rankdata(actual[idx, j], axis=1)) for j in range(actual.shape[1])], axis=0)
+    draws = draws[np.isfinite(draws)]
+    if len(draws) < n_boot / 2:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 # ---------------------------------------------------------------- fidelity
@@ -152,7 +184,8 @@ def removal_sets(values: pd.DataFrame, fraction: float, players: list[str]) -> l
     for (method, prop), t in values.groupby(["method", "property"], sort=False):
         t = t.assign(_pos=t["contributor"].map(order)).sort_values(["credit", "_pos"], ascending=[False, True])
         names = t["contributor"].tolist()
-        out.append({"method": method, "property": prop, "direction": "top", "removed": sorted(names[:k], key=order.get)})
+        out.append({"method": method, "property": prop, "direction": "top",
+                    "removed": sorted(names[:k], key=order.get)})
         out.append({"method": method, "property": prop, "direction": "bottom",
                     "removed": sorted(names[-k:], key=order.get)})
     return out
@@ -250,8 +283,8 @@ def _labelled(paths, labels) -> pd.DataFrame:
 
 
 def lds_job(job: dict) -> None:
-    """lds.csv (method, property, alpha, lds, ci_low, ci_high, n_subsets, n_seeds), the
-    per-subset predictions and one plot per property."""
+    """lds.csv (method, property, alpha, lds, ci_low, ci_high, subset_ci_low, subset_ci_high,
+    n_subsets, n_seeds), the per-subset predictions and one plot per property."""
     from .io import atomic_dir
 
     spec, inputs = job["spec"], job["inputs"]
@@ -267,7 +300,8 @@ def lds_job(job: dict) -> None:
             for method in job["labels"]:
                 r = lds(values[(values["method"] == method) & (values["property"] == prop)], masks, actual, players)
                 rows.append({"method": method, "property": prop, "alpha": alpha, "lds": r["lds"],
-                             "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n_subsets": len(masks),
+                             "ci_low": r["ci_low"], "ci_high": r["ci_high"], "subset_ci_low": r["subset_ci_low"],
+                             "subset_ci_high": r["subset_ci_high"], "n_subsets": len(masks),
                              "n_seeds": len(seeds), "per_seed": " ".join(f"{x:.2f}" for x in r["per_seed"])})
                 for j, seed in enumerate(seeds):
                     preds.append(pd.DataFrame({"method": method, "property": prop, "alpha": alpha, "seed": seed,

@@ -33,7 +33,7 @@ STAGE_VERSIONS = {
     "attribution_features": 1,
     "attribute": 1,
     "fidelity": 1,
-    "lds": 1,
+    "lds": 2,
     "removal_sets": 1,
     "counterfactual": 1,
     "summary": 1,
