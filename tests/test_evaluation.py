@@ -158,8 +158,8 @@ def test_counterfactual_judges_only_the_methods_named(tmp_path):
     ests = [{"method": "exact", "budget": 14}, {"method": "loo", "n_boot": 0}]
     every = _plan(tmp_path, {"estimators": ests, "evaluations": {"counterfactual": {"fraction": 0.5}}})
     some = _plan(tmp_path, {"estimators": ests, "evaluations": {"counterfactual": {"fraction": 0.5,
-                                                                                   "methods": ["loo-loo-32-sft"]}}})
-    for plan, labels in ((every, ["exact-exact-14-sft", "loo-loo-32-sft"]), (some, ["loo-loo-32-sft"])):
+                                                                                   "methods": ["loo-loo-4-sft"]}}})
+    for plan, labels in ((every, ["exact-exact-14-sft", "loo-loo-4-sft"]), (some, ["loo-loo-4-sft"])):
         node = plan.nodes[plan.nodes[plan.evaluations["counterfactual"]].parents["removal"]]
         assert node.job["labels"] == labels
         assert node.parents["values"] == [e.key for e in plan.methods if e.label in labels]

@@ -76,7 +76,8 @@ class Estimator:
     @property
     def label(self) -> str:
         rep = f"-seed+{self.replicate}" if self.replicate else ""
-        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{self.budget}-{self.strategy}{rep}"
+        size = len(self.masks)  # the budget, or the fixed size of a loo / exact design
+        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{size}-{self.strategy}{rep}"
 
 
 
