@@ -207,15 +207,19 @@ def plot_lds(pred: pd.DataFrame, path, title: str) -> None:
     """Predicted (sum of values) vs retrained property, one panel per method, seeds as colours."""
     plt = _plt()
     methods = list(dict.fromkeys(pred["method"]))
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.4), squeeze=False)
-    for ax, method in zip(axes[0], methods):
+    cols = min(len(methods), 4)
+    rows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(methods):]:
+        ax.axis("off")
+    for ax, method in zip(axes.flat, methods):
         t = pred[pred["method"] == method]
         for seed, ts in t.groupby("seed"):
             ax.scatter(ts["predicted"], ts["actual"], s=12, alpha=0.7, label=f"seed {seed}")
         ax.set_title(method, fontsize=8)
-        ax.set_xlabel("sum of the subset's values")
-        ax.set_ylabel("retrained property")
-    axes[0][0].legend(fontsize=7)
+        ax.set_xlabel("sum of the subset's values", fontsize=7)
+        ax.set_ylabel("retrained property", fontsize=7)
+    axes.flat[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
