@@ -16,6 +16,7 @@ from conftest import TINY, planned, run, snakemake, write_config
 
 from diffcredit import evaluation as ev
 from diffcredit.status import load_plan
+from diffcredit.summary import print_lds, print_summary
 
 REPO = TINY.parents[1]
 
@@ -88,6 +89,23 @@ def test_lds_subset_interval_matches_scipy_bootstrap():
     wide = ev.subset_bootstrap(predicted[:10], actual[:10], n_boot=4000)
     assert wide[1] - wide[0] > high - low
     assert np.isnan(ev.subset_bootstrap(predicted[:2], actual[:2])).all()
+
+
+def test_one_seed_lds_prints_the_subset_interval():
+    rng = np.random.default_rng(0)
+    masks = ev.sample_subsets(6, 0.5, 12, 0)
+    players = [f"p{i}" for i in range(6)]
+    w = rng.normal(size=6)
+    r = ev.lds(pd.DataFrame({"contributor": players, "value": w}), masks,
+               (masks @ w + rng.normal(size=12))[:, None], players)
+    assert np.isnan(r["ci_low"]) and r["subset_ci_low"] < r["lds"] < r["subset_ci_high"]
+    table = pd.DataFrame([{"method": "m", "property": "q", "alpha": 0.5, "n_subsets": 12, "n_seeds": 1,
+                           **{k: r[k] for k in ("lds", "ci_low", "ci_high", "subset_ci_low", "subset_ci_high")}}])
+    out = io.StringIO()
+    print_lds(table, out)
+    assert "95% interval over the subsets (one seed)" in out.getvalue()
+    assert out.getvalue().splitlines()[-1].split()[3:] == [
+        f"{r[k]:.1f}" for k in ("lds", "subset_ci_low", "subset_ci_high")]
 
 
 def test_value_comparison_and_interval_coverage():
@@ -223,6 +241,11 @@ def test_evaluation_tables_match_an_independent_computation(eval_run, monkeypatc
         per_seed.append(100 * pd.Series(pred).corr(pd.Series(actual), method="spearman"))
     row = lds[lds["method"] == plan.estimators[0].label].iloc[0]
     assert row["lds"] == pytest.approx(np.mean(per_seed))
+    out = io.StringIO()
+    print_summary(plan, out)
+    assert "LDS x 100 on 6 retrained subsets, 95% interval over 2 seeds" in out.getvalue()
+    line = next(x for x in out.getvalue().splitlines() if x.split()[:2] == [row["method"], prop])
+    assert line.split()[3:] == [f"{row[c]:.1f}" for c in ("lds", "ci_low", "ci_high")]
     assert set(lds["method"]) == {e.label for e in plan.methods}
     assert {"trak", "dtrak-lambda0.01", "dtrak-lambda0.1", "das", "relative_if", "renormalized_if",
             "pixel_similarity-mean", "pixel_similarity-max"} <= set(lds["method"])

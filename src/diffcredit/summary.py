@@ -103,7 +103,21 @@ def print_summary(plan, stream=None) -> None:
         for r in f[f["coverage"] < 0.9].itertuples():
             print(f"warning: {r.strategy}'s 95% intervals of {r.property} hold {r.coverage:.0%} of the retrained "
                   f"values; they must be {r.interval_scale:.1f}x wider to hold 95%", file=stream)
+    lds = plan.summary_outputs.get("lds")
+    if lds and Path(lds).is_file():
+        print_lds(pd.read_csv(lds), stream)
     for name, out in plan.summary_outputs.items():
         if name not in ("values", "samples"):
             print(f"{name}: {out}", file=stream)
     print(f"table: {path}", file=stream)
+
+
+def print_lds(t: pd.DataFrame, stream) -> None:
+    """lds.csv's scores with the interval over seeds, or over the subsets for one seed."""
+    seeds = int(t["n_seeds"].max())
+    low, high = ("ci_low", "ci_high") if seeds > 1 else ("subset_ci_low", "subset_ci_high")
+    over = f"{seeds} seeds" if seeds > 1 else "the subsets (one seed)"
+    print(f"\nLDS x 100 on {int(t['n_subsets'].max())} retrained subsets, 95% interval over {over}:", file=stream)
+    t = t.rename(columns={low: "low", high: "high"})
+    print(t[["method", "property", "alpha", "lds", "low", "high"]].to_string(
+        index=False, float_format=lambda v: f"{v:.1f}"), file=stream)
