@@ -185,6 +185,17 @@ def test_counterfactual_judges_only_the_methods_named(tmp_path):
         _plan(tmp_path, {"estimators": ests, "evaluations": {"counterfactual": {"methods": ["trak"]}}})
 
 
+def test_every_judged_estimate_has_its_own_label(tmp_path):
+    two = [{"method": "stratified", "budget": 12}, {"method": "stratified", "budget": 12, "seed": 1}]
+    seeds = _plan(tmp_path, {"estimators": two, "evaluations": {"lds": {"subsets": 4, "alpha": 0.5}}})
+    assert [e.label for e in seeds.methods] == ["stratified-stratified-12-sft",
+                                                "stratified-stratified-12-design-seed1-sft"]
+    same = [{"method": "loo", "n_boot": 0}, {"method": "loo", "n_boot": 0, "budget": 10}]
+    with pytest.raises(Exception, match=r"evaluations: estimators \['loo-loo-4-sft'\] appear twice"):
+        _plan(tmp_path, {"estimators": same, "evaluations": {"lds": {"subsets": 4, "alpha": 0.5}}})
+    assert len(_plan(tmp_path, {"estimators": same}).estimators) == 2  # no evaluation, no table to confuse
+
+
 @pytest.mark.workflow
 def test_lds_subsets_more_than_exist_are_refused(tmp_path):
     path = write_config(tmp_path / "bad.yaml", {"evaluations": {"lds": {"subsets": 7, "alpha": 0.5}}})

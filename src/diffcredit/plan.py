@@ -76,8 +76,9 @@ class Estimator:
     @property
     def label(self) -> str:
         rep = f"-seed+{self.replicate}" if self.replicate else ""
+        design = f"-design-seed{self.seed}" if self.seed else ""
         size = len(self.masks)  # the budget, or the fixed size of a loo / exact design
-        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{size}-{self.strategy}{rep}"
+        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{size}{design}-{self.strategy}{rep}"
 
 
 
@@ -611,6 +612,12 @@ class Plan:
         # Every estimate and attribution in the run; LDS and counterfactual judge them all.
         self.methods = list({e.key: e for e in self.estimators + self.fidelity_estimators}.values())
         self.methods += self.attributions
+        labels = [e.label for e in self.methods]
+        shared = sorted({x for x in labels if labels.count(x) > 1})
+        if shared and ("lds" in ev or "counterfactual" in ev):
+            raise ConfigError(f"invalid config: evaluations: estimators {shared} appear twice in the LDS and "
+                              "counterfactual tables (they differ only in settings the label does not show, such "
+                              "as n_boot or a loo / exact budget, which leave the values as they are); keep one")
         if "lds" in ev:
             self._add_lds(ev["lds"])
         if "counterfactual" in ev:
