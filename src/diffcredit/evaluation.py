@@ -249,19 +249,24 @@ def plot_fidelity(scores: pd.DataFrame, values: pd.DataFrame, path, title: str) 
 
 
 def plot_counterfactual(table: pd.DataFrame, path, title: str) -> None:
-    """The property's change after removing each method's top / bottom contributors."""
+    """The property's change after removing each method's top / bottom contributors: one
+    row per method, its two bars side by side (intervals over seeds where there are two)."""
     plt = _plt()
-    t = table.reset_index(drop=True)
-    labels = [f"{m}\n{d}" for m, d in zip(t["method"], t["direction"])]
-    err = np.vstack([t["change"] - t["ci_low"], t["ci_high"] - t["change"]])
-    err = np.nan_to_num(err.clip(min=0))
-    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(t)), 3.6))
-    colors = np.where(t["direction"] == "top", "tab:red", "tab:blue")
-    ax.bar(range(len(t)), t["change"], yerr=err, color=colors, capsize=3)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(range(len(t)), labels, fontsize=6, rotation=30, ha="right")
-    ax.set_ylabel("property after removal - full model")
-    ax.set_title(title, fontsize=9)
+    methods = list(dict.fromkeys(table["method"]))
+    seeds = int(table["n_seeds"].max())
+    fig, ax = plt.subplots(figsize=(6.4, 1.4 + 0.45 * len(methods)))
+    for offset, direction, color in ((-0.2, "top", "tab:red"), (0.2, "bottom", "tab:blue")):
+        t = table[table["direction"] == direction].set_index("method").reindex(methods)
+        err = np.nan_to_num(np.vstack([t["change"] - t["ci_low"], t["ci_high"] - t["change"]]).clip(min=0))
+        err = err if seeds > 1 else None
+        ax.barh(np.arange(len(methods)) + offset, t["change"], height=0.4, xerr=err, color=color, capsize=2,
+                label=f"without its {direction} contributors")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(methods)), methods, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"retrained property - full model's ({seeds} seed{'s' if seeds > 1 else ''})")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    ax.set_title(title, fontsize=9, pad=20)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -405,4 +410,4 @@ def counterfactual_job(job: dict) -> None:
         table.to_csv(tmp / "counterfactual.csv", index=False)
         for prop, t in table.groupby("property", sort=False):
             plot_counterfactual(t, tmp / f"counterfactual_{prop}.png",
-                                f"{prop}: retrained without each method's top (red) / bottom (blue) contributors")
+                                f"{prop}: does removing the top contributors hurt more?")
