@@ -229,6 +229,8 @@ def eval_run(tmp_path_factory):
 
 @pytest.mark.workflow
 def test_evaluation_tables_match_an_independent_computation(eval_run, monkeypatch):
+    from scipy import stats
+
     work, cfg = eval_run
     monkeypatch.chdir(work)
     plan = load_plan(REPO, [TINY, cfg])
@@ -287,6 +289,13 @@ def test_evaluation_tables_match_an_independent_computation(eval_run, monkeypatc
     kept = tuple(n for n in plan.names if n != top)
     change = [v(kept, seed=s) - v(tuple(plan.names), seed=s) for s in (0, 1)]
     assert r["change"] == pytest.approx(np.mean(change))
+    # The gap, paired by seed: the full model's retrain cancels.
+    low = cf[(cf["method"] == plan.estimators[0].label) & (cf["direction"] == "bottom")].iloc[0]
+    rest = tuple(n for n in plan.names if n != low["removed"])
+    gap = np.array([v(kept, seed=s) - v(rest, seed=s) for s in (0, 1)])  # class_entropy: higher is better
+    assert r["property"] == "class_entropy" and r["gap"] == pytest.approx(gap.mean())
+    assert r["gap_ci_high"] - r["gap_ci_low"] == pytest.approx(2 * stats.t.ppf(0.975, 1) * gap.std(ddof=1) / np.sqrt(2))
+    assert low["gap"] == r["gap"]
 
 
 @pytest.mark.workflow

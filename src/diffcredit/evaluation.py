@@ -16,6 +16,7 @@ Plain numpy/pandas on tables; the stages in stages.py read and write the files.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
 import numpy as np
 import pandas as pd
@@ -386,14 +387,17 @@ def removal_sets_job(job: dict) -> None:
 def counterfactual_job(job: dict) -> None:
     """counterfactual.csv: per method, property and direction, the property of the model
     retrained without the removed contributors minus the full model's, mean over seeds
-    with a t interval; credit_change is the change in the property's better direction."""
+    with a t interval; credit_change is the change in the property's better direction.
+    gap: credit_change without the top minus without the bottom, paired by seed (the
+    full model's retrain cancels), with its t interval; negative when the method's top
+    contributors matter more."""
     from .io import atomic_dir, read_json, verify_file
 
     inputs, seeds = job["inputs"], job["spec"]["seeds"]
     sets = read_json(verify_file(inputs["removal"]))["sets"]
     scores = iter(_property_values(inputs["scores"]))
     base = _property_values(inputs["baseline"])
-    rows = []
+    rows, gaps = [], defaultdict(dict)
     for s in sets:
         after = [next(scores) for _ in seeds]
         prop = s["property"]
@@ -405,6 +409,11 @@ def counterfactual_job(job: dict) -> None:
                      "ci_low": low, "ci_high": high, "credit_change": sign * mean, "n_seeds": len(seeds),
                      "full": float(np.mean([b[prop]["value"] for b in base])),
                      "per_seed": " ".join(f"{x:.6g}" for x in change)})
+        gaps[(s["method"], prop)][s["direction"]] = sign * change
+    for row in rows:
+        pair = gaps[(row["method"], row["property"])]
+        gap = pair["top"] - pair["bottom"] if len(pair) == 2 else np.array([])
+        row["gap"], row["gap_ci_low"], row["gap_ci_high"] = t_interval(gap)
     table = pd.DataFrame(rows)
     with atomic_dir(job["out"]) as tmp:
         table.to_csv(tmp / "counterfactual.csv", index=False)

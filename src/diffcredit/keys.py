@@ -35,7 +35,7 @@ STAGE_VERSIONS = {
     "fidelity": 1,
     "lds": 2,
     "removal_sets": 1,
-    "counterfactual": 1,
+    "counterfactual": 2,
     "summary": 1,
 }
 
