@@ -258,8 +258,9 @@ def plot_counterfactual(table: pd.DataFrame, path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 1.4 + 0.45 * len(methods)))
     for offset, direction, color in ((-0.2, "top", "tab:red"), (0.2, "bottom", "tab:blue")):
         t = table[table["direction"] == direction].set_index("method").reindex(methods)
-        err = np.nan_to_num(np.vstack([t["change"] - t["ci_low"], t["ci_high"] - t["change"]]).clip(min=0))
-        err = err if seeds > 1 else None
+        err = None  # one seed: no interval
+        if seeds > 1:
+            err = np.nan_to_num(np.vstack([t["change"] - t["ci_low"], t["ci_high"] - t["change"]]).clip(min=0))
         ax.barh(np.arange(len(methods)) + offset, t["change"], height=0.4, xerr=err, color=color, capsize=2,
                 label=f"without its {direction} contributors")
     ax.axvline(0, color="black", lw=0.8)
@@ -410,10 +411,9 @@ def counterfactual_job(job: dict) -> None:
                      "full": float(np.mean([b[prop]["value"] for b in base])),
                      "per_seed": " ".join(f"{x:.6g}" for x in change)})
         gaps[(s["method"], prop)][s["direction"]] = sign * change
-    for row in rows:
+    for row in rows:  # removal_sets gives every (method, property) both directions
         pair = gaps[(row["method"], row["property"])]
-        gap = pair["top"] - pair["bottom"] if len(pair) == 2 else np.array([])
-        row["gap"], row["gap_ci_low"], row["gap_ci_high"] = t_interval(gap)
+        row["gap"], row["gap_ci_low"], row["gap_ci_high"] = t_interval(pair["top"] - pair["bottom"])
     table = pd.DataFrame(rows)
     with atomic_dir(job["out"]) as tmp:
         table.to_csv(tmp / "counterfactual.csv", index=False)
