@@ -195,7 +195,7 @@ def test_a_stats_reference_refuses_properties_that_need_images(small, tmp_path):
 def test_a_stats_reference_is_checked_and_used_for_fid(tmp_path):
     """reference: {source: stats}: the file is validated, copied as the reference
     statistics, and FID is computed against it."""
-    from diffcredit.io import atomic_path
+    from diffcredit.artifacts import atomic_path
     from diffcredit.stages import reference_stats, score
 
     rng = np.random.default_rng(0)

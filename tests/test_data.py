@@ -18,7 +18,7 @@ from diffcredit.data import (
     read_shards,
     write_shard,
 )
-from diffcredit.io import CorruptArtifactError
+from diffcredit.artifacts import CorruptArtifactError
 
 
 def make_folders(root, n_per=3, names=("ann", "bob")):

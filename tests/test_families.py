@@ -19,7 +19,7 @@ from diffcredit.families.ddpm import (
     scheduler_config,
     unet_config,
 )
-from diffcredit.io import atomic_dir, list_checkpoints, verify_dir
+from diffcredit.artifacts import atomic_dir, list_checkpoints, verify_dir
 from diffcredit.training import TrainSpec, lr_factor, train
 
 DDPM = get_family("ddpm")
@@ -241,7 +241,7 @@ def test_mixed_precision_on_the_cpu_is_fp32_bit_for_bit():
 
 def test_a_job_refuses_an_altered_start_model(tmp_path):
     from diffcredit.data import write_shard
-    from diffcredit.io import CorruptArtifactError
+    from diffcredit.artifacts import CorruptArtifactError
     from diffcredit.stages import train as train_job
 
     start = tmp_path / "start"

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from diffcredit.io import (PARTIAL_PATTERN, CorruptArtifactError, atomic_dir, atomic_path, sidecar_of, verify_dir,
+from diffcredit.artifacts import (PARTIAL_PATTERN, CorruptArtifactError, atomic_dir, atomic_path, sidecar_of, verify_dir,
                            verify_file, write_json)
 from diffcredit.keys import STAGE_VERSIONS, artifact_key, canonical_json
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, TINY, write_config
 from diffcredit.cli import main
 from diffcredit.config import load_yaml
-from diffcredit.io import atomic_dir, write_json
+from diffcredit.artifacts import atomic_dir, write_json
 from diffcredit.status import garbage, incomplete_markers, load_plan
 
 # Key-like names that no plan uses.

@@ -653,36 +653,27 @@ def load_captions(contributor: Contributor) -> np.ndarray | None:
 
 def write_shard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
                 captions: np.ndarray | None = None) -> None:
-    from .io import atomic_path
+    from .artifacts import write_npz
 
     extra = {} if captions is None else {"captions": np.asarray(captions, dtype=str)}
-    with atomic_path(path, suffix=".npz", seal=True) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels, **extra)
+    write_npz(path, images=images, labels=labels, **extra)
 
 
 def read_shard_arrays(paths, keys=None) -> dict[str, np.ndarray]:
     """The arrays of verified shards (raw or encoded), concatenated; only `keys` if given."""
-    from .io import verify_file
+    from .artifacts import read_npz
 
     parts: dict[str, list] = {}
     for p in paths:
-        with np.load(verify_file(p)) as z:
-            for k in keys or z.files:
-                parts.setdefault(k, []).append(z[k])
+        for k, v in read_npz(p, keys).items():
+            parts.setdefault(k, []).append(v)
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def read_shards(paths) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate verified shards."""
-    from .io import verify_file
-
-    images, labels = [], []
-    for p in paths:
-        with np.load(verify_file(p)) as z:
-            images.append(z["images"])
-            labels.append(z["labels"])
-    return np.concatenate(images), np.concatenate(labels)
+    arrays = read_shard_arrays(paths, ("images", "labels"))
+    return arrays["images"], arrays["labels"]
 
 
 # ---------------------------------------------------------------- hash cache
@@ -731,7 +722,7 @@ class HashCache:
     def flush(self) -> None:
         if not (self.path and self.dirty) or self.read_only:
             return
-        from .io import write_bytes
+        from .artifacts import write_bytes
 
         try:
             write_bytes(self.path, json.dumps(self.entries).encode())

@@ -284,7 +284,7 @@ def _property_values(score_paths) -> list[dict]:
 
 
 def _values(path: str) -> pd.DataFrame:
-    from .io import verify_dir
+    from .artifacts import verify_dir
 
     return pd.read_parquet(verify_dir(path) / "values.parquet")
 
@@ -296,7 +296,7 @@ def _labelled(paths, labels) -> pd.DataFrame:
 def lds_job(job: dict) -> None:
     """lds.csv (method, property, alpha, lds, ci_low, ci_high, subset_ci_low, subset_ci_high,
     n_subsets, n_seeds), the per-subset predictions and one plot per property."""
-    from .io import atomic_dir
+    from .artifacts import atomic_dir
 
     spec, inputs = job["spec"], job["inputs"]
     players, seeds = spec["players"], spec["seeds"]
@@ -329,7 +329,7 @@ def lds_job(job: dict) -> None:
 def fidelity_job(job: dict) -> None:
     """fidelity.csv (one row per strategy and property, against retrain replicate 0),
     values.csv (every contributor's value under each), coalitions.csv and plots."""
-    from .io import atomic_dir, read_json, verify_dir
+    from .artifacts import atomic_dir, read_json, verify_dir
 
     inputs, layout, props = job["inputs"], job["layout"], job["spec"]["properties"]
     scores = iter(_property_values(inputs["rows"]))
@@ -376,7 +376,7 @@ def fidelity_job(job: dict) -> None:
 
 
 def removal_sets_job(job: dict) -> None:
-    from .io import write_json
+    from .artifacts import write_json
 
     spec = job["spec"]
     values = _labelled(job["inputs"]["values"], job["labels"])
@@ -392,7 +392,7 @@ def counterfactual_job(job: dict) -> None:
     gap: credit_change without the top minus without the bottom, paired by seed (the
     full model's retrain cancels), with its t interval; negative when the method's top
     contributors matter more."""
-    from .io import atomic_dir, read_json, verify_file
+    from .artifacts import atomic_dir, read_json, verify_file
 
     inputs, seeds = job["inputs"], job["spec"]["seeds"]
     sets = read_json(verify_file(inputs["removal"]))["sets"]

@@ -260,7 +260,7 @@ class Plan:
             path = Path(ref.get("file") or "")
             if not path.is_file():
                 raise ConfigError(f"reference.file {path} does not exist: give a .npz with mu and sigma")
-            from .io import file_sha256
+            from .artifacts import file_sha256
 
             digest = self._cache.get_or_compute(path, lambda: {"sha256": file_sha256(path)})
             self.reference = {"source": "stats", "labelled": False, "n_classes": 0, "n_contributors": self.n,
@@ -695,7 +695,7 @@ class Plan:
 
     def load_removal_sets(self) -> bool:
         """Once the removal sets exist (a checkpoint), add their retrains; True when they do."""
-        from .io import CorruptArtifactError, read_json, verify_file
+        from .artifacts import CorruptArtifactError, read_json, verify_file
 
         key = self.evaluations.get("counterfactual")
         if key is None:

@@ -48,7 +48,7 @@ def located(value, what: str) -> dict:
 
 def _files_digest(folder: Path, cache) -> str:
     """Hash of the config and weight files under `folder` (names and contents)."""
-    from .io import file_sha256
+    from .artifacts import file_sha256
 
     parts = []
     for f in sorted(folder.rglob("*")):

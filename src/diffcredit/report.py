@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_dir, read_json, verify_file
+from .artifacts import atomic_dir, read_json, verify_file
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as data_mod
-from .io import atomic_dir, atomic_path, verify_file, write_json
+from .artifacts import atomic_dir, atomic_path, verify_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _read_npz(path: str) -> dict:
 
 def _load_model(family, folder: str, job: dict):
     """A model artifact, checked against its sidecar first."""
-    from .io import verify_dir
+    from .artifacts import verify_dir
 
     return family.load(verify_dir(folder), job.get("family_runtime") or {})
 

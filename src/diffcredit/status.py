@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import deep_update, load_yaml
-from .io import (CKPT_PATTERN, PARTIAL_PATTERN, CorruptArtifactError, is_sealed_dir, is_sealed_file,
+from .artifacts import (CKPT_PATTERN, PARTIAL_PATTERN, CorruptArtifactError, is_sealed_dir, is_sealed_file,
                  list_checkpoints, sidecar_of, verify_dir, verify_file)
 
 # Folders under results/ whose entries are named by a key (or hold keyed files).

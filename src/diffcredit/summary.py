@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_path, verify_dir, verify_file, write_json
+from .artifacts import atomic_path, read_npz, verify_dir, write_json
 
 
 def summary_job(job: dict) -> None:
@@ -22,7 +22,7 @@ def summary_job(job: dict) -> None:
         if name in outputs:
             with atomic_path(outputs[name], suffix=".csv") as tmp:
                 shutil.copyfile(verify_dir(inputs[name]) / f"{name}.csv", tmp)
-    samples = [np.load(verify_file(p))["images"] for p in inputs["samples"]]
+    samples = [read_npz(p, ("images",))["images"] for p in inputs["samples"]]
     with atomic_path(outputs["samples"], suffix=".png") as tmp:
         sample_grid(samples, job["members"], tmp)
     # Last: the stamp that says these tables describe this plan. Other configs' stamps

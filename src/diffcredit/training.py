@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_path, list_checkpoints
+from .artifacts import atomic_path, list_checkpoints
 
 log = logging.getLogger(__name__)
 

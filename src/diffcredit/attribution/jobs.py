@@ -12,15 +12,14 @@ log = logging.getLogger(__name__)
 
 
 def _uint8_images(path: str) -> np.ndarray:
-    from ..io import verify_file
+    from ..artifacts import read_npz
 
-    with np.load(verify_file(path)) as z:
-        return z["images"]
+    return read_npz(path, ("images",))["images"]
 
 
 def features_job(job: dict, progress: bool = True) -> None:
     """Features of one shard's items (role "train") or of a samples file (role "target")."""
-    from ..io import atomic_path
+    from ..artifacts import write_npz
     from . import get_method
 
     spec, inputs = job["spec"], job["inputs"]
@@ -34,9 +33,7 @@ def features_job(job: dict, progress: bool = True) -> None:
         arrays = {"features": feats.astype(np.float16)[None]}
     else:
         arrays = _gradient_features(job, progress)
-    with atomic_path(job["out"], suffix=".npz", seal=True) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    write_npz(job["out"], **arrays)
     if job.get("scratch"):
         import shutil
 
@@ -50,7 +47,7 @@ def _gradient_features(job: dict, progress: bool) -> dict:
 
     from ..devices import setup
     from ..families import get_family
-    from ..io import verify_dir
+    from ..artifacts import verify_dir
     from .gradients import featurize, items_per_pass
 
     spec, inputs = job["spec"], job["inputs"]
@@ -76,9 +73,9 @@ def _gradient_features(job: dict, progress: bool) -> dict:
 def attribute_job(job: dict, progress: bool = True) -> None:
     """values.parquet / values.csv in the estimators' format, and a bar chart per property."""
     from ..evaluation import t_interval
-    from ..io import atomic_dir, read_json, verify_file
+    from ..artifacts import atomic_dir, read_json, verify_file
     from ..report import plot_values
-    from ..stages import _read_npz as read
+    from ..artifacts import read_npz as read
     from . import get_method
 
     spec, inputs = job["spec"], job["inputs"]

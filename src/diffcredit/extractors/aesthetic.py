@@ -19,7 +19,7 @@ class Aesthetic(Extractor):
     has_reference = False
 
     def resolve(self, cfg: dict, reference: dict, cache=None) -> dict:
-        from ..io import file_sha256
+        from ..artifacts import file_sha256
 
         head = cfg.get("head")
         if not head:

@@ -124,7 +124,7 @@ def save_classifier(model: SmallCNN, folder: Path, metrics: dict) -> None:
 def load_classifier(folder: Path) -> tuple[SmallCNN, dict]:
     from safetensors.torch import load_file
 
-    from ..io import verify_dir
+    from ..artifacts import verify_dir
 
     verify_dir(folder)
     cfg = json.loads((folder / CONFIG).read_text())

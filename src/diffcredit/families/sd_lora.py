@@ -349,14 +349,9 @@ class SDLoRA(Family):
         return np.concatenate(out).astype(np.float32)
 
     def training_data(self, paths) -> dict:
-        import numpy as np
+        from ..artifacts import read_npz
 
-        from ..io import verify_file
-
-        shards = []
-        for p in paths:
-            with np.load(verify_file(p)) as z:
-                shards.append({k: z[k] for k in ("latents", "text_index", "text")})
+        shards = [read_npz(p, ("latents", "text_index", "text")) for p in paths]
         return self.training_data_from(shards)
 
     def training_data_from(self, shards: list[dict]) -> dict:

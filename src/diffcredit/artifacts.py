@@ -94,6 +94,30 @@ def read_json(path: str | os.PathLike):
         return json.load(f)
 
 
+def write_npz(path: str | os.PathLike, compressed: bool = False, **arrays) -> None:
+    """Named arrays in one sealed .npz (`compressed`: zip-deflated)."""
+    import numpy as np
+
+    save = np.savez_compressed if compressed else np.savez
+    with atomic_path(path, suffix=".npz", seal=True) as tmp:
+        with open(tmp, "wb") as f:
+            save(f, **arrays)
+
+
+def read_npz(path: str | os.PathLike, keys=None) -> dict:
+    """The arrays of a sealed .npz, checked against its sidecar first (only `keys` if given)."""
+    import numpy as np
+
+    with np.load(verify_file(path)) as z:
+        return {k: z[k] for k in (keys or z.files)}
+
+
+def write_parquet(df, path: str | os.PathLike) -> None:
+    """A table as one sealed parquet file."""
+    with atomic_path(path, suffix=".parquet", seal=True) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
 def _file_record(path: Path) -> dict:
     return {"size": path.stat().st_size, "sha256": file_sha256(path)}
 
