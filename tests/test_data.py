@@ -46,6 +46,66 @@ def test_digits_by_class_and_split():
     assert other[0].content_hash != split[0].content_hash
 
 
+def test_digits_are_scikit_learns_load_digits(tmp_path, monkeypatch):
+    from sklearn.datasets import load_digits
+
+    from diffcredit.data.sources import digits
+
+    bunch = load_digits()
+    # Pixel counts 0..16 scaled to 0..255, rounded; one channel; scikit-learn's order.
+    expected = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8).reshape(-1, 1, 8, 8)
+    images, labels = load_digits_arrays()
+    assert images.dtype == np.uint8 and labels.dtype == np.int64
+    assert np.array_equal(images, expected) and np.array_equal(labels, bunch.target)
+    assert images.min() == 0 and images.max() == 255
+    spec = {"source": "digits"}
+    contributors = describe(spec, HashCache(tmp_path / "cache.json"))
+    assert sorted(i for c in contributors for i in c.sources) == list(range(len(expected)))
+    for c in contributors:
+        x, y = load_items(spec, c)
+        rows = np.asarray(c.sources)[np.argsort(c.item_hashes, kind="stable")]
+        assert np.array_equal(x, expected[rows]) and np.array_equal(y, bunch.target[rows])
+    # Describing again reads the hashes from the cache, without loading the digits.
+    monkeypatch.setattr(digits, "load_digits_arrays", lambda: pytest.fail("the digits were loaded again"))
+    again = describe(spec, HashCache(tmp_path / "cache.json"))
+    assert [c.content_hash for c in again] == [c.content_hash for c in contributors]
+
+
+def test_every_registered_source_answers_the_interface(tmp_path):
+    import importlib
+
+    from synthetic import write_cifar100
+
+    from diffcredit.data import describe_reference, image_shape
+    from diffcredit.data.sources import SOURCES, get_source, source_names
+    from diffcredit.data.sources.base import Source
+
+    examples = {
+        "digits": {"source": "digits", "classes": [0, 1], "per_class": 3},
+        "cifar100": {"source": "cifar100", "root": str(write_cifar100(tmp_path / "cifar", per_class=2,
+                                                                        classes=range(40, 45))),
+                     "classes": [40, 41]},
+        "folder": {"source": "folder", "root": str(make_folders(tmp_path / "folders", n_per=2)),
+                   "resolution": 8, "channels": 3},
+    }
+    assert set(examples) == set(source_names()), "give every registered source an example spec here"
+    for name in source_names():
+        module, cls = SOURCES.entries[name].split(":")
+        assert isinstance(getattr(importlib.import_module(module), cls)(), Source)
+        source = get_source(name)
+        for method in ("describe", "describe_reference", "image_shape", "load_items"):
+            assert getattr(type(source), method) is not getattr(Source, method), f"{name} lacks {method}"
+        spec = examples[name]
+        shape = image_shape(spec)
+        assert set(shape) == {"resolution", "channels"}
+        contributors = describe(spec, HashCache(None))
+        images, labels = load_items(spec, contributors[0])
+        assert images.dtype == np.uint8 and labels.dtype == np.int64
+        assert images.shape == (contributors[0].n_items, shape["channels"], shape["resolution"], shape["resolution"])
+        groups, labelled = describe_reference(spec, HashCache(None))
+        assert groups and isinstance(labelled, bool)
+
+
 def test_digits_subsets_are_seeded_and_class_local():
     a = describe({"source": "digits", "classes": [0, 1, 2], "per_class": 20}, HashCache(None))
     b = describe({"source": "digits", "classes": [0, 1, 2, 3], "per_class": 20}, HashCache(None))
@@ -135,7 +195,10 @@ def test_conform_resizes_and_converts_reference_images():
 
 
 def test_a_folder_reference_is_labelled_by_class_folder_and_conformed(tmp_path):
-    from diffcredit.stages import reference_data
+    try:
+        from diffcredit.stages import reference_data
+    except ImportError:  # the stages as a package
+        from diffcredit.stages.data import reference_data
 
     images, labels = load_digits_arrays()
     for c in (3, 7):
@@ -237,7 +300,7 @@ def test_grayscale_with_alpha_is_composited_over_a_grey_level(tmp_path):
 
 
 def test_the_background_changes_only_the_hashes_of_contributors_with_transparency(tmp_path, monkeypatch):
-    from diffcredit import data
+    from diffcredit.data.sources import folder
 
     rng = np.random.default_rng(6)
     rgb = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
@@ -256,7 +319,7 @@ def test_the_background_changes_only_the_hashes_of_contributors_with_transparenc
     white = hashes()
     assert hashes(background=255) == hashes(background=[255, 255, 255]) == white
     # Transparency is cached with the file's hash: a new background reads no image.
-    monkeypatch.setattr(data, "_image_facts", lambda path: pytest.fail(f"{path} was read again"))
+    monkeypatch.setattr(folder, "image_facts", lambda path: pytest.fail(f"{path} was read again"))
     black = hashes(background=0)
     assert black["clear"] != white["clear"]
     # Opaque contributors (an RGBA image whose alpha is all 255 included) keep the
@@ -267,7 +330,7 @@ def test_the_background_changes_only_the_hashes_of_contributors_with_transparenc
 
 
 def test_modes_without_a_fixed_scale_are_refused_when_describing(tmp_path):
-    from diffcredit.data import _resized
+    from diffcredit.data.images import resized as _resized
 
     # Pillow reads files by content, so a TIFF named .png is read as what it is.
     floats = Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8))
@@ -308,7 +371,7 @@ def test_identical_images_are_refused_within_and_across_contributors(tmp_path):
 
 
 def test_identical_items_of_a_built_in_dataset_are_named_by_index(monkeypatch):
-    from diffcredit import data
+    from diffcredit.data.sources import digits
 
     images, labels = load_digits_arrays()
     # The digits hold no two identical items: the default config describes.
@@ -318,7 +381,7 @@ def test_identical_items_of_a_built_in_dataset_are_named_by_index(monkeypatch):
     copied[100] = images[5]
     relabelled = labels.copy()
     relabelled[100] = labels[5]
-    monkeypatch.setattr(data, "load_digits_arrays", lambda: (copied, relabelled))
+    monkeypatch.setattr(digits, "load_digits_arrays", lambda: (copied, relabelled))
     with pytest.raises(DataError, match=f"'digit{labels[5]}' item 5 = 'digit{labels[5]}' item 100"):
         describe({"source": "digits"}, HashCache(None))
     # The same pixels under another label are another item.

@@ -1,0 +1,118 @@
+"""What the data code asks of a source, and the split shared by labelled sources."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..contributors import Contributor, DataError
+
+
+class Source:
+    """One data source. The data code asks these and nothing else; `spec` is the
+    `data` (or `reference`) section of the config."""
+
+    def describe(self, spec: dict, cache) -> list[Contributor]:
+        """The contributors of `spec`, in any order, before the common checks.
+        `cache` is a HashCache for results that are slow to compute."""
+        raise NotImplementedError
+
+    def describe_reference(self, spec: dict, cache) -> tuple[list[Contributor], bool]:
+        """The image groups of a reference set from this source and whether they
+        carry class labels."""
+        raise NotImplementedError
+
+    def image_shape(self, spec: dict) -> dict:
+        """{"resolution", "channels"} of the decoded images."""
+        raise NotImplementedError
+
+    def load_items(self, spec: dict, contributor: Contributor) -> tuple[np.ndarray, np.ndarray]:
+        """A contributor's items as uint8 (N, C, H, W) and int labels, in the order
+        of `contributor.sources`."""
+        raise NotImplementedError
+
+
+class LabelledSource(Source):
+    """A built-in dataset of class-labelled images of one shape, held as arrays.
+    Its contributors' `sources` are row indices into `arrays`."""
+
+    resolution: int
+    channels: int
+
+    def arrays(self, spec: dict) -> tuple[np.ndarray, np.ndarray]:
+        """All images as uint8 (N, C, H, W) and their int64 labels."""
+        raise NotImplementedError
+
+    def describe_reference(self, spec, cache):
+        return self.describe({**spec, "by": "class", "groups": 1}, cache), True
+
+    def image_shape(self, spec):
+        return {"resolution": self.resolution, "channels": self.channels}
+
+    def load_items(self, spec, contributor):
+        images, labels = self.arrays(spec)
+        return images[contributor.sources], labels[contributor.sources]
+
+
+def split_labelled(spec: dict, hashes: list, labels: np.ndarray, n_classes: int, class_name) -> list[Contributor]:
+    """Contributors of a labelled dataset: one per class (`groups` > 1 splits each
+    class), or `groups` stratified seeded groups (`by: split`)."""
+    classes = spec.get("classes")
+    if classes is None:
+        classes = list(range(n_classes))
+    bad = sorted(set(classes) - set(range(n_classes)))
+    if bad:
+        raise DataError(f"data.classes has class indices outside 0..{n_classes - 1}: {bad}")
+    per_class = spec.get("per_class")
+    by = spec.get("by", "class")
+    groups = int(spec.get("groups", 1))
+    seed = int(spec.get("split_seed", 0))
+    kept = {}
+    for c in sorted(set(classes)):
+        idx = np.flatnonzero(labels == c)
+        # Permute within the class so subsets and groups are seeded, not file-ordered.
+        idx = idx[np.random.default_rng([seed, c]).permutation(len(idx))]
+        kept[c] = idx[: int(per_class)] if per_class else idx
+    check_groups(by, groups, {class_name(c): len(idx) for c, idx in kept.items()})
+    members: dict[str, list[int]] = {}
+    for c, idx in kept.items():
+        for g, part in enumerate(np.array_split(idx, groups)):
+            if by == "class":
+                name = class_name(c) if groups == 1 else f"{class_name(c)}-{g}"
+            else:
+                name = f"group{g}"
+            members.setdefault(name, []).extend(part.tolist())
+    out = []
+    for name, rows in members.items():
+        rows = sorted(rows)
+        out.append(Contributor(name, [hashes[i] for i in rows], [int(labels[i]) for i in rows], rows))
+    return out
+
+
+def check_groups(by: str, groups: int, sizes: dict[str, int]) -> None:
+    """Refuse a split that leaves a contributor empty.
+
+    np.array_split gives part g of n items at least one item exactly when g < n. So
+    with by: class, contributor <class>-g is empty when its class has at most g items;
+    with by: split, group g (part g of every class) is empty when every class has.
+    """
+    if not sizes:
+        return
+    where = "after data.classes and data.per_class"
+    if by == "class" and groups > 1:
+        short = {name: n for name, n in sizes.items() if n < groups}
+        if short:
+            listed = ", ".join(f"{name} has {n}" for name, n in sorted(short.items(), key=lambda kv: kv[1])[:5])
+            listed += ", ..." if len(short) > 5 else ""
+            raise DataError(
+                f"data.by: class with groups: {groups} splits each class into {groups} contributors, so every "
+                f"class needs at least {groups} items, but {len(short)} class(es) have fewer ({where}): {listed}; "
+                f"lower data.groups to at most {min(short.values())} or keep more items per class"
+            )
+    if by == "split":
+        largest = max(sizes, key=sizes.get)
+        if sizes[largest] < groups:
+            raise DataError(
+                f"data.by: split with groups: {groups} gives group g the g-th of {groups} parts of every class, "
+                f"so it needs a class of at least {groups} items, but the largest, {largest}, has "
+                f"{sizes[largest]} ({where}); lower data.groups to at most {sizes[largest]}"
+            )

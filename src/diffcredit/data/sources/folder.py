@@ -1,0 +1,212 @@
+"""Image files: a folder of image folders, one per contributor, or images listed in
+a metadata file (the Hugging Face imagefolder convention: metadata.csv or
+metadata.jsonl with a `file_name` column) whose `data.contributor_column` names each
+image's contributor and whose optional `data.caption_column` its caption.
+
+A contributor's content hash covers its items' bytes and captions, never file names
+or modification times.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ...keys import sha256_hex
+from ..contributors import Contributor, DataError
+from ..images import IMAGE_SUFFIXES, background_of, file_item_hash, image_facts, load_image, unsupported
+from .base import Source
+
+METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
+
+
+class Folder(Source):
+    def describe(self, spec, cache):
+        return describe_folders(spec, cache)
+
+    def describe_reference(self, spec, cache):
+        """A folder of class folders is labelled by folder; a flat folder of images
+        is one unlabelled group."""
+        root = Path(spec.get("root") or "")
+        if not root.is_dir():
+            raise DataError(f"reference.root {root} is not a folder of images")
+        flat = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        if flat:
+            groups = describe_folders({"contributors": [{"name": "images", "path": str(root)}]}, cache,
+                                      recursive=False)
+            return groups, False
+        try:
+            groups = describe_folders({"root": str(root)}, cache)
+        except DataError as exc:
+            raise DataError(f"reference set: {exc}") from None
+        for i, g in enumerate(groups):
+            g.labels = [i] * g.n_items
+        return groups, len(groups) > 1
+
+    def image_shape(self, spec):
+        return {"resolution": int(spec["resolution"]), "channels": int(spec["channels"])}
+
+    def load_items(self, spec, contributor):
+        background = background_of(spec)
+        images = np.stack([load_image(p, spec["resolution"], spec["channels"], background)
+                           for p in contributor.sources])
+        return images, np.asarray(contributor.labels, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- folders
+
+
+def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
+    listed = spec.get("contributors")
+    if listed:
+        return [(c["name"], Path(c["path"])) for c in listed]
+    root = spec.get("root")
+    if not root:
+        raise DataError("data.source 'folder' needs data.root or a data.contributors list")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data.root {root} is not a folder: expected root/<contributor>/*.png|jpg")
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not dirs:
+        raise DataError(f"data.root {root} has no contributor folders: expected root/<contributor>/*.png|jpg")
+    return [(p.name, p) for p in dirs]
+
+
+def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contributor]:
+    if spec.get("contributor_column"):
+        return describe_metadata(spec, cache)
+    if spec.get("caption_column") or spec.get("metadata"):
+        raise DataError("data.caption_column and data.metadata need data.contributor_column: the metadata "
+                        "column that names each image's contributor")
+    background = background_of(spec)
+    out = []
+    for name, folder in _contributor_dirs(spec):
+        if not folder.is_dir():
+            raise DataError(f"contributor {name!r}: folder {folder} does not exist")
+        found = folder.rglob("*") if recursive else folder.iterdir()
+        files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(
+                f"contributor {name!r}: folder {folder} has no images (.png, .jpg, .jpeg); "
+                "add images or remove the contributor"
+            )
+        hashes = []
+        for path in files:
+            facts = cache.get_or_compute(path, lambda path=path: image_facts(path), tag="image")
+            if "error" in facts:
+                raise DataError(
+                    f"contributor {name!r}: cannot read image {path} ({facts['error']}); "
+                    "fix or remove the file"
+                )
+            problem = unsupported(facts)
+            if problem:
+                raise DataError(f"contributor {name!r}: image {path}: {problem}")
+            hashes.append(file_item_hash(facts, background))
+        out.append(Contributor(name, hashes, [-1] * len(files), [str(p) for p in files]))
+    return out
+
+
+# ---------------------------------------------------------------- metadata files
+
+
+def metadata_path(spec: dict) -> Path:
+    """data.metadata, or the one metadata.csv / metadata.jsonl in data.root."""
+    if spec.get("metadata"):
+        path = Path(spec["metadata"]).expanduser()
+        if not path.is_file():
+            raise DataError(f"data.metadata {path} is not a file")
+        return path
+    if not spec.get("root"):
+        raise DataError("data.contributor_column needs data.root (the folder holding metadata.csv or "
+                        "metadata.jsonl) or data.metadata")
+    root = Path(spec["root"]).expanduser()
+    found = [root / n for n in METADATA_NAMES if (root / n).is_file()]
+    if len(found) != 1:
+        what = "both" if found else "neither"
+        raise DataError(f"data.root {root} holds {what} of {' and '.join(METADATA_NAMES)}: keep exactly one, "
+                        "or name it with data.metadata")
+    return found[0]
+
+
+def read_metadata(path: Path) -> list[dict]:
+    """The rows of a metadata.csv or metadata.jsonl as {"line", **columns} (strings kept as read)."""
+    import csv
+
+    rows = []
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise DataError(f"{path} line {line_no} is not JSON: {exc}") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path} line {line_no} is not a JSON object")
+                rows.append({"line": line_no, **row})
+    elif path.suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            for row in reader:
+                if None in row:
+                    raise DataError(f"{path} line {reader.line_num} has more fields than the header")
+                rows.append({"line": reader.line_num, **row})
+    else:
+        raise DataError(f"metadata file {path}: use a .csv or .jsonl file")
+    return rows
+
+
+def describe_metadata(spec: dict, cache) -> list[Contributor]:
+    """Contributors of the images a metadata file lists, grouped by `data.contributor_column`."""
+    path = metadata_path(spec)
+    rows = cache.get_or_compute(path, lambda: read_metadata(path), tag="metadata")
+    if not rows:
+        raise DataError(f"{path} lists no images")
+    column, caption_col = spec["contributor_column"], spec.get("caption_column")
+    needed = ["file_name", column] + ([caption_col] if caption_col else [])
+    present = set().union(*(r.keys() for r in rows)) - {"line"}
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise DataError(f"{path} has no column {missing}; its columns are {sorted(present)}")
+    background = background_of(spec)
+    base = path.parent
+    members: dict[str, list] = {}
+    seen: dict[Path, int] = {}
+    for row in rows:
+        where = f"{path} line {row['line']}"
+        name = row.get("file_name")
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"{where}: file_name is empty")
+        file = (base / name).resolve()
+        if file in seen:
+            raise DataError(f"{where}: {name} is listed again (first on line {seen[file]})")
+        seen[file] = row["line"]
+        if not file.is_file():
+            raise DataError(f"{where} names {name}, which is not a file under {base}")
+        who = row.get(column)
+        who = "" if who is None else str(who).strip()
+        if not who:
+            raise DataError(f"{where}: image {name} has no contributor (column {column!r} is empty)")
+        caption = None
+        if caption_col:
+            caption = row.get(caption_col)
+            if caption is None or not isinstance(caption, str):
+                raise DataError(f"{where}: image {name} has no caption (column {caption_col!r})")
+        facts = cache.get_or_compute(file, lambda file=file: image_facts(file), tag="image")
+        if "error" in facts:
+            raise DataError(f"{where}: cannot read image {name} ({facts['error']}); fix or remove it")
+        problem = unsupported(facts)
+        if problem:
+            raise DataError(f"{where}: image {name}: {problem}")
+        item = file_item_hash(facts, background)
+        if caption is not None:
+            item = sha256_hex(f"{item} caption {json.dumps(caption)}")
+        members.setdefault(who, []).append((item, str(file), caption))
+    out = []
+    for who, items in members.items():
+        out.append(Contributor(who, [h for h, _, _ in items], [-1] * len(items), [f for _, f, _ in items],
+                               [c for _, _, c in items] if caption_col else None))
+    return out
