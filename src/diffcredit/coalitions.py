@@ -20,32 +20,20 @@ import math
 
 import numpy as np
 
+# COMPATIBLE_SCHEMES (method -> the schemes it can estimate from) comes from
+# the methods' records, as does everything else that depends on the method.
+from .estimators import COMPATIBLE_SCHEMES, get_method
+from .estimators.exact import MAX_PLAYERS as EXACT_MAX_PLAYERS
+from .estimators.exact import check_players as _check_exact_size
+
 SCHEMES = ("kernel", "kernel_paired", "leverage", "stratified", "banzhaf", "loo", "exact")
 
-# The designs whose rows of each size are a uniform sample of that size, which
-# is what the size-stratified estimators need.
-_STRATIFIABLE = ("stratified", "kernel", "kernel_paired", "leverage")
-
-# Which designs each estimator is valid for (keys are the estimator methods).
-COMPATIBLE_SCHEMES = {
-    "kernelshap": ("kernel", "kernel_paired"),
-    "leverage": ("leverage", "stratified"),
-    "stratified": _STRATIFIABLE,
-    "banzhaf": ("banzhaf",),
-    "loo": ("loo",),
-    "exact": ("exact",),
-}
-# Methods that estimate within coalition-size strata (see estimators.py).
-STRATIFIED_METHODS = ("stratified",)
 # Schemes that sample without replacement, so the budget cannot exceed 2^n - 2.
 _WITHOUT_REPLACEMENT = ("leverage", "stratified")
 
 # Largest design planned: one training job per coalition makes more unrealistic,
 # and planning it (at Snakemake's parse time) slow.
 MAX_BUDGET = 100_000
-# Enumerating all 2^n - 2 coalitions beyond this is not a realistic design (and
-# exceeds MAX_BUDGET).
-EXACT_MAX_PLAYERS = 16
 
 # Rows per independent random stream for the i.i.d. schemes (even, so that a
 # chunk of the paired scheme holds whole pairs).
@@ -165,43 +153,14 @@ def min_budget(scheme: str, method: str, n_players: int) -> int:
     """Smallest budget with which `method` can produce values on a `scheme` design.
 
     The bound is necessary, not sufficient: a random design of this size may
-    still fail to identify the values (the estimator then raises).
-
-    * least squares (``kernelshap``, ``leverage``) has n - 1 free parameters
-      once efficiency is imposed, so needs n - 1 coalitions; a complementary
-      pair adds a single equation, so paired designs need n - 1 pairs;
-    * the stratified methods also spend one equation on the mean of each
-      coalition size: ``kernel`` designs need n coalitions; in paired
-      designs each pair class other than the middle one (both members of
-      size n/2, whose mean is fixed by the pairing) costs a pair, so
-      ``kernel_paired`` needs n pairs (n - 1 for even n, if every pair is a
-      middle one), ``stratified`` n pairs (the whole singleton stratum; one
-      pair for n = 2) and ``leverage``, which uses every class from the
-      start, n - 1 + floor((n - 1)/2) pairs;
-    * ``banzhaf`` needs each player in and out of some coalition: 2 rows;
-    * ``loo`` needs the n leave-one-out coalitions, ``exact`` all 2^n - 2.
+    still fail to identify the values (the estimator then raises). Each
+    method's record gives it and says why (`Method.min_budget` in the
+    method's module of diffcredit.estimators).
     """
     _check_pair(scheme, method)
     n = _as_int("n_players", n_players)
     _check_players(n)
-    if method == "kernelshap":
-        return n - 1 if scheme == "kernel" else 2 * (n - 1)
-    if method == "leverage":
-        return 2 * (n - 1)
-    if method in STRATIFIED_METHODS:
-        if scheme == "kernel":
-            return n
-        if scheme == "leverage":
-            return 2 * (n - 1 + (n - 1) // 2)
-        if scheme == "kernel_paired":
-            return 2 * (n - 1) if n % 2 == 0 else 2 * n
-        return 2 if n == 2 else 2 * n
-    if method == "banzhaf":
-        return 2
-    if method == "loo":
-        return n
-    _check_exact_size(n)
-    return 2**n - 2
+    return get_method(method).min_budget(scheme, n)
 
 
 def _check_budget_limit(budget: int) -> None:
@@ -416,17 +375,10 @@ def _check_scheme(scheme: str) -> None:
         raise ValueError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
 
 
-def _check_method(method: str) -> None:
-    if method not in COMPATIBLE_SCHEMES:
-        raise ValueError(
-            f"unknown method {method!r}; choose one of {', '.join(COMPATIBLE_SCHEMES)}"
-        )
-
-
 def _check_pair(scheme: str, method: str) -> None:
-    _check_method(method)
+    record = get_method(method)
     _check_scheme(scheme)
-    allowed = COMPATIBLE_SCHEMES[method]
+    allowed = record.schemes
     if scheme not in allowed:
         raise ValueError(
             f"method {method!r} cannot be used with scheme {scheme!r}; "
@@ -437,11 +389,3 @@ def _check_pair(scheme: str, method: str) -> None:
 def _check_players(n: int) -> None:
     if n < 2:
         raise ValueError(f"n_players must be at least 2, got {n}")
-
-
-def _check_exact_size(n: int) -> None:
-    if n > EXACT_MAX_PLAYERS:
-        raise ValueError(
-            f"scheme 'exact' enumerates 2^n - 2 coalitions and is limited to "
-            f"{EXACT_MAX_PLAYERS} players, got n_players={n}; use a sampling scheme"
-        )

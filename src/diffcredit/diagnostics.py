@@ -16,15 +16,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from .coalitions import STRATIFIED_METHODS, min_budget
+from .coalitions import min_budget
 from .estimators import (
-    DEFAULT_SCHEME,
-    DETERMINISTIC_METHODS,
-    METHODS,
     BootstrapWarning,
     IdentificationError,
+    Method,
     check_design,
     estimate,
+    get_method,
     is_paired,
 )
 
@@ -50,25 +49,23 @@ def convergence(
 
     Prefix lengths are spread evenly from the method's minimum budget to the
     whole design (even lengths for paired designs, so no pair is cut; the whole
-    design is always included). The minimum is that of the method's default
-    scheme, or of ``kernel`` for an unpaired design. A prefix that does not
-    identify the values is skipped, and intervals come from the resamples
-    that do (see
-    `estimators.estimate`). The deterministic methods ``loo`` and ``exact``
-    have a single point: the whole design.
+    design is always included). The minimum is that of the scheme the method
+    takes a design like this (paired or not) to come from (`Method.scheme_for`).
+    A prefix that does not identify the values is skipped, and intervals come
+    from the resamples that do (see `estimators.estimate`). The deterministic
+    methods (``loo``, ``exact``) have a single point: the whole design.
 
     Returns:
         Long DataFrame with columns ``prefix``, ``player``, ``value``,
         ``ci_low``, ``ci_high`` and ``ci_width``.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    record = get_method(method)
     masks, values, v_empty, v_full = check_design(masks, values, v_empty, v_full)
     if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 1:
         raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
     m, n = masks.shape
     paired = is_paired(masks)
-    prefixes = _prefix_lengths(m, n, method, paired, n_points)
+    prefixes = _prefix_lengths(m, n, record, paired, n_points)
 
     frames = []
     with warnings.catch_warnings():
@@ -87,17 +84,12 @@ def convergence(
     return out[["prefix", "player", "value", "ci_low", "ci_high", "ci_width"]]
 
 
-def _prefix_lengths(m: int, n: int, method: str, paired: bool, n_points: int) -> list[int]:
-    if method in DETERMINISTIC_METHODS:
+def _prefix_lengths(m: int, n: int, record: Method, paired: bool, n_points: int) -> list[int]:
+    if record.deterministic:
         return [m]
-    scheme = DEFAULT_SCHEME[method]
-    if method == "kernelshap":
-        scheme = "kernel_paired" if paired else "kernel"
-    elif method in STRATIFIED_METHODS and not paired:
-        scheme = "kernel"
-    lowest = min_budget(scheme, method, n)
+    lowest = min_budget(record.scheme_for(paired), record.name, n)
     if lowest > m:
-        raise ValueError(f"the design has {m} rows but method {method!r} needs at least {lowest}")
+        raise ValueError(f"the design has {m} rows but method {record.name!r} needs at least {lowest}")
     lengths = np.linspace(lowest, m, n_points).round().astype(int)
     if paired:
         lengths = 2 * (lengths // 2)
