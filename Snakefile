@@ -8,6 +8,9 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
+from snakemake.utils import min_version
+
+min_version("9.0")
 
 _src = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _src)
@@ -15,6 +18,7 @@ sys.path.insert(0, _src)
 from diffcredit.config import ConfigError, load_yaml
 from diffcredit.devices import visible_gpus
 from diffcredit.plan import Plan
+from diffcredit.stages import STAGES
 
 
 # The embedded default; --configfile files override it key by key.
@@ -60,12 +64,7 @@ rule all:
         plan.targets(),
 
 
-include: "workflow/rules/data.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/coalitions.smk"
-include: "workflow/rules/attribution.smk"
-include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/stages.smk"
 
 
 onstart:

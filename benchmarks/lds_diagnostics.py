@@ -24,7 +24,7 @@ import numpy as np
 from scipy import stats
 
 from diffcredit import evaluation as ev
-from diffcredit.report import _scores
+from diffcredit.values import read_scores
 from diffcredit.status import load_plan
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     seeds = node.spec["seeds"]
     for alpha in node.spec["alphas"]:
         masks = ev.sample_subsets(plan.n, alpha, node.spec["subsets"], node.spec["seed"])
-        scores = [[_scores(next(paths)) for _ in seeds] for _ in masks]
+        scores = [[read_scores(next(paths)) for _ in seeds] for _ in masks]
         for prop in node.spec["properties"]:
             y = np.array([np.mean([s[prop]["value"] for s in row]) for row in scores])
             r2, pred = additive_ceiling(masks, y)
@@ -77,7 +77,7 @@ def main() -> None:
             members = rep._members(row)
             p0, p1 = (rep.nodes[rep.score_key(rep.model_key(members, "retrain", s))].path for s in (0, 1))
             if os.path.exists(p0) and os.path.exists(p1):
-                pairs.append((_scores(p0), _scores(p1)))
+                pairs.append((read_scores(p0), read_scores(p1)))
         for prop in rep.properties:
             d = np.array([a[prop]["value"] - b[prop]["value"] for a, b in pairs])
             if len(d) > 1:

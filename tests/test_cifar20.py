@@ -196,7 +196,7 @@ def test_a_stats_reference_is_checked_and_used_for_fid(tmp_path):
     """reference: {source: stats}: the file is validated, copied as the reference
     statistics, and FID is computed against it."""
     from diffcredit.artifacts import atomic_path
-    from diffcredit.stages import reference_stats, score
+    from diffcredit.stages.scoring import reference_stats, score
 
     rng = np.random.default_rng(0)
     real = rng.normal(size=(500, 2048)).astype(np.float32)

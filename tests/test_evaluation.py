@@ -312,7 +312,7 @@ def test_counterfactual_retrains_are_planned_once_the_values_exist(eval_run, tmp
     run(copy, "--until", "removal_sets", configs=[cfg, other])
     monkeypatch.chdir(copy)
     plan = load_plan(REPO, [TINY, cfg, other])
-    assert plan.load_removal_sets()
+    assert plan.load_checkpoints()
     sets = json.load(open(plan.nodes[plan.nodes[plan.evaluations["counterfactual"]].parents["removal"]].path))["sets"]
     kept = {(tuple(n for n in plan.names if n not in s["removed"]), seed) for s in sets for seed in (0, 1)}
     done = {(m, seed) for m, seed in kept

@@ -242,7 +242,7 @@ def test_mixed_precision_on_the_cpu_is_fp32_bit_for_bit():
 def test_a_job_refuses_an_altered_start_model(tmp_path):
     from diffcredit.data import write_shard
     from diffcredit.artifacts import CorruptArtifactError
-    from diffcredit.stages import train as train_job
+    from diffcredit.stages.models import train as train_job
 
     start = tmp_path / "start"
     with atomic_dir(start) as tmp:

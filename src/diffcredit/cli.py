@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
+
+from .runner import add_job_arguments
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,9 +37,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--quick", action="store_true", help="check artifacts' sizes only, not their sha256")
         if name == "gc":
             p.add_argument("--delete", action="store_true", help="remove what is listed")
-    p = sub.add_parser("job", help="run one workflow job")
-    p.add_argument("job", help="the job as JSON (Plan.job): rule, spec, inputs, out and settings")
-    p.add_argument("--no-progress", action="store_true")
+    add_job_arguments(sub.add_parser("job", help="run one workflow job"))
     return parser
 
 
@@ -72,23 +71,12 @@ def _housekeeping(args) -> int:
     return 0
 
 
-def run_job(job: dict, progress: bool = True) -> None:
-    from .stages import STAGES
-
-    STAGES[job["rule"]](job, progress=progress)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("status", "gc"):
         return _housekeeping(args)
-    from . import worker
+    from . import runner, worker
 
-    job = json.loads(args.job)
-    code = worker.run_via_worker(sys.argv[1:] if argv is None else argv, job.get("device", "cpu"))
-    if code is not None:
-        return code
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    run_job(job, progress=not args.no_progress)
-    return 0
+    argv = sys.argv[1:] if argv is None else argv
+    code = worker.run_via_worker(argv, json.loads(args.job).get("device", "cpu"))
+    return runner.main(argv) if code is None else code

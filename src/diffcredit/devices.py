@@ -69,3 +69,8 @@ def setup(device: str, threads: int):
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     return dev
+
+
+def job_device(job: dict):
+    """(torch.device, dtype) of a workflow job: its `device`, `threads` and `precision`."""
+    return setup(job.get("device", "cpu"), job.get("threads", 1)), dtype_of(job.get("precision", "fp32"))

@@ -10,7 +10,7 @@
 - Counterfactual: retrain without each method's top (and bottom) fraction of
   contributors; the property's change from the full model, per seed.
 
-Plain numpy/pandas on tables; the stages in stages.py read and write the files.
+Plain numpy/pandas on tables; the `*_job` functions at the end are the stages' jobs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from collections import defaultdict
 
 import numpy as np
 import pandas as pd
+
+from .values import read_scores, read_values
 
 # ---------------------------------------------------------------- subsets
 
@@ -277,23 +279,15 @@ def plot_counterfactual(table: pd.DataFrame, path, title: str) -> None:
 # ---------------------------------------------------------------- jobs
 
 
-def _property_values(score_paths) -> list[dict]:
-    from .report import _scores
-
-    return [_scores(p) for p in score_paths]
-
-
-def _values(path: str) -> pd.DataFrame:
-    from .artifacts import verify_dir
-
-    return pd.read_parquet(verify_dir(path) / "values.parquet")
+def _read_all_scores(paths) -> list[dict]:
+    return [read_scores(p) for p in paths]
 
 
 def _labelled(paths, labels) -> pd.DataFrame:
-    return pd.concat([_values(p).assign(method=label) for p, label in zip(paths, labels)], ignore_index=True)
+    return pd.concat([read_values(p).assign(method=label) for p, label in zip(paths, labels)], ignore_index=True)
 
 
-def lds_job(job: dict) -> None:
+def lds_job(job: dict, progress: bool = True) -> None:
     """lds.csv (method, property, alpha, lds, ci_low, ci_high, subset_ci_low, subset_ci_high,
     n_subsets, n_seeds), the per-subset predictions and one plot per property."""
     from .artifacts import atomic_dir
@@ -301,7 +295,7 @@ def lds_job(job: dict) -> None:
     spec, inputs = job["spec"], job["inputs"]
     players, seeds = spec["players"], spec["seeds"]
     values = _labelled(inputs["values"], job["labels"])
-    scores = iter(_property_values(inputs["scores"]))
+    scores = iter(_read_all_scores(inputs["scores"]))
     rows, preds = [], []
     for alpha in spec["alphas"]:
         masks = sample_subsets(len(players), alpha, spec["subsets"], spec["seed"])
@@ -326,19 +320,19 @@ def lds_job(job: dict) -> None:
             plot_lds(t, tmp / f"lds_{prop}_{alpha:g}.png", f"LDS, {prop}, alpha {alpha:g}: predicted vs retrained")
 
 
-def fidelity_job(job: dict) -> None:
+def fidelity_job(job: dict, progress: bool = True) -> None:
     """fidelity.csv (one row per strategy and property, against retrain replicate 0),
     values.csv (every contributor's value under each), coalitions.csv and plots."""
     from .artifacts import atomic_dir, read_json, verify_dir
 
     inputs, layout, props = job["inputs"], job["layout"], job["spec"]["properties"]
-    scores = iter(_property_values(inputs["rows"]))
+    scores = iter(_read_all_scores(inputs["rows"]))
     models = iter(inputs["models"])
     blocks = {}
     for part, vpath in zip(layout, inputs["values"]):
         sc = [next(scores) for _ in range(part["rows"])]
         secs = [compute_seconds(read_json(verify_dir(next(models)) / "training.json")) for _ in range(part["rows"])]
-        blocks[part["label"]] = {**part, "scores": sc, "seconds": secs, "values": _values(vpath)}
+        blocks[part["label"]] = {**part, "scores": sc, "seconds": secs, "values": read_values(vpath)}
     setup = {}
     for path in inputs.get("setup", []):
         setup = read_json(verify_dir(path) / "training.json")
@@ -375,7 +369,7 @@ def fidelity_job(job: dict) -> None:
                           tmp / f"fidelity_{prop}.png", f"fidelity, {prop}: strategies vs retraining")
 
 
-def removal_sets_job(job: dict) -> None:
+def removal_sets_job(job: dict, progress: bool = True) -> None:
     from .artifacts import write_json
 
     spec = job["spec"]
@@ -385,7 +379,7 @@ def removal_sets_job(job: dict) -> None:
                             "sets": removal_sets(values, spec["fraction"], spec["players"])}, seal=True)
 
 
-def counterfactual_job(job: dict) -> None:
+def counterfactual_job(job: dict, progress: bool = True) -> None:
     """counterfactual.csv: per method, property and direction, the property of the model
     retrained without the removed contributors minus the full model's, mean over seeds
     with a t interval; credit_change is the change in the property's better direction.
@@ -396,8 +390,8 @@ def counterfactual_job(job: dict) -> None:
 
     inputs, seeds = job["inputs"], job["spec"]["seeds"]
     sets = read_json(verify_file(inputs["removal"]))["sets"]
-    scores = iter(_property_values(inputs["scores"]))
-    base = _property_values(inputs["baseline"])
+    scores = iter(_read_all_scores(inputs["scores"]))
+    base = _read_all_scores(inputs["baseline"])
     rows, gaps = [], defaultdict(dict)
     for s in sets:
         after = [next(scores) for _ in seeds]

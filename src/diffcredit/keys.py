@@ -11,33 +11,9 @@ import hashlib
 import json
 from typing import Any
 
-KEY_LENGTH = 16
+from .stages import KEY_VERSIONS as STAGE_VERSIONS  # each stage's record holds its version
 
-# Bump a stage's version when a code change alters what that stage produces.
-STAGE_VERSIONS = {
-    "data": 1,
-    "encode": 1,
-    "manifest": 1,
-    "reference_data": 1,
-    "init_model": 2,
-    "train": 2,
-    "prune": 2,
-    "fine_tune": 2,
-    "generate": 2,
-    "classifier": 2,
-    "features": 1,
-    "reference_stats": 1,
-    "score": 2,
-    "design": 1,
-    "estimate": 2,
-    "attribution_features": 1,
-    "attribute": 1,
-    "fidelity": 1,
-    "lds": 2,
-    "removal_sets": 1,
-    "counterfactual": 2,
-    "summary": 1,
-}
+KEY_LENGTH = 16
 
 
 def canonical_json(obj: Any) -> str:

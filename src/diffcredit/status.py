@@ -14,18 +14,25 @@ from pathlib import Path
 
 from .config import deep_update, load_yaml
 from .artifacts import (CKPT_PATTERN, PARTIAL_PATTERN, CorruptArtifactError, is_sealed_dir, is_sealed_file,
-                 list_checkpoints, sidecar_of, verify_dir, verify_file)
+                        list_checkpoints, sidecar_of, verify_dir, verify_file)
+from .stages import STAGES
 
 # Folders under results/ whose entries are named by a key (or hold keyed files).
-KEYED = ("data", "data/shards", "data/encoded", "data/reference", "models/init", "models/full", "models/pruned", "models/classifier",
-         "coalitions", "references", "designs", "values", "scratch", "summary", "evaluation/fidelity",
-         "evaluation/lds", "evaluation/removal", "evaluation/counterfactual", "attributions",
-         "attributions/features")
-# Folders inside a keyed folder that hold a key's artifacts (coalitions/{key}/...).
-SUBFOLDERS = {"model", "samples", "features", "scores"}
-# Rules whose outputs are folders.
-FOLDER_RULES = {"init_model", "train_full", "prune", "fine_tune", "train_classifier", "shapley_estimate",
-                "fidelity", "lds", "counterfactual", "attribute"}
+KEYED = tuple(sorted({s.keyed_folder for s in STAGES.values()} | {"scratch"}))
+
+
+def _inner_folders(pattern: str, folder: bool) -> set[str]:
+    """Literal folders of an output pattern after its first key: coalitions/{key}/model -> model."""
+    parts = pattern.split("/")
+    first = next(i for i, p in enumerate(parts) if "{" in p)
+    inner = parts[first + 1:] if folder else parts[first + 1:-1]
+    return {p for p in inner if "{" not in p}
+
+
+# Folders inside a keyed folder that hold a key's artifacts (coalitions/{key}/model, .../samples/).
+SUBFOLDERS = set().union(*(_inner_folders(s.output, s.folder) for s in STAGES.values()))
+# Stages whose outputs are folders.
+FOLDER_RULES = {s.name for s in STAGES.values() if s.folder}
 KEY_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -148,10 +155,9 @@ def status(plan, check_hash: bool = True, workdir: str | Path = ".") -> Status:
         st.strategies[plan.nodes[key].spec["strategy"]] += 1
         if state == "incomplete":
             st.incomplete.append((key, members, step))
-    for rule in ("generate", "features", "score", "shapley_estimate", "attribution_features", "attribute", "fidelity",
-                 "lds", "counterfactual"):
+    for rule in (s.name for s in STAGES.values() if s.counted):
         keys = plan.keys(rule)
-        if keys or rule in ("generate", "features", "score", "shapley_estimate"):
+        if keys:
             st.stages[rule] = (sum(states[k] == "done" for k in keys), len(keys))
     by_path = {os.path.normpath(os.path.join(workdir, n.path)): n for n in plan.nodes.values()}
     for path in incomplete_markers(workdir):
@@ -202,7 +208,7 @@ def referenced(plan) -> set[Path]:
         p = Path(node.path)
         out.add(p)
         out.add(sidecar_of(p))
-        if node.rule in ("train_full", "prune", "fine_tune", "attribution_features"):
+        if STAGES[node.rule].scratch:
             out.add(Path(plan.scratch_dir(node.key)))
     return out
 

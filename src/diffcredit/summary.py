@@ -11,17 +11,17 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import atomic_path, read_npz, verify_dir, write_json
+from .values import read_values
 
 
-def summary_job(job: dict) -> None:
+def summary_job(job: dict, progress: bool = True) -> None:
     inputs, outputs = job["inputs"], job["outputs"]
-    tables = [pd.read_parquet(verify_dir(p) / "values.parquet") for p in inputs["values"]]
+    tables = [read_values(p) for p in inputs["values"]]
     with atomic_path(outputs["values"], suffix=".csv") as tmp:
         pd.concat(tables, ignore_index=True).to_csv(tmp, index=False)
-    for name in ("lds", "fidelity", "counterfactual"):
-        if name in outputs:
-            with atomic_path(outputs[name], suffix=".csv") as tmp:
-                shutil.copyfile(verify_dir(inputs[name]) / f"{name}.csv", tmp)
+    for name in sorted(set(outputs) - {"values", "samples"}):  # one table per evaluation
+        with atomic_path(outputs[name], suffix=".csv") as tmp:
+            shutil.copyfile(verify_dir(inputs[name]) / f"{name}.csv", tmp)
     samples = [read_npz(p, ("images",))["images"] for p in inputs["samples"]]
     with atomic_path(outputs["samples"], suffix=".png") as tmp:
         sample_grid(samples, job["members"], tmp)

@@ -41,15 +41,15 @@ PER_JOB_ENV = {
     "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "OLDPWD", "PWD", "SHLVL", "_",
 }
-PRELOAD = ("numpy", "torch", "diffusers.models.unets.unet_2d", "diffusers.schedulers", "diffcredit.stages",
-           "diffcredit.families.ddpm", "diffcredit.training", "diffcredit.extractors.classifier")
+PRELOAD = ("numpy", "torch", "diffusers.models.unets.unet_2d", "diffusers.schedulers", "diffcredit.runner",
+           "diffcredit.stages.models", "diffcredit.stages.scoring", "diffcredit.families.ddpm", "diffcredit.training",
+           "diffcredit.extractors.classifier")
 _STATUS = struct.Struct("!i")
 _ACK = b"+"
-IN_CHILD = False  # set in a worker's job process: its jobs run there, not via a worker
 
 
 def enabled() -> bool:
-    return (sys.platform.startswith("linux") and not IN_CHILD and os.environ.get("DIFFCREDIT_WORKER", "1") != "0"
+    return (sys.platform.startswith("linux") and os.environ.get("DIFFCREDIT_WORKER", "1") != "0"
             and "SLURM_JOB_ID" not in os.environ)
 
 
@@ -190,8 +190,6 @@ def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
 
 
 def _child(conn: socket.socket) -> None:
-    global IN_CHILD
-    IN_CHILD = True
     code = 1
     try:
         os.setsid()
@@ -209,7 +207,7 @@ def _child(conn: socket.socket) -> None:
               file=sys.stderr, flush=True)
         # The client's death (a cancelled job) ends this job too.
         threading.Thread(target=_die_with_client, args=(conn,), daemon=True).start()
-        from .cli import main
+        from .runner import main
 
         try:
             code = main(request["argv"]) or 0

@@ -1,5 +1,5 @@
 # Input functions shared by every rule: a job's inputs, spec and resources are its
-# node's in the plan (src/diffcredit/plan.py); keys not in the plan are refused.
+# node's in the plan (src/diffcredit/plan/); keys not in the plan are refused.
 
 
 def _node(wc, rule):
@@ -14,13 +14,20 @@ def _node(wc, rule):
 
 def node_inputs(rule, key=None):
     """The node's parents' paths; ancient: keys, not times, decide what reruns.
-    `key`: the node of a rule without wildcards."""
+    `key`: the node of a rule without wildcards. A stage that waits for a checkpoint
+    learns the rest of its inputs once that checkpoint's output exists."""
+    waits_for = STAGES[rule].waits_for
 
     def inputs(wc):
-        k = key or _node(wc, rule).key
+        node = plan.node(key, rule) if key else _node(wc, rule)
+        if waits_for:
+            for parent in node.parents.values():
+                if isinstance(parent, str) and parent in plan.keys(waits_for):
+                    getattr(checkpoints, waits_for).get(key=parent)
+            plan.load_checkpoints()
         return {
             role: [ancient(p) for p in path] if isinstance(path, list) else ancient(path)
-            for role, path in plan.inputs(k).items()
+            for role, path in plan.inputs(node.key).items()
         }
 
     return inputs
@@ -30,22 +37,26 @@ def node_job(rule):
     return lambda wc: json.dumps(plan.job(_node(wc, rule).key))
 
 
-def mem_mb(rule):
-    """The rule's memory estimate, doubled on the first retry, tripled on the second."""
-    base = plan.resources(rule)["mem_mb"]
-    return lambda wc, attempt: base * attempt
+def stage_output(stage):
+    """The record's output pattern under the results folder; a folder's plots go to the report."""
+    path = f"{R}/{stage.output}"
+    if not stage.folder:
+        return path
+    if not stage.report:
+        return directory(path)
+    caption, category, subcategory = stage.report
+    return report(directory(path), patterns=["{name}.png"], caption=f"../report/{caption}", category=category,
+                  subcategory=subcategory)
 
 
-def gpu(rule):
-    return plan.resources(rule)["gpu"]
-
-
-def counterfactual_inputs(wc):
-    """After the removal_sets checkpoint: its retrains join the plan, then the DAG."""
-    node = _node(wc, "counterfactual")
-    checkpoints.removal_sets.get(key=node.parents["removal"])
-    plan.load_removal_sets()
-    return node_inputs("counterfactual")(wc)
+def stage_resources(stage):
+    """mem_mb (doubled on the first retry, tripled on the second), gpu and the SLURM wall
+    time of a stage's jobs; the SLURM profile may override any of them."""
+    res = plan.resources(stage.name)
+    out = {"gpu": res["gpu"], "runtime": lambda wc, attempt: stage.runtime * attempt}
+    if res["mem_mb"] is not None:
+        out["mem_mb"] = lambda wc, attempt: res["mem_mb"] * attempt
+    return out
 
 
 def missing_targets():

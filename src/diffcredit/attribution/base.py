@@ -18,6 +18,15 @@ class Method:
     kind: str = "gradient"  # "gradient": features per item; "similarity": compared with the targets per shard
     options: tuple[str, ...] = ()  # the config keys it takes besides `method`
 
+    @property
+    def reads_model(self) -> bool:
+        """Its features are the full model's gradients (else the items' own embeddings)."""
+        return self.kind == "gradient"
+
+    def runtime(self, entry: dict, context: dict) -> dict:
+        """Settings its feature jobs need that do not change the features (file paths)."""
+        return {}
+
     def featurizer(self, entry: dict, context: dict) -> dict:
         """The keyed spec of the features, from the config entry and the run's context
         ({"n_items", "n_trainable", "num_train_timesteps", "cfg"}); ValueError when impossible."""

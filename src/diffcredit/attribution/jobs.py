@@ -20,19 +20,18 @@ def _uint8_images(path: str) -> np.ndarray:
 def features_job(job: dict, progress: bool = True) -> None:
     """Features of one shard's items (role "train") or of a samples file (role "target")."""
     from ..artifacts import write_npz
+    from ..devices import job_device
     from . import get_method
 
     spec, inputs = job["spec"], job["inputs"]
     method = get_method(job["method"])
+    device, _ = job_device(job)
     if spec["kind"] == "similarity":
-        from ..devices import setup
-
-        device = setup(job.get("device", "cpu"), job.get("threads", 1))
         feats = method.embed(_uint8_images(inputs["source"]), spec, job.get("method_runtime", {}), device,
                              job["batch_size"])
         arrays = {"features": feats.astype(np.float16)[None]}
     else:
-        arrays = _gradient_features(job, progress)
+        arrays = _gradient_features(job, device, progress)
     write_npz(job["out"], **arrays)
     if job.get("scratch"):
         import shutil
@@ -42,19 +41,17 @@ def features_job(job: dict, progress: bool = True) -> None:
              job["out"])
 
 
-def _gradient_features(job: dict, progress: bool) -> dict:
+def _gradient_features(job: dict, device, progress: bool) -> dict:
     import torch
 
-    from ..devices import setup
     from ..families import get_family
-    from ..artifacts import verify_dir
+    from ..stages.models import load_model
     from .gradients import featurize, items_per_pass
 
     spec, inputs = job["spec"], job["inputs"]
-    device = setup(job.get("device", "cpu"), job.get("threads", 1))
     family = get_family(job["family"])
     runtime = job.get("family_runtime") or {}
-    model = family.load(verify_dir(inputs["model"]), runtime)
+    model = load_model(family, inputs["model"], job)
     if job["role"] == "train":
         data = family.training_data([inputs["source"]])
     else:
@@ -72,17 +69,16 @@ def _gradient_features(job: dict, progress: bool) -> dict:
 
 def attribute_job(job: dict, progress: bool = True) -> None:
     """values.parquet / values.csv in the estimators' format, and a bar chart per property."""
+    from ..artifacts import atomic_dir, read_npz
     from ..evaluation import t_interval
-    from ..artifacts import atomic_dir, read_json, verify_file
-    from ..report import plot_values
-    from ..artifacts import read_npz as read
+    from ..values import credit_table, read_scores, values_table, write_values
     from . import get_method
 
     spec, inputs = job["spec"], job["inputs"]
     method = get_method(spec["method"])
-    credits = method.scores([read(p) for p in inputs["train"]], read(inputs["target"]), spec["variant"])
+    credits = method.scores([read_npz(p) for p in inputs["train"]], read_npz(inputs["target"]), spec["variant"])
     players = spec["players"]
-    props = read_json(verify_file(inputs["scores"]))["properties"]
+    props = read_scores(inputs["scores"])
     tables = []
     for prop in spec["properties"]:
         sign = 1.0 if props[prop]["higher_is_better"] else -1.0
@@ -91,19 +87,8 @@ def attribute_job(job: dict, progress: bool = True) -> None:
             mean, low, high = t_interval(credits[:, c])
             rows.append({"contributor": name, "value": sign * mean, "ci_low": sign * (low if sign > 0 else high),
                          "ci_high": sign * (high if sign > 0 else low)})
-        df = pd.DataFrame(rows)
-        df.insert(0, "property", prop)
-        df["higher_is_better"] = sign > 0
-        df["credit"] = sign * df["value"]
-        df["rank"] = df["credit"].rank(ascending=False, method="min").astype(int)
-        tables.append(df)
-    table = pd.concat(tables, ignore_index=True)
-    for col, val in (("strategy", "full"), ("shrink", False), ("method", job["label"]), ("scheme", "attribution"),
-                     ("budget", 0)):
-        table.insert(0, col, val)
+        tables.append(credit_table(pd.DataFrame(rows), prop, sign > 0))
+    table = values_table(tables, "full", False, job["label"], "attribution", 0)
     with atomic_dir(job["out"]) as tmp:
-        table.to_parquet(tmp / "values.parquet", index=False)
-        table.to_csv(tmp / "values.csv", index=False)
-        for prop in spec["properties"]:
-            plot_values(table[table["property"] == prop], tmp / f"{prop}.png",
-                        f"{prop}: {job['label']} attribution of the full model")
+        write_values(tmp, table, {prop: f"{prop}: {job['label']} attribution of the full model"
+                                  for prop in spec["properties"]})

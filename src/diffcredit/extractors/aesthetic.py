@@ -16,6 +16,7 @@ from .base import Extractor
 
 class Aesthetic(Extractor):
     name = "aesthetic"
+    stats_reference = True
     has_reference = False
 
     def resolve(self, cfg: dict, reference: dict, cache=None) -> dict:

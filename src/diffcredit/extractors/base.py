@@ -21,6 +21,8 @@ class Extractor:
     name: str = ""
     trained: bool = False  # needs a network trained by the workflow
     has_reference: bool = True  # properties compare its arrays with the reference images'
+    memory_mb: int = 500  # what its jobs need beyond the base allowance
+    stats_reference: bool = False  # its properties work against a reference given as a stats file (mu, sigma)
 
     def resolve(self, cfg: dict, reference: dict, cache=None) -> dict:
         """Keyed spec from `features.<name>` and the reference set's description

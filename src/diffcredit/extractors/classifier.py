@@ -25,6 +25,10 @@ class Classifier(Extractor):
             )
         return {k: v for k, v in cfg.items() if k != "min_accuracy"}
 
+    def training_settings(self, cfg: dict) -> dict:
+        """What the network's training job needs besides the keyed spec."""
+        return {"min_accuracy": cfg["min_accuracy"]}
+
     def load(self, spec: dict, network: str | None, device):
         from .classifier_net import load_classifier
 

@@ -37,6 +37,8 @@ def _online(host: str = "github.com", timeout: float = 2.0) -> bool:
 
 class Inception(Extractor):
     name = "inception"
+    memory_mb = 2500
+    stats_reference = True
 
     def resolve(self, cfg: dict, reference: dict, cache=None) -> dict:
         weights = cfg.get("weights")

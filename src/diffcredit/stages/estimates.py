@@ -1,20 +1,31 @@
-"""The estimate stage: values, confidence intervals, diagnostics and plots."""
+"""Jobs of the estimate stages: a design's coalitions, and the values estimated from
+their scores (intervals, diagnostics, plots)."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .artifacts import atomic_dir, read_json, verify_file
+from ..artifacts import atomic_dir, verify_file, write_parquet
+from ..values import credit_table, read_scores, values_table, write_values
 
 log = logging.getLogger(__name__)
 
 
-def _scores(path: str) -> dict:
-    return read_json(verify_file(path))["properties"]
+def coalition_sample(job: dict, progress: bool = True) -> None:
+    from ..coalitions import sample_design
+
+    spec = job["spec"]
+    masks = sample_design(len(spec["players"]), spec["budget"], spec["scheme"], spec["seed"])
+    df = pd.DataFrame(masks, columns=spec["players"])
+    df.insert(0, "row", np.arange(len(df)))
+    write_parquet(df, job["out"])
+
+
+def shapley_estimate(job: dict, progress: bool = True) -> None:
+    estimate_values(job["spec"], job["inputs"], job["out"])
 
 
 def _image_noise(prop: str, rows: list, empty: dict, full: dict):
@@ -32,14 +43,14 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     `inputs`: the design table and the score files of the empty and full anchors and
     of every design row, in design order.
     """
-    from .diagnostics import convergence, efficiency_gap, plot_convergence, rank_stability
-    from .estimators import SHAPLEY_METHODS, estimate
+    from ..diagnostics import convergence, efficiency_gap, plot_convergence, rank_stability
+    from ..estimators import estimate, get_method
 
     design = pd.read_parquet(verify_file(inputs["design"]))
     players = [c for c in design.columns if c != "row"]
     masks = design[players].to_numpy(dtype=bool)
-    rows = [_scores(p) for p in inputs["rows"]]
-    empty, full = _scores(inputs["empty"]), _scores(inputs["full"])
+    rows = [read_scores(p) for p in inputs["rows"]]
+    empty, full = read_scores(inputs["empty"]), read_scores(inputs["full"])
     tables, diagnostics, conv_tables = [], {}, []
     for prop in spec["properties"]:
         values = np.array([r[prop]["value"] for r in rows], dtype=float)
@@ -48,12 +59,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
         df = estimate(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"], n_boot=spec["n_boot"],
                       shrink=spec["shrink"], noise=_image_noise(prop, rows, empty, full))
         df.insert(0, "contributor", [players[i] for i in df.index])
-        df.insert(0, "property", prop)
-        sign = 1.0 if higher else -1.0
-        df["higher_is_better"] = higher
-        df["credit"] = sign * df["value"]
-        df["rank"] = df["credit"].rank(ascending=False, method="min").astype(int)
-        tables.append(df)
+        tables.append(credit_table(df, prop, higher))
         conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"], shrink=spec["shrink"])
         conv.insert(0, "property", prop)
         conv_tables.append(conv)
@@ -61,23 +67,18 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
             "v_empty": v_empty,
             "v_full": v_full,
             "higher_is_better": higher,
-            "efficiency_gap": efficiency_gap(df, v_empty, v_full) if spec["method"] in SHAPLEY_METHODS else None,
+            "efficiency_gap": efficiency_gap(df, v_empty, v_full) if get_method(spec["method"]).efficient else None,
             "rank_stability": _jsonable(rank_stability(conv.drop(columns="property"))),
         }
-    table = pd.concat(tables, ignore_index=True)
-    for col, val in (("strategy", spec["strategy"]), ("shrink", spec["shrink"]), ("method", spec["method"]),
-                     ("scheme", spec["scheme"]), ("budget", spec["budget"])):
-        table.insert(0, col, val)
+    table = values_table(tables, spec["strategy"], spec["shrink"], spec["method"], spec["scheme"], spec["budget"])
     conv_all = pd.concat(conv_tables, ignore_index=True)
+    shrunk = ", shrunk" if spec["shrink"] else ""
+    label = f"{spec['method']} ({spec['scheme']}, {spec['budget']} {spec['strategy']} coalitions{shrunk})"
     with atomic_dir(out) as tmp:
-        table.to_parquet(tmp / "values.parquet", index=False)
-        table.to_csv(tmp / "values.csv", index=False)
+        write_values(tmp, table, {prop: f"{prop}: {label}" for prop in spec["properties"]})
         conv_all.to_parquet(tmp / "convergence.parquet", index=False)
         pd.Series(diagnostics, dtype=object).to_json(tmp / "diagnostics.json", indent=2)
         for prop in spec["properties"]:
-            shrunk = ", shrunk" if spec["shrink"] else ""
-            label = f"{spec['method']} ({spec['scheme']}, {spec['budget']} {spec['strategy']} coalitions{shrunk})"
-            plot_values(table[table["property"] == prop], tmp / f"{prop}.png", f"{prop}: {label}")
             plot_convergence(
                 conv_all[conv_all["property"] == prop].drop(columns="property"),
                 tmp / f"convergence_{prop}.png",
@@ -91,24 +92,3 @@ def _jsonable(obj):
     if isinstance(obj, pd.DataFrame):
         return obj.to_dict(orient="records")
     return obj
-
-
-def plot_values(table: pd.DataFrame, path: Path, title: str) -> None:
-    """Bar chart of each contributor's value with 95% CI whiskers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = table.sort_values("value")
-    err = np.nan_to_num(np.vstack([t["value"] - t["ci_low"], t["ci_high"] - t["value"]]).clip(min=0))
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(t) + 1.5))
-    colors = np.where(t["credit"] >= 0, "tab:blue", "tab:red")
-    ax.barh(t["contributor"], t["value"], xerr=err, color=colors, capsize=3)
-    ax.axvline(0, color="black", lw=0.8)
-    better = "higher" if bool(t["higher_is_better"].iloc[0]) else "lower"
-    ax.set_xlabel(f"value (change in {t['property'].iloc[0]}; {better} is better; blue = helps)")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -1,0 +1,83 @@
+"""Plan nodes of the data: one shard per contributor, the manifest, the encoded shards
+of latent families, and the reference images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import data as data_mod
+from ..config import ConfigError
+
+
+class DataNodes:
+    def _add_data(self) -> None:
+        d = self.cfg["data"]
+        try:
+            contributors = data_mod.describe(d, self._cache)
+        except data_mod.DataError as exc:
+            raise ConfigError(str(exc)) from None
+        self.contributors = contributors
+        self.names = [c.name for c in contributors]
+        self.n = len(contributors)
+        self.shape = data_mod.image_shape(d)
+        self.transform = {"source": d["source"], **self.shape}
+        cache_path = self.path(".cache", "hashes.json")
+        self.shard_keys = {}
+        for c in contributors:
+            self.shard_keys[c.name] = self.add(
+                "prepare_shard", self.transform, {"content": c.content_hash},
+                {"data": d, "name": c.name, "content_hash": c.content_hash, "cache": cache_path},
+            )
+        self.all_shards = [self.shard_keys[n] for n in self.names]
+        rows = [{"contributor": c.name, "n_items": c.n_items, "content_hash": c.content_hash} for c in contributors]
+        self.manifest_key = self.add("prepare_data", {"rows": rows}, {"shards": self.all_shards})
+
+    def _shards_of(self, members) -> list[str]:
+        """What models of `members` train on: their shards, or their encoded shards."""
+        return sorted(self.train_shards[m] for m in members)
+
+    def _add_encoded(self) -> None:
+        """Latent families train on every shard encoded once by their frozen encoders."""
+        spec = self.family.encode_spec(self.model_spec)
+        self.train_shards = dict(self.shard_keys)
+        if spec is None:
+            return
+        job = {"family": self.family.name, "family_runtime": self.family_runtime, "device": self.device,
+               "threads": self.threads, "batch_size": self.cfg["generate"]["batch_size"]}
+        for name in self.names:
+            self.train_shards[name] = self.add("encode", spec, {"shard": self.shard_keys[name]}, job)
+
+    def _add_reference(self) -> None:
+        ref = self.cfg["reference"]
+        if ref == "data" or (isinstance(ref, dict) and ref.get("source") == "data"):
+            labels = {lab for c in self.contributors for lab in c.labels}
+            self.reference = {"source": "data", "labelled": -1 not in labels, "n_classes": len(labels - {-1}),
+                              "n_contributors": self.n, "stats_file": None}
+            self.reference_key = self.add("reference_data", {"source": "data", **self.transform},
+                                          {"shards": self.all_shards})
+            return
+        if ref["source"] == "stats":
+            path = Path(ref.get("file") or "")
+            if not path.is_file():
+                raise ConfigError(f"reference.file {path} does not exist: give a .npz with mu and sigma")
+            from ..artifacts import file_sha256
+
+            digest = self._cache.get_or_compute(path, lambda: {"sha256": file_sha256(path)})
+            self.reference = {"source": "stats", "labelled": False, "n_classes": 0, "n_contributors": self.n,
+                              "stats_file": str(path), "stats_sha256": digest["sha256"]}
+            self.reference_key = None
+            return
+        try:
+            groups, labelled = data_mod.describe_reference(ref, self._cache)
+        except data_mod.DataError as exc:
+            raise ConfigError(f"invalid config: reference: {exc}") from None
+        items = [h for g in groups for h in g.item_hashes]
+        labels = [lab for g in groups for lab in g.labels]
+        self.reference = {"source": ref["source"], "labelled": labelled, "n_classes": len(set(labels) - {-1}),
+                          "n_contributors": self.n, "stats_file": None}
+        self.reference_key = self.add(
+            "reference_data",
+            {"source": ref["source"], **self.transform,
+             "content": data_mod.combine_hashes([f"{h}:{lab}" for h, lab in zip(items, labels)])},
+            {}, {"reference": ref, **self.shape, "cache": self.path(".cache", "hashes.json")},
+        )

@@ -1,0 +1,112 @@
+"""Plan nodes of the models: v(empty), v(N), the pruned model, and the model that
+stands for each coalition under each strategy (retrain replicates included)."""
+
+from __future__ import annotations
+
+from ..config import ConfigError
+
+# Keys of training sections that change how a run is checkpointed, not what it computes.
+_NOT_IN_KEY = {"checkpoint_every"}
+# Recipe keys added later stay out of the key at their default, so that adding them
+# moved no existing artifact.
+_LATER_DEFAULTS = {"schedule": "constant"}
+
+
+def recipe(section: dict) -> dict:
+    """The keyed part of a training section."""
+    return {k: v for k, v in section.items()
+            if k not in _NOT_IN_KEY and not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
+
+
+def _section(cfg: dict, dotted: str) -> dict:
+    out = cfg
+    for part in dotted.split("."):
+        out = out[part]
+    return out
+
+
+class ModelNodes:
+    def _train_job(self, section: dict, members, desc: str, **more) -> dict:
+        return {"training": section, "members": list(members), "desc": desc, "family": self.family.name,
+                "family_runtime": self.family_runtime, "device": self.device, "precision": self.cfg["precision"],
+                **more}
+
+    def _add_models(self) -> None:
+        cfg = self.cfg
+        try:
+            data = {**self.shape, "captions": bool(cfg["data"].get("caption_column"))}
+            self.model_spec = self.family.resolve(cfg["model"], data, self._cache)
+            self.family_runtime = self.family.runtime(cfg["model"])
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {exc}") from None
+        self.n_parameters = self.family.estimate_parameters(self.model_spec)
+        self.n_trainable = self.family.estimate_trainable(self.model_spec)
+        self._model_keys: dict = {}
+        self.init_key = self.init_key_of(0)
+        self._add_encoded()
+        self.full_key = self._retrain(self.names, "train_full")
+        prune = cfg["prune"]
+        self.pruned_key = self.add(
+            "prune",
+            {"ratio": prune["ratio"], "importance": prune["importance"], "training": recipe(prune["training"])},
+            {"start": self.full_key, "shards": self._shards_of(self.names)},
+            self._train_job(prune["training"], self.names, "prune", ratio=prune["ratio"],
+                            importance=prune["importance"], threads=self.train_threads),
+        )
+        self.coalitions: dict[str, tuple[str, ...]] = {}  # coalition model key -> members
+
+    def init_key_of(self, seed: int = 0) -> str:
+        """The untrained model; `seed` > 0 offsets the model's seed (another retrain replicate)."""
+        spec = self.model_spec if not seed else {**self.model_spec, "seed": self.model_spec.get("seed", 0) + seed}
+        return self.add("init_model", {"family": self.family.name, **spec}, {},
+                        {"family": self.family.name, "family_runtime": self.family_runtime})
+
+    def _retrain(self, members, stage: str, seed: int = 0) -> str:
+        """Train `members` from scratch with train_full's recipe. Replicate `seed` > 0 offsets the
+        model's and the recipe's seeds; replicate 0 is the artifact every other use shares."""
+        section = dict(self.cfg["train_full"])
+        if seed:
+            section["seed"] = section["seed"] + seed
+        threads = self.train_threads if stage == "train_full" else self.threads
+        desc = "train_full" if stage == "train_full" else f"retrain[{len(members)}/{self.n}]"
+        if seed:
+            desc += f" seed+{seed}"
+        return self.add(
+            stage, {"strategy": "retrain", "recipe": recipe(section)},
+            {"start": self.init_key_of(seed), "shards": self._shards_of(members)},
+            self._train_job(section, members, desc, threads=threads), key_as="train_full",
+        )
+
+    def model_key(self, members, strategy: str | None = None, seed: int = 0) -> str:
+        """The key of the model that stands for coalition `members` under `strategy`
+        (`seed`: the retrain replicate; only the retrain strategy has replicates)."""
+        from ..strategies import get_strategy
+
+        strategy = strategy or self.cfg["fine_tune"]["strategy"]
+        members = tuple(members)
+        if seed and strategy != "retrain":
+            raise ValueError(f"only retrain has seed replicates, not {strategy}")
+        cached = self._model_keys.get((strategy, members, seed))
+        if cached is not None:
+            return cached
+        if not members:
+            key = self.init_key_of(seed)
+        elif len(members) == self.n:
+            key = self.full_key if not seed else self._retrain(members, "train_full", seed)
+        else:
+            s = get_strategy(strategy)
+            if s.start == "init":
+                key = self._retrain(members, "fine_tune", seed)
+            else:
+                trained = members if s.data == "members" else tuple(n for n in self.names if n not in members)
+                section = _section(self.cfg, s.recipe)
+                start = {"full": self.full_key, "pruned": self.pruned_key}[s.start]
+                key = self.add(
+                    "fine_tune", {"strategy": s.name, "recipe": recipe(section)},
+                    {"start": start, "shards": self._shards_of(trained)},
+                    self._train_job(section, trained, f"{s.name}[{len(members)}/{self.n}]", ascent=s.ascent,
+                                    threads=self.threads),
+                )
+            self.coalitions[key] = members
+        self._model_keys[(strategy, members, seed)] = key
+        return key

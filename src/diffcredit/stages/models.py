@@ -1,0 +1,100 @@
+"""Jobs of the model stages: the untrained model, training (full, pruned, coalitions)
+and the classifier feature extractor's network."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+
+import numpy as np
+
+from .. import data as data_mod
+from ..artifacts import atomic_dir, read_npz, verify_dir
+from ..devices import job_device
+
+log = logging.getLogger(__name__)
+
+
+def load_model(family, folder: str, job: dict):
+    """A model artifact, checked against its sidecar first."""
+    return family.load(verify_dir(folder), job.get("family_runtime") or {})
+
+
+def init_model(job: dict, progress: bool = True) -> None:
+    from ..families import get_family
+
+    family = get_family(job["family"])
+    model = family.init(job["spec"], job.get("family_runtime") or {})
+    with atomic_dir(job["out"]) as tmp:
+        family.save(model, tmp)
+    log.info("untrained %s model with %d parameters written to %s", family.name,
+             sum(p.numel() for p in model.net.parameters()), job["out"])
+
+
+def train(job: dict, progress: bool = True) -> None:
+    """train_full, prune and fine_tune: (prune,) train the start model on the shards."""
+    import torch
+
+    from ..families import get_family
+    from ..training import TrainSpec, train as fit
+
+    device, dtype = job_device(job)
+    family = get_family(job["family"])
+    inputs = job["inputs"]
+    model = load_model(family, inputs["start"], job)
+    if job["rule"] == "prune":
+        before = sum(p.numel() for p in family.trainable(model).values())
+        torch.manual_seed(job["training"].get("seed", 0))
+        family.prune(model, job["ratio"], job["importance"])
+        log.info("pruned %d -> %d trained parameters (ratio %.2f)", before,
+                 sum(p.numel() for p in family.trainable(model).values()), job["ratio"])
+    data = family.training_data(inputs["shards"])
+    n_images = family.n_items(data)
+    section = job["training"]
+    log.info("training on %d images of %s for %d steps on %s", n_images, ", ".join(job["members"]),
+             section["steps"], device)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    stats = fit(family, model, data, TrainSpec.from_dict(section), device, dtype,
+                checkpoint_dir=job["scratch"], checkpoint_every=section.get("checkpoint_every", 0),
+                desc=job.get("desc", "train"), progress=progress, ascent=job.get("ascent", False))
+    model.net.to("cpu")
+    with atomic_dir(job["out"]) as tmp:
+        family.save(model, tmp)
+        (tmp / "training.json").write_text(json.dumps({
+            "members": job["members"], "n_images": int(n_images), "final_loss": stats["final_loss"],
+            "resumed_at": stats["start_step"], "steps": section["steps"], "batch_size": section["batch_size"],
+            # This job's time (since a resume, if it resumed): what cost ratios are made of.
+            "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+            "device": str(device), "threads": job.get("threads"),
+        }, indent=2))
+    shutil.rmtree(job["scratch"], ignore_errors=True)
+    log.info("final loss %s; model written to %s", stats["final_loss"], job["out"])
+
+
+def train_classifier(job: dict, progress: bool = True) -> None:
+    from ..extractors.classifier_net import save_classifier, train_classifier as fit
+
+    job_device({**job, "device": "cpu"})  # a small CNN: CPU, pinned threads, reproducible
+    inputs = job["inputs"]
+    if "reference" in inputs:
+        ref = read_npz(inputs["reference"])
+        images, labels = ref["images"], ref["labels"]
+    else:  # unlabelled: the contributor is the class
+        images, labels = [], []
+        for i, shard in enumerate(inputs["shards"]):
+            x, _ = data_mod.read_shards([shard])
+            images.append(x)
+            labels.append(np.full(len(x), i))
+        images, labels = np.concatenate(images), np.concatenate(labels)
+    model, metrics = fit(images, labels, job["spec"], progress=progress)
+    acc, need = metrics["heldout_accuracy"], job["min_accuracy"]
+    log.info("classifier held-out accuracy %.4f on %d images", acc, metrics["n_test"])
+    if acc < need:
+        raise RuntimeError(
+            f"classifier held-out accuracy {acc:.4f} is below features.classifier.min_accuracy {need}; "
+            "raise features.classifier.steps or lower min_accuracy"
+        )
+    with atomic_dir(job["out"]) as tmp:
+        save_classifier(model, tmp, metrics)
