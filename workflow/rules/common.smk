@@ -3,6 +3,9 @@
 
 
 def _node(wc, rule):
+    """The node of a job: by its wildcards, or the stage's only node (the summary)."""
+    if not wc.keys():
+        return plan.node(plan.keys(rule)[0], rule)
     try:
         node = plan.node(wc.key, rule)
     except KeyError as exc:
@@ -12,14 +15,14 @@ def _node(wc, rule):
     return node
 
 
-def node_inputs(rule, key=None):
-    """The node's parents' paths; ancient: keys, not times, decide what reruns.
-    `key`: the node of a rule without wildcards. A stage that waits for a checkpoint
-    learns the rest of its inputs once that checkpoint's output exists."""
+def node_inputs(rule):
+    """The node's parents' paths; ancient: keys, not times, decide what reruns. A stage
+    that waits for a checkpoint learns the rest of its inputs once that checkpoint's
+    output exists."""
     waits_for = STAGES[rule].waits_for
 
     def inputs(wc):
-        node = plan.node(key, rule) if key else _node(wc, rule)
+        node = _node(wc, rule)
         if waits_for:
             for parent in node.parents.values():
                 if isinstance(parent, str) and parent in plan.keys(waits_for):
@@ -37,16 +40,39 @@ def node_job(rule):
     return lambda wc: json.dumps(plan.job(_node(wc, rule).key))
 
 
-def stage_output(stage):
-    """The record's output pattern under the results folder; a folder's plots go to the report."""
+def stage_outputs(stage):
+    """The record's output pattern under the results folder (a folder's plots go to the
+    report); the summary's: the run's fixed-name tables."""
+    if stage.name == "summary":
+        tables = [(plan.summary_outputs[n], f"{n}.rst", "Evaluation", "tables") for n in plan.evaluations]
+        captions = [(plan.summary_outputs["values"], "values_table.rst", "Values", None),
+                     (plan.summary_outputs["samples"], "samples.rst", "Samples", None), *tables]
+        return [report(path, caption=f"../report/{caption}", category=category, subcategory=sub)
+                for path, caption, category, sub in captions]
     path = f"{R}/{stage.output}"
     if not stage.folder:
-        return path
+        return [path]
     if not stage.report:
-        return directory(path)
+        return [directory(path)]
     caption, category, subcategory = stage.report
-    return report(directory(path), patterns=["{name}.png"], caption=f"../report/{caption}", category=category,
-                  subcategory=subcategory)
+    return [report(directory(path), patterns=["{name}.png"], caption=f"../report/{caption}", category=category,
+                   subcategory=subcategory)]
+
+
+def stage_named_outputs(stage):
+    """The summary's stamp, named by the plan's key: another config's run leaves it
+    missing, so the tables are rewritten (the job removes other configs' stamps)."""
+    return {"stamp": plan.nodes[plan.summary_key].path} if stage.name == "summary" else {}
+
+
+def stage_env(stage):
+    return f"../../envs/{stage.env}.yaml"
+
+
+def stage_log(stage):
+    if stage.name == "summary":
+        return f"{R}/logs/summary.log"
+    return f"{R}/logs/{stage.name}/{stage.log}"
 
 
 def stage_resources(stage):
