@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import data as data_mod
 from ..config import ConfigError, validate
+from ..stages import STAGES
 from .attributions import AttributionNodes, PlannedAttribution
 from .data import DataNodes
 from .estimates import EstimateNodes, PlannedEstimate
@@ -69,4 +70,5 @@ class Plan(NodeTable, DataNodes, ModelNodes, ScoringNodes, EstimateNodes, Attrib
         self._add_attributions()
         self._add_evaluations()
         self._add_summary()
+        self.extra_targets = [k for s in STAGES.values() for k in s.plan_nodes(self)]
         self._cache.flush()

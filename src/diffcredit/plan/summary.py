@@ -41,4 +41,5 @@ class SummaryNodes:
         return self.nodes[est.design_key].path
 
     def targets(self) -> list[str]:
-        return [self.nodes[self.manifest_key].path, *self.summary_outputs.values(), self.nodes[self.summary_key].path]
+        return [self.nodes[self.manifest_key].path, *self.summary_outputs.values(), self.nodes[self.summary_key].path,
+                *(self.nodes[k].path for k in self.extra_targets)]

@@ -4,8 +4,9 @@ A record says everything the rest of the project needs about a stage: how its
 artifacts are keyed (key namespace and version), where they live, which function
 runs its jobs, what those jobs need (threads, GPU, memory), its conda env, its
 report caption and its default SLURM wall time. The plan, the rules, `status`/`gc`,
-the summary and the SLURM profile's test all read these records; adding a stage is
-its record and its job function.
+the summary and the SLURM profile's test all read these records. Adding a stage is
+its record and its module: the job function, and a planner that adds its nodes to the
+plan (`planner`; the stages below are planned by the plan's own builders).
 
 This module imports nothing heavy: the Snakefile reads it at parse time.
 """
@@ -34,6 +35,11 @@ class Stage:
     checkpoint: bool = False  # a Snakemake checkpoint: what it writes adds nodes
     waits_for: str | None = None  # the checkpoint stage whose output adds this stage's inputs
     counted: bool = False  # `diffcredit status` shows how many of its jobs are done
+    planner: str | None = None  # "module:function" adding its nodes to a built plan; they become targets
+
+    def _load(self, ref: str):
+        module, name = ref.split(":")
+        return getattr(importlib.import_module(module), name)
 
     @property
     def key_name(self) -> str:
@@ -50,8 +56,13 @@ class Stage:
         return self.output.split("{", 1)[0].rstrip("/")
 
     def function(self):
-        module, name = self.job.split(":")
-        return getattr(importlib.import_module(module), name)
+        """The job function: (job dict, progress) -> None, writing the node's output."""
+        return self._load(self.job)
+
+    def plan_nodes(self, plan) -> list[str]:
+        """A stage added to the workflow without a builder of the plan's own: its planner
+        adds its nodes to `plan` (after every built-in stage) and returns those to make."""
+        return self._load(self.planner)(plan) if self.planner else []
 
 
 _MODEL = {"env": "torch", "folder": True, "memory": "model"}
