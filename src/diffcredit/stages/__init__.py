@@ -106,16 +106,16 @@ STAGES = {s.name: s for s in (
     Stage("attribute", "attributions/{key}", "diffcredit.attribution.jobs:attribute_job", folder=True,
           report=("attribution.rst", "Values", "attribution baselines"), counted=True),
     # evaluations
-    Stage("fidelity", "evaluation/fidelity/{key}", "diffcredit.evaluation:fidelity_job", folder=True,
+    Stage("fidelity", "evaluation/fidelity/{key}", "diffcredit.evaluation.fidelity:fidelity_job", folder=True,
           report=("fidelity.rst", "Evaluation", "fidelity"), counted=True),
-    Stage("lds", "evaluation/lds/{key}", "diffcredit.evaluation:lds_job", version=2, folder=True,
+    Stage("lds", "evaluation/lds/{key}", "diffcredit.evaluation.lds:lds_job", version=2, folder=True,
           report=("lds.rst", "Evaluation", "LDS"), counted=True),
-    Stage("removal_sets", "evaluation/removal/{key}.json", "diffcredit.evaluation:removal_sets_job",
+    Stage("removal_sets", "evaluation/removal/{key}.json", "diffcredit.evaluation.counterfactual:removal_sets_job",
           checkpoint=True),
-    Stage("counterfactual", "evaluation/counterfactual/{key}", "diffcredit.evaluation:counterfactual_job",
-          version=2, folder=True, report=("counterfactual.rst", "Evaluation", "counterfactual"),
-          waits_for="removal_sets", counted=True),
-    # the run's fixed-name tables (its own rule: fixed outputs besides the keyed stamp)
+    Stage("counterfactual", "evaluation/counterfactual/{key}",
+          "diffcredit.evaluation.counterfactual:counterfactual_job", version=2, folder=True,
+          report=("counterfactual.rst", "Evaluation", "counterfactual"), waits_for="removal_sets", counted=True),
+    # the run's fixed-name tables: its one node's outputs besides the keyed stamp
     Stage("summary", "summary/{key}.json", "diffcredit.summary:summary_job"),
 )}
 
