@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .base import IdentificationError
+from .base import IdentificationError, Method
 
 
 def is_paired(masks: np.ndarray) -> bool:
@@ -106,3 +106,19 @@ def zero_sum_basis(n: int) -> np.ndarray:
     basis = null_space(np.ones((1, n)))
     basis.setflags(write=False)
     return basis
+
+
+class ConstrainedRegression(Method):
+    """A method that is `constrained_wls` with per-row weights (`weights`)."""
+
+    efficient = True
+    shrinkable = True
+
+    def weights(self, masks) -> np.ndarray:
+        raise NotImplementedError
+
+    def point(self, masks, values, v_empty, v_full):
+        return constrained_wls(masks, values - v_empty, v_full - v_empty, self.weights(masks))
+
+    def parts(self, masks, values, v_empty, v_full):
+        return constrained_wls(masks, values - v_empty, v_full - v_empty, self.weights(masks), True)

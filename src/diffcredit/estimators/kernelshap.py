@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Method
-from .common import constrained_wls
+from .common import ConstrainedRegression
 
 
-class KernelSHAP(Method):
+class KernelSHAP(ConstrainedRegression):
     name = "kernelshap"
     schemes = ("kernel", "kernel_paired")
     default_scheme = "kernel_paired"
-    efficient = True
-    shrinkable = True
 
-    def point(self, masks, values, v_empty, v_full):
-        return constrained_wls(masks, values - v_empty, v_full - v_empty, np.ones(len(masks)))
-
-    def parts(self, masks, values, v_empty, v_full):
-        return constrained_wls(masks, values - v_empty, v_full - v_empty, np.ones(len(masks)), True)
+    def weights(self, masks):
+        return np.ones(len(masks))
 
     def min_budget(self, scheme, n):
         """n - 1 free parameters once efficiency is imposed; a complementary pair

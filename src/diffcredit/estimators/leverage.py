@@ -16,31 +16,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Method
-from .common import constrained_wls
+from .common import ConstrainedRegression
 
 
-class Leverage(Method):
+class Leverage(ConstrainedRegression):
     name = "leverage"
     schemes = ("leverage", "stratified")
     default_scheme = "leverage"
-    efficient = True
-    shrinkable = True
 
-    def point(self, masks, values, v_empty, v_full):
-        return constrained_wls(masks, values - v_empty, v_full - v_empty, _weights(masks))
-
-    def parts(self, masks, values, v_empty, v_full):
-        return constrained_wls(masks, values - v_empty, v_full - v_empty, _weights(masks), True)
+    def weights(self, masks):
+        """Kernel mass of the row's size, shared among the design's rows of that size."""
+        n = masks.shape[1]
+        sizes = masks.sum(axis=1)
+        counts = np.bincount(sizes, minlength=n)
+        return (n - 1) / (sizes * (n - sizes)) / counts[sizes]
 
     def min_budget(self, scheme, n):
         """n - 1 free parameters; its designs are pairs, each one equation."""
         return 2 * (n - 1)
-
-
-def _weights(masks):
-    """Kernel mass of the row's size, shared among the design's rows of that size."""
-    n = masks.shape[1]
-    sizes = masks.sum(axis=1)
-    counts = np.bincount(sizes, minlength=n)
-    return (n - 1) / (sizes * (n - sizes)) / counts[sizes]
