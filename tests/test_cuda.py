@@ -1,5 +1,6 @@
-"""The same guarantees on a GPU: reported as skipped (with the reason) where there
-is none; run on a GPU machine with `pytest tests/test_cuda.py`."""
+"""The same guarantees on a GPU. Every test here is marked `cuda`: `pytest -m cuda`
+selects exactly these, `-m "not cuda"` leaves them out. Where torch sees no CUDA
+device they are reported as skipped, with that reason, never passed silently."""
 
 import numpy as np
 import pytest
@@ -10,7 +11,10 @@ from diffcredit.families.base import Model
 from diffcredit.families.ddpm import build_unet, scheduler_config, unet_config
 from diffcredit.training import TrainSpec, train
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (torch.cuda.is_available() is False)"),
+]
 DDPM = get_family("ddpm")
 MODEL = {"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 8, "num_train_timesteps": 100,
          "attention_levels": [1], "attention_head_dim": 8}
