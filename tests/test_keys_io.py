@@ -1,6 +1,10 @@
 """Keys and atomic, verified artifacts."""
 
+import copy
+import hashlib
+import json
 import os
+import re
 import stat
 
 import pytest
@@ -10,15 +14,59 @@ from diffcredit.artifacts import (PARTIAL_PATTERN, CorruptArtifactError, atomic_
 from diffcredit.keys import STAGE_VERSIONS, artifact_key, canonical_json
 
 
-def test_keys_depend_on_everything_in_their_provenance(monkeypatch):
-    base = artifact_key("fine_tune", {"steps": 10, "lr": 0.1}, {"start": "abc"})
-    assert len(base) == 16 and int(base, 16) >= 0
-    assert artifact_key("fine_tune", {"lr": 0.1, "steps": 10}, {"start": "abc"}) == base  # key order
-    assert artifact_key("fine_tune", {"steps": 11, "lr": 0.1}, {"start": "abc"}) != base
-    assert artifact_key("fine_tune", {"steps": 10, "lr": 0.1}, {"start": "abd"}) != base
-    assert artifact_key("generate", {"steps": 10, "lr": 0.1}, {"start": "abc"}) != base
-    monkeypatch.setitem(STAGE_VERSIONS, "fine_tune", STAGE_VERSIONS["fine_tune"] + 1)
-    assert artifact_key("fine_tune", {"steps": 10, "lr": 0.1}, {"start": "abc"}) != base
+def _expected_key(stage, version, spec, parents):
+    """The promised key, computed here without diffcredit: the first 16 hex digits of
+    the sha256 of the sorted, compact, ASCII JSON of the provenance."""
+    payload = {"stage": stage, "stage_version": version, "spec": spec, "parents": parents}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
+
+SPEC = {"steps": 10, "lr": 0.1, "training": {"batch_size": 4, "schedule": "cosine"}, "members": ["b", "a"],
+        "prompt": "peinture \u00e0 l'huile"}
+PARENTS = {"start": "abc", "data": ["d1", "d2"]}
+
+
+def test_keys_are_the_hash_of_their_provenance():
+    version = STAGE_VERSIONS["fine_tune"]
+    base = artifact_key("fine_tune", SPEC, PARENTS)
+    assert base == _expected_key("fine_tune", version, SPEC, PARENTS)
+    assert re.fullmatch(r"[0-9a-f]{16}", base)
+    # No parents is the empty mapping; a list of parents is keyed as a list.
+    assert artifact_key("fine_tune", SPEC) == _expected_key("fine_tune", version, SPEC, {})
+    assert artifact_key("fine_tune", SPEC, ["abc"]) == _expected_key("fine_tune", version, SPEC, ["abc"])
+    # The order in which a mapping was built does not matter; the order of a list does.
+    shuffled = dict(reversed(list(SPEC.items())))
+    shuffled["training"] = dict(reversed(list(SPEC["training"].items())))
+    assert artifact_key("fine_tune", shuffled, dict(reversed(list(PARENTS.items())))) == base
+
+
+@pytest.mark.parametrize("change", ["stage", "stage_version", "spec value", "nested spec value", "spec key",
+                                    "list order", "parent key", "parent value", "parent list"])
+def test_keys_depend_on_everything_in_their_provenance(monkeypatch, change):
+    base = artifact_key("fine_tune", SPEC, PARENTS)
+    stage, spec, parents = "fine_tune", copy.deepcopy(SPEC), copy.deepcopy(PARENTS)
+    if change == "stage":
+        stage = "generate"
+    elif change == "stage_version":
+        monkeypatch.setitem(STAGE_VERSIONS, "fine_tune", STAGE_VERSIONS["fine_tune"] + 1)
+    elif change == "spec value":
+        spec["steps"] = 11
+    elif change == "nested spec value":
+        spec["training"]["batch_size"] = 5
+    elif change == "spec key":
+        spec["warmup_steps"] = 0
+    elif change == "list order":
+        spec["members"].reverse()
+    elif change == "parent key":
+        parents["start2"] = parents.pop("start")
+    elif change == "parent value":
+        parents["start"] = "abd"
+    elif change == "parent list":
+        parents["data"].append("d3")
+    key = artifact_key(stage, spec, parents)
+    assert key != base
+    assert key == _expected_key(stage, STAGE_VERSIONS[stage], spec, parents)
 
 
 def test_canonical_json_refuses_what_it_cannot_key():

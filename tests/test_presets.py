@@ -46,8 +46,8 @@ def test_celebahq_preset(stand_ins, tmp_path):
     assert len(plan.keys("encode")) == 10
     assert plan.extractor_specs["diversity"] == {"encoder": "blip", "k": 20}
     assert set(plan.extractor_specs) == {"diversity", "blip"} and set(plan.reference_stats) == {"diversity"}
-    fine_tune = plan.node(plan.keys("fine_tune")[0]).job["training"]
-    assert fine_tune["steps"] == 500 and fine_tune["batch_size"] == 32
+    for key in (plan.keys("fine_tune")[0], plan.keys("fine_tune")[-1]):
+        assert plan.node(key).job["training"] == merged_recipe("celebahq", "fine_tune", "training")
     assert plan.estimators[0].budget == 300
     for rule in ("encode", "train_full", "prune", "fine_tune", "generate", "features"):
         assert plan.resources(rule)["gpu"] == 1
@@ -65,22 +65,73 @@ def test_artbench_preset(stand_ins, tmp_path):
     assert plan.generate_spec["prompts"] == ["a Post-Impressionist painting"]
     assert plan.generate_spec["scheduler"] == "pipeline" and plan.generate_spec["seed"] == 42
     assert set(plan.extractor_specs) == {"aesthetic", "clip"} and plan.reference_stats == {}
-    fine_tune = plan.node(plan.keys("fine_tune")[0]).job["training"]
-    assert (fine_tune["steps"], fine_tune["warmup_steps"], fine_tune["schedule"]) == (200, 500, "cosine")
+    assert plan.node(plan.keys("fine_tune")[0]).job["training"] == merged_recipe("artbench", "fine_tune", "training")
     prune = plan.node(plan.pruned_key).job
-    assert prune["ratio"] == 0.5 and prune["training"]["steps"] == 1580
+    assert prune["ratio"] == load_yaml(REPO / "configs" / "artbench.yaml")["prune"]["ratio"]
+    assert prune["training"] == merged_recipe("artbench", "prune", "training")
     assert plan.resources("fine_tune")["gpu"] == 1
-    # Memory counts optimizer state for the adapter only: rank 256 on this UNet's attention projections.
-    lora = 256 * sum(n for name, n in _projection_sizes(stand_ins["pipe"]).items())
-    assert plan.n_trainable == lora and plan.n_parameters > lora
-    assert plan.resources("fine_tune")["mem_mb"] == 1000 + 4 * (plan.n_parameters + 5 * lora) // 2**20 + 1500
 
 
-def _projection_sizes(pipe) -> dict:
-    """in + out features of every attention projection of the pipeline's UNet, counted on the real model."""
+def merged_recipe(name: str, *path: str) -> dict:
+    """A training section as a job must receive it: the schema's defaults, under the
+    embedded default config, under the preset. Checks that each layer shows through."""
+    layers = [load_yaml(SCHEMA)["definitions"]["training"]["properties"], load_yaml(REPO / "config.yaml"),
+              load_yaml(REPO / "configs" / f"{name}.yaml")]
+    schema, default, ours = layers[0], *[_get(layer, path) for layer in layers[1:]]
+    assert any(default.get(k, schema[k].get("default")) != v for k, v in ours.items()), "the preset overrides nothing"
+    assert set(schema) - set(ours), "the preset leaves nothing to the defaults"
+    return {**{k: p["default"] for k, p in schema.items()}, **default, **ours}
+
+
+def _get(cfg: dict, path) -> dict:
+    for part in path:
+        cfg = cfg[part]
+    return cfg
+
+
+def test_artbench_memory_covers_the_adapters_training_state(stand_ins, tmp_path):
+    """fine_tune's mem_mb against what training the adapter holds, measured in torch:
+    the UNet's weights, and the gradient, two Adam moments and EMA copy of every
+    trainable (LoRA) parameter. Two ranks: the estimate must grow at least as fast as
+    the measured state, and not much faster."""
+    override = {"data": {"root": str(stand_ins["art"])}, "model": {"pretrained": str(stand_ins["pipe"])},
+                "features": {"clip": {"model": str(stand_ins["clip"])}, "aesthetic": {"head": str(stand_ins["head"])}}}
+    mem, measured, trainable = {}, {}, {}
+    for rank in (16, 256):
+        override["model"]["lora"] = {"rank": rank}
+        _, plan = preset("artbench", tmp_path / f"r{rank}", override)
+        mem[rank] = plan.resources("fine_tune")["mem_mb"]
+        measured[rank], trainable[rank] = _training_state_bytes(stand_ins["pipe"], plan.model_spec)
+        assert plan.n_trainable == trainable[rank] and plan.n_parameters > trainable[rank]
+        assert measured[rank] <= mem[rank] * 2**20 < 4 * measured[rank] + 3000 * 2**20
+    grown, measured_growth = mem[256] - mem[16], (measured[256] - measured[16]) / 2**20
+    assert measured_growth > 10  # big enough that rounding to whole MB cannot decide it
+    assert measured_growth - 1 <= grown <= 2 * measured_growth
+
+
+def _training_state_bytes(pipe, model_spec) -> tuple[int, int]:
+    """Bytes of weights, gradients, AdamW state and an EMA copy after one training
+    step of the pipeline's UNet with the spec's LoRA adapter (added as the family
+    does), and the number of trainable parameters."""
     import torch
     from diffusers import UNet2DConditionModel
 
-    unet = UNet2DConditionModel.from_pretrained(pipe, subfolder="unet")
-    return {n: m.in_features + m.out_features for n, m in unet.named_modules()
-            if isinstance(m, torch.nn.Linear) and n.endswith(("to_q", "to_k", "to_v", "to_out.0"))}
+    from diffcredit.families.sd_lora import lora_config
+
+    unet = UNet2DConditionModel.from_pretrained(pipe, subfolder="unet").requires_grad_(False)
+    unet.add_adapter(lora_config(model_spec))
+    params = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    ema = [p.detach().clone() for p in params]
+    latents = torch.randn(1, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    text = torch.randn(1, 8, unet.config.cross_attention_dim)
+    unet(latents, torch.tensor([10]), encoder_hidden_states=text).sample.square().mean().backward()
+    optimizer.step()
+
+    def size(tensors):
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    moments = [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    assert len(moments) >= 2 * len(params) and all(p.grad is not None for p in params)
+    total = size(unet.parameters()) + size(p.grad for p in params) + size(moments) + size(ema)
+    return total, sum(p.numel() for p in params)
