@@ -85,7 +85,7 @@ def test_scaled_cifar20_runs_every_stage_on_cuda(tmp_path, monkeypatch, precisio
     import pandas as pd
 
     from conftest import REPO
-    from diffcredit.cli import run_job
+    from diffcredit.runner import run_job
     from diffcredit.config import deep_update, load_yaml
     from diffcredit.plan import Plan
     from synthetic import write_cifar100, write_random_inception
