@@ -1,8 +1,36 @@
-"""Config validation: a JSON schema (workflow/schemas/) that also fills defaults."""
+"""Config validation: a JSON schema (workflow/schemas/) that also fills defaults.
+
+Sections whose keys depend on a plug-in carry `x-plugin` in the main schema: their
+common keys are there, and each plug-in's own keys are a fragment of JSON-schema
+properties on its class (a family's `schema` for `model`, its `generate_schema` for
+`generate`, an attribution method's `schema` for its entry), found through the
+plug-in's registry:
+
+    x-plugin:
+      registry: diffcredit.families   # a module with `registry` (a registry.Registry)
+      attribute: schema               # the plug-in class's fragment
+      by: family                      # the key naming the plug-in: in the section, or
+                                      # from the config's root when it starts with /
+      noun: family                    # what messages call a plug-in
+      term: key                       # what they call its keys (default: key)
+      inherited: true                 # keys of the default plug-in are dropped, not
+                                      # refused, under another one (see below)
+
+`validate` checks the config against the main schema, then each such section against
+its plug-in's fragment (filling its defaults, refusing unknown keys) and refuses a key
+of another plug-in, naming the plug-ins that take it. `inherited` serves mappings that
+Snakemake merges key by key: config.yaml and configs/tiny.yaml describe the default
+family (ddpm), and a later --configfile can override their `model` keys but not remove
+them, so under another family a key of the default family is dropped (with a warning
+when it is not at its default value); any other family's key is refused. Fragments
+are read without importing torch.
+"""
 
 from __future__ import annotations
 
 import copy
+import importlib
+import warnings
 from pathlib import Path
 
 import yaml
@@ -20,7 +48,7 @@ def _validator_with_defaults():
     def properties(validator, props, instance, schema):
         if isinstance(instance, dict):
             for name, sub in props.items():
-                if "default" in sub and name not in instance:
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
                     instance[name] = copy.deepcopy(sub["default"])
         yield from base_properties(validator, props, instance, schema)
 
@@ -33,19 +61,117 @@ def load_schema(path: str | Path) -> dict:
 
 
 def validate(config: dict, schema: dict | str | Path) -> dict:
-    """A validated copy of `config` with defaults filled in."""
+    """A validated copy of `config` with defaults filled in: the main schema, then the
+    plug-in fragments of its `x-plugin` sections."""
     if not isinstance(schema, dict):
         schema = load_schema(schema)
     config = copy.deepcopy(dict(config))
-    validator = _validator_with_defaults()(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    cls = _validator_with_defaults()
+    errors = [(list(e.absolute_path), e.message) for e in cls(schema).iter_errors(config)]
+    for path, section in _plugin_sections(schema):
+        for where, instance in _instances(config, path):
+            if isinstance(instance, dict):  # else the main schema said so
+                errors += _plugin_errors(cls, config, where, instance, section)
     if errors:
         lines = []
-        for e in errors:
-            where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-            lines.append(f"  {where}: {e.message}")
+        for path, message in sorted(dict.fromkeys((tuple(p), m) for p, m in errors), key=_error_order):
+            where = ".".join(str(p) for p in path) or "(top level)"
+            lines.append(f"  {message}" if message.startswith(where + " ") else f"  {where}: {message}")
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     return config
+
+
+def _error_order(error):
+    return [str(p) for p in error[0]], error[1]
+
+
+def _plugin_sections(schema: dict, path: tuple = ()):
+    """(path, section schema) of every schema node with `x-plugin`, through `properties`
+    and `items`; "*" in a path stands for every entry of a list."""
+    if not isinstance(schema, dict):
+        return
+    if "x-plugin" in schema:
+        yield path, schema
+    for name, sub in (schema.get("properties") or {}).items():
+        yield from _plugin_sections(sub, (*path, name))
+    if isinstance(schema.get("items"), dict):
+        yield from _plugin_sections(schema["items"], (*path, "*"))
+
+
+def _instances(config, path: tuple, where: tuple = ()):
+    """(concrete path, value) of the config's values at `path`."""
+    if not path:
+        yield list(where), config
+    elif path[0] == "*":
+        if isinstance(config, list):
+            for i, item in enumerate(config):
+                yield from _instances(item, path[1:], (*where, i))
+    elif isinstance(config, dict) and path[0] in config:
+        yield from _instances(config[path[0]], path[1:], (*where, path[0]))
+
+
+def _plugin_errors(cls, config: dict, where: list, instance: dict, section: dict) -> list:
+    """Errors of one plug-in section: its keys against the chosen plug-in's fragment
+    (defaults filled in place) and the keys of other plug-ins."""
+    spec = section["x-plugin"]
+    registry = importlib.import_module(spec["registry"]).registry
+    by = spec["by"]
+    if by.startswith("/"):
+        by_path, chosen = by.strip("/").split("/"), config
+        for part in by_path:
+            chosen = chosen.get(part) if isinstance(chosen, dict) else None
+    else:
+        by_path, chosen = [*where, by], instance.get(by)
+    if not isinstance(chosen, str):
+        return []  # missing or not a string: the main schema says so
+    try:
+        plugin = registry.get(chosen)
+    except ValueError as exc:
+        return [] if by.startswith("/") else [(by_path, str(exc))]  # reported once, where it is named
+    fragments = {name: getattr(registry.get(name), spec["attribute"]) for name in registry.entries}
+    common = section.get("properties") or {}
+    own = {**fragments[chosen], **{k: {} for k in common}}
+    inherited = (common.get(by) or {}).get("default") if spec.get("inherited") else None
+    errors, foreign = [], {}
+    for key in [k for k in instance if k not in own]:
+        owners = [name for name, frag in fragments.items() if key in frag]
+        if not owners:
+            continue  # unknown everywhere: additionalProperties says so
+        path = [*where, key]
+        which = (f"{'.'.join(map(str, path))} is {_a(spec.get('term', 'key'))} of "
+                 f"{_owners(registry, owners, spec['noun'])}")
+        if inherited in owners:  # from the base config files; the chosen plug-in ignores it
+            value = instance.pop(key)
+            if value != fragments[inherited][key].get("default"):
+                warnings.warn(f"{which}, which {chosen} ignores (set by an earlier config file?)", stacklevel=2)
+            continue
+        foreign[key] = {}
+        errors.append((path, f"{which}, not of {chosen}{_kind_of(plugin, registry, owners, spec['noun'])}"))
+    schema = {"type": "object", "additionalProperties": False, "properties": {**own, **foreign}}
+    errors += [([*where, *e.absolute_path], e.message) for e in cls(schema).iter_errors(instance)]
+    return errors
+
+
+def _a(term: str) -> str:
+    return f"{'an' if term[0] in 'aeiou' else 'a'} {term}"
+
+
+def _owners(registry, owners: list[str], noun: str) -> str:
+    """"family sd_lora", "families ddpm, ldm", "the similarity methods a, b"."""
+    kinds = {getattr(registry.get(o), "kind", None) for o in owners}
+    kind = f"{kinds.pop()} " if len(kinds) == 1 and None not in kinds else ""
+    if len(owners) == 1:
+        return f"{kind}{noun} {owners[0]}"
+    nouns = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{'the ' if kind else ''}{kind}{nouns} {', '.join(owners)}"
+
+
+def _kind_of(plugin, registry, owners: list[str], noun: str) -> str:
+    """" (a gradient method)" when the chosen plug-in's kind differs from the owners'."""
+    kind = getattr(plugin, "kind", None)
+    if kind is None or kind == getattr(registry.get(owners[0]), "kind", None):
+        return ""
+    return f" ({_a(f'{kind} {noun}')})"
 
 
 class _StrictLoader(yaml.SafeLoader):

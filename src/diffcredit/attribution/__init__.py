@@ -5,7 +5,9 @@ A method turns features of the training items (per contributor shard) and of the
 model's generated samples (the targets) into one credit per contributor. Gradient
 methods (TRAK, D-TRAK, DAS, the influence-function variants) featurize with
 gradients.py; similarity methods compare images or embeddings. Adding one is a module
-plus a line in METHODS.
+plus a line in METHODS. A method's options (its config keys besides `method`) are its
+class's `schema`, which the config's validation reads through `registry`; the modules
+a method's class lives in do not import torch at top level.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ METHODS = {
     "clip_similarity": "diffcredit.attribution.similarity:ClipSimilarity",
 }
 
-_registry = Registry("attribution method", METHODS)
+_registry = registry = Registry("attribution method", METHODS)
 
 
 def get_method(name: str) -> Method:

@@ -10,13 +10,25 @@ helps the full model generate what it generates.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 
 class Method:
     name: str = ""
     kind: str = "gradient"  # "gradient": features per item; "similarity": compared with the targets per shard
-    options: tuple[str, ...] = ()  # the config keys it takes besides `method`
+    # Its options, the config keys it takes besides `method` (JSON-schema properties;
+    # config.validate fills their defaults and refuses the options of other methods).
+    schema: ClassVar[dict] = {
+        "aggregate": {"enum": ["sum", "mean"], "default": "sum",
+                      "description": "a contributor's score: the sum (or mean) over its items"},
+    }
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The config keys it takes besides `method`."""
+        return tuple(self.schema)
 
     @property
     def reads_model(self) -> bool:

@@ -8,6 +8,8 @@ Pixels are compared at most 64 pixels a side (area-averaged), in [-1, 1].
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .base import Method
@@ -22,7 +24,12 @@ def reductions(entry: dict) -> list[str]:
 
 class SimilarityMethod(Method):
     kind = "similarity"
-    options = ("reduce",)
+    schema: ClassVar[dict] = {
+        "reduce": {"type": ["string", "array"], "items": {"enum": ["mean", "max"]}, "minItems": 1,
+                   "default": ["mean", "max"],
+                   "description": "per generated sample, the mean or max over the contributor's images; a list "
+                                  "gives both"},
+    }
 
     def variants(self, entry: dict) -> list[dict]:
         reds = reductions(entry)

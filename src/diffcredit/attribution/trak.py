@@ -12,6 +12,8 @@ by ||K^-1 phi_i||, renormalised IF by ||phi_i||.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .base import Method, aggregate, timestep_grid
@@ -45,7 +47,20 @@ class GradientMethod(Method):
     output = "loss"
     normalize = False
     residual = False
-    options = ("timesteps", "projection_dim", "projection_seed", "lambda", "seeds", "aggregate")
+    schema: ClassVar[dict] = {
+        "timesteps": {"type": "integer", "minimum": 1, "default": 10, "description": "K uniform timesteps"},
+        "projection_dim": {"type": ["integer", "string", "null"], "default": "auto",
+                           "description": "random projection dimension; null: exact gradients; auto: exact when "
+                                          "they fit in 1 GiB, else 4096"},
+        "projection_seed": {"type": "integer", "default": 0},
+        "lambda": {"type": ["number", "array"], "items": {"type": "number", "minimum": 0}, "minimum": 0,
+                   "default": 0.01,
+                   "description": "ridge term relative to the mean squared feature norm; a list is a sweep "
+                                  "(one row each)"},
+        "seeds": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "default": [0],
+                  "description": "noise seeds; two or more give intervals"},
+        **Method.schema,
+    }
 
     def featurizer(self, entry: dict, context: dict) -> dict:
         timestep_grid(context["num_train_timesteps"], entry["timesteps"])

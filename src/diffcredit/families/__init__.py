@@ -1,8 +1,10 @@
 """Model families behind a registry.
 
 A family is one module with one `Family` subclass; adding one is that module plus
-a line in FAMILIES. Modules are imported on first use, so parsing the workflow
-does not import torch.
+a line in FAMILIES. Its `model` keys (and extra `generate` keys) are its class's
+`schema` (and `generate_schema`), which the config's validation reads through
+`registry`. Modules are imported on first use and import torch only inside
+functions, so parsing the workflow does not import torch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ FAMILIES = {
     "sd_lora": "diffcredit.families.sd_lora:SDLoRA",
 }
 
-_registry = Registry("model.family", FAMILIES)
+_registry = registry = Registry("model.family", FAMILIES)
 
 
 def get_family(name: str) -> Family:

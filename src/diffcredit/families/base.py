@@ -1,5 +1,11 @@
 """What a model family provides to the workflow.
 
+Config: `schema` holds the JSON-schema properties of the `model` keys the family
+takes besides the common ones (`family`, `seed`, in workflow/schemas/), and
+`generate_schema` those of its extra `generate` keys; config.validate checks the
+chosen family's keys against them, fills their defaults, and refuses another
+family's keys. Class attributes of modules that do not import torch at top level.
+
 Parse time (no torch): `resolve` turns the config's `model` section into the keyed
 spec of the untrained model, and `estimate_parameters` sizes jobs. Job time: build,
 save and load (no pickles), the trained parameters, the per-sample training loss,
@@ -10,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -22,8 +28,22 @@ class Model:
     extras: dict = field(default_factory=dict)
 
 
+# A pretrained part: a hub id or local directory, or {path, subfolder, revision}.
+PRETRAINED_REF = {
+    "type": ["string", "object", "null"],
+    "properties": {
+        "path": {"type": "string"},
+        "subfolder": {"type": ["string", "null"]},
+        "revision": {"type": ["string", "null"]},
+    },
+    "additionalProperties": False,
+}
+
+
 class Family:
     name: str = ""
+    schema: ClassVar[dict] = {}  # its `model` keys (JSON-schema properties)
+    generate_schema: ClassVar[dict] = {}  # its `generate` keys besides the common ones
 
     # ---------------------------------------------------------- parse time
 
@@ -34,11 +54,9 @@ class Family:
         raise NotImplementedError
 
     def resolve_generate(self, gen: dict, spec: dict, model_cfg: dict) -> dict:
-        """The keyed sampling settings from `generate` (minus batch_size)."""
-        text_only = sorted(k for k in ("prompts", "guidance_scale", "negative_prompt", "scheduler") if k in gen)
-        if text_only:
-            raise ValueError(f"generate.{', generate.'.join(text_only)}: only text-conditioned families "
-                             f"(sd_lora) take them; the {self.name} family samples unconditionally")
+        """The keyed sampling settings from `generate` (minus batch_size): the common
+        keys and this family's `generate_schema` keys (the config's validation refused
+        any other)."""
         return gen
 
     def runtime(self, model_cfg: dict) -> dict:

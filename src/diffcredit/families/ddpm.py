@@ -269,8 +269,32 @@ def to_uint8(x):
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
+# The `model` keys of a UNet2DModel and its noise schedule (ldm takes them too).
+UNET_SCHEMA = {
+    "block_out_channels": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
+                           "default": [32, 64]},
+    "layers_per_block": {"type": "integer", "minimum": 1, "default": 1},
+    "norm_num_groups": {"type": "integer", "minimum": 1, "default": 8},
+    "attention_levels": {"type": "array", "items": {"type": "integer", "minimum": 0}, "default": []},
+    "attention_head_dim": {"type": ["integer", "null"], "minimum": 1, "default": None},
+    "mid_attention": {"type": "boolean", "default": False},
+    "num_train_timesteps": {"type": "integer", "minimum": 2, "default": 1000},
+    "beta_schedule": {"enum": ["linear", "scaled_linear", "squaredcos_cap_v2"], "default": "squaredcos_cap_v2"},
+    "beta_start": {"type": "number", "exclusiveMinimum": 0, "default": 0.0001},
+    "beta_end": {"type": "number", "exclusiveMinimum": 0, "default": 0.02},
+    "prediction_type": {"enum": list(PREDICTION_TYPES), "default": "epsilon",
+                        "description": "the training target; sampling follows it"},
+    "dropout": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+    "flip_sin_to_cos": {"type": "boolean", "default": True,
+                        "description": "time embedding layout (false, with freq_shift 1, in google/ddpm-cifar10-32)"},
+    "freq_shift": {"type": "integer", "minimum": 0, "default": 0},
+    "downsample_padding": {"type": "integer", "minimum": 0, "default": 1},
+}
+
+
 class DDPM(Family):
     name = "ddpm"
+    schema = UNET_SCHEMA
 
     def resolve(self, model_cfg: dict, data: dict, cache=None) -> dict:
         unet = unet_config(model_cfg, data["resolution"], data["channels"])

@@ -16,10 +16,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 from .. import pretrained
-from .base import Model
-from .ddpm import DDPM, load_unet, save_unet, scheduler_config, to_uint8, unet_config
+from .base import PRETRAINED_REF, Model
+from .ddpm import (
+    DDPM,
+    UNET_SCHEMA,
+    load_unet,
+    save_unet,
+    scheduler_config,
+    to_uint8,
+    unet_config,
+)
 
 AUTOENCODERS = ("VQModel", "AutoencoderKL")
 LATENT = "latent.json"
@@ -47,6 +56,15 @@ def load_autoencoder(ref: dict, kind: str):
 
 class LDM(DDPM):
     name = "ldm"
+    schema: ClassVar[dict] = {
+        "autoencoder": {**PRETRAINED_REF, "default": None,
+                        "description": "the frozen VQModel or AutoencoderKL, a hub id or local directory (or "
+                                       "{path, subfolder, revision})"},
+        "latent_scale": {"type": ["number", "string"], "default": "auto",
+                         "description": "latents are latent_scale * E(x); auto takes the autoencoder's "
+                                        "scaling_factor"},
+        **UNET_SCHEMA,
+    }
 
     def resolve(self, model_cfg: dict, data: dict, cache=None) -> dict:
         if not model_cfg.get("autoencoder"):

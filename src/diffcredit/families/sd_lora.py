@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 from .. import pretrained
-from .base import Family, Model
+from .base import PRETRAINED_REF, Family, Model
 from .ddpm import image_noise
 
 ADAPTER = "adapter_model.safetensors"
@@ -165,6 +166,28 @@ def prune_ranks(state: dict, keep: float, importance: str = "magnitude", seed: i
 
 class SDLoRA(Family):
     name = "sd_lora"
+    schema: ClassVar[dict] = {
+        "pretrained": {**PRETRAINED_REF, "default": None,
+                       "description": "the base StableDiffusionPipeline, a hub id or local directory"},
+        "lora": {
+            "type": "object", "additionalProperties": False, "default": {},
+            "description": "the adapter on the UNet (default rank 256, alpha = rank, the attention projections)",
+            "properties": {
+                "rank": {"type": "integer", "minimum": 1},
+                "alpha": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                "targets": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            },
+        },
+        "prompt": {"type": ["string", "null"], "default": None,
+                   "description": "the caption of every image (unless data.caption_column gives one per image)"},
+    }
+    generate_schema: ClassVar[dict] = {
+        "prompts": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                    "description": "image i is generated from prompt i mod their number (default [model.prompt])"},
+        "guidance_scale": {"type": "number", "minimum": 0, "description": "classifier-free guidance (default 7.5)"},
+        "negative_prompt": {"type": "string"},
+        "scheduler": {"enum": ["ddim", "pipeline"], "description": "DDIM (default) or the pipeline's own scheduler"},
+    }
 
     # ---------------------------------------------------------- parse time
 
