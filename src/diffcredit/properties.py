@@ -3,7 +3,10 @@
 A property is a cheap function of one extractor's features of the samples and of
 that extractor's reference statistics, with a direction. The Inception metrics come
 from torch-fidelity's own functions (FID, Inception Score, precision/recall), so they
-agree with its one-call `calculate_metrics` on the same features.
+agree with its one-call `calculate_metrics` on the same features; FID's Frechet
+distance also equals clean-fid's `frechet_distance` (its sqrtm form) on them, so with
+`features.inception.resize: clean` (clean-fid's resizer before the network) `fid` is
+clean-fid's clean-mode FID (tests/test_clean_fid.py).
 """
 
 from __future__ import annotations

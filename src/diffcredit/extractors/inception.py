@@ -1,7 +1,17 @@
 """Inception-v3 features with torch-fidelity's port of the TF FID network: pool3
 (2048-d, for FID and precision/recall) and unbiased logits (1008, for the
 Inception Score), from one forward pass. Weights come from
-`features.inception.weights` or torch-fidelity's own download cache."""
+`features.inception.weights` or torch-fidelity's own download cache.
+
+`features.inception.resize` says how images reach the network's 299x299 input:
+`torch_fidelity` (the default) gives it the uint8 images, which it resizes itself
+(TF1 bilinear, torch-fidelity's and the original TF FID's way); `clean` resizes
+them first with clean-fid's resizer, PIL bicubic per channel in float32 without
+quantising (`cleanfid.resize.make_resizer("PIL", False, "bicubic", (299, 299))`,
+the resizing of clean-fid's "clean" mode), and gives the network those floats, as
+clean-fid gives its own Inception: FID in clean-fid's clean mode. The default stays
+out of the keyed spec, so choosing it changes no key.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +25,12 @@ from .base import Extractor, mean_and_covariance
 
 WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_NAME}"
+RESIZES = ("torch_fidelity", "clean")
+INPUT_SIZE = 299
+# torch-fidelity's FeatureExtractorInceptionV3 from its 299x299 input to pool3.
+LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+          "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+          "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool")
 
 
 def cached_weights() -> Path:
@@ -35,12 +51,61 @@ def _online(host: str = "github.com", timeout: float = 2.0) -> bool:
         return False
 
 
+def clean_resizer():
+    """clean-fid's resizer of its "clean" mode: uint8 (H, W, 3) -> float32 (299, 299, 3) in [0, 255]."""
+    from cleanfid.resize import make_resizer
+
+    return make_resizer("PIL", False, "bicubic", (INPUT_SIZE, INPUT_SIZE))
+
+
+def network_inputs(images: np.ndarray, resize: str = "torch_fidelity"):
+    """What the network is given for uint8 (N, C, H, W) images (grey ones as RGB), on
+    the CPU: the uint8 images themselves (`torch_fidelity`: the network resizes them),
+    or (`clean`) clean-fid's resizer applied to each image as clean-fid feeds it, uint8
+    (H, W, 3), giving float32 (N, 3, 299, 299) in [0, 255]."""
+    import torch
+
+    x = np.ascontiguousarray(images)
+    if resize == "torch_fidelity":
+        t = torch.from_numpy(x)
+        return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
+    if resize != "clean":
+        raise ValueError(f"features.inception.resize {resize!r}: use one of {RESIZES}")
+    if x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    fn = clean_resizer()
+    out = np.zeros((len(x), INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+    for i, img in enumerate(x):
+        out[i] = fn(np.ascontiguousarray(img.transpose(1, 2, 0)))
+    return torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2)))
+
+
+def resized_forward(net, x):
+    """(pool3, unbiased logits) of images already at 299x299 as floats in [0, 255]:
+    torch-fidelity's forward after its own resize (which leaves a 299x299 input as it
+    is): the normalisation (x - 128) / 128, as clean-fid's Inception does, then the layers."""
+    import torch
+
+    x = (x.to(net.feature_extractor_internal_dtype) - 128) / 128
+    for name in LAYERS:
+        x = getattr(net, name)(x)
+    pool = torch.flatten(x, 1)
+    return pool.to(torch.float32), pool.mm(net.fc.weight.T).to(torch.float32)
+
+
 class Inception(Extractor):
     name = "inception"
     memory_mb = 2500
     stats_reference = True
 
     def resolve(self, cfg: dict, reference: dict, cache=None) -> dict:
+        resize = cfg.get("resize", "torch_fidelity")
+        if resize not in RESIZES:
+            raise ValueError(f"resize {resize!r}: use one of {RESIZES}")
+        # The default stays out of the key: specs (and keys) from before the option are unchanged.
+        return {**self._weights(cfg), **({"resize": resize} if resize != "torch_fidelity" else {})}
+
+    def _weights(self, cfg: dict) -> dict:
         weights = cfg.get("weights")
         if weights:
             path = Path(weights).expanduser()
@@ -74,6 +139,7 @@ class Inception(Extractor):
             path = str(cached_weights())
         net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
                                           feature_extractor_weights_path=path)
+        net.input_resize = spec.get("resize", "torch_fidelity")
         return net.to(device)
 
     def extract(self, state, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
@@ -81,13 +147,12 @@ class Inception(Extractor):
         from tqdm import tqdm
 
         device = next(state.parameters()).device
+        resize = getattr(state, "input_resize", "torch_fidelity")
         pool, logits = [], []
         with torch.no_grad():
             for i in tqdm(range(0, len(images), batch_size), desc="inception", mininterval=2.0):
-                x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).to(device)
-                if x.shape[1] == 1:
-                    x = x.expand(-1, 3, -1, -1)
-                p, lg = state(x)
+                x = network_inputs(images[i : i + batch_size], resize).to(device)
+                p, lg = state(x) if resize == "torch_fidelity" else resized_forward(state, x)
                 pool.append(p.double().cpu().numpy())
                 logits.append(lg.double().cpu().numpy())
         return {"pool3": np.concatenate(pool), "logits": np.concatenate(logits)}
