@@ -153,7 +153,15 @@ def test_min_budget_is_where_estimation_starts(method, scheme, n):
 
 
 def test_schema_lists_the_registered_methods_and_schemes():
-    schema = yaml.safe_load(SCHEMA.read_text())["properties"]
+    """The schema names no method or scheme itself (the registry does, through
+    `x-enum`), and the loaded schema accepts exactly the registered ones."""
+    from diffcredit.config import load_schema
+
+    raw = yaml.safe_load(SCHEMA.read_text())["properties"]
+    for section in (raw["estimators"]["items"]["properties"], raw["evaluations"]["properties"]["fidelity"]["properties"]):
+        assert "x-enum" in section["method"] and "enum" not in section["method"]
+        assert "x-enum" in section["scheme"] and section["scheme"]["enum"] == [None]
+    schema = load_schema(SCHEMA)["properties"]
     entry = schema["estimators"]["items"]["properties"]
     assert sorted(entry["method"]["enum"]) == sorted(METHODS)
     assert entry["method"]["default"] in METHODS
@@ -165,3 +173,12 @@ def test_schema_lists_the_registered_methods_and_schemes():
     assert fidelity["method"]["default"] in SHAPLEY_METHODS
     schemes = {s for m in SHAPLEY_METHODS for s in get_method(m).schemes}
     assert sorted(s for s in fidelity["scheme"]["enum"] if s is not None) == sorted(schemes)
+
+
+def test_a_config_naming_an_unregistered_method_is_refused_with_the_registered_ones():
+    from diffcredit.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="estimators.0.method: 'tmc' is not one of") as exc:
+        validate({"estimators": [{"method": "tmc"}]}, SCHEMA)
+    for name in METHODS:
+        assert repr(name) in str(exc.value)

@@ -57,14 +57,29 @@ def _validator_with_defaults():
 
 def load_schema(path: str | Path) -> dict:
     with open(path) as f:
-        return yaml.safe_load(f)
+        return with_registry_enums(yaml.safe_load(f))
+
+
+def with_registry_enums(schema):
+    """The schema with every `x-enum: module:NAME` (a sequence of names, or a function
+    returning one) turned into an `enum` of those names, after the node's own `enum`
+    values (e.g. null): lists of registered plug-ins are written once, in the registry."""
+    if isinstance(schema, list):
+        return [with_registry_enums(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: with_registry_enums(v) for k, v in schema.items() if k != "x-enum"}
+    if "x-enum" in schema:
+        module, name = schema["x-enum"].split(":")
+        names = getattr(importlib.import_module(module), name)
+        out["enum"] = [*schema.get("enum", []), *(names() if callable(names) else names)]
+    return out
 
 
 def validate(config: dict, schema: dict | str | Path) -> dict:
     """A validated copy of `config` with defaults filled in: the main schema, then the
     plug-in fragments of its `x-plugin` sections."""
-    if not isinstance(schema, dict):
-        schema = load_schema(schema)
+    schema = load_schema(schema) if not isinstance(schema, dict) else with_registry_enums(schema)
     config = copy.deepcopy(dict(config))
     cls = _validator_with_defaults()
     errors = [(list(e.absolute_path), e.message) for e in cls(schema).iter_errors(config)]

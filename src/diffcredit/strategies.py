@@ -35,6 +35,10 @@ STRATEGIES = {
 }
 
 
+# The cheap games that stand in for retraining (what evaluations.fidelity compares).
+CHEAP_STRATEGIES = tuple(name for name, s in STRATEGIES.items() if s.start != "init")
+
+
 def get_strategy(name: str) -> Strategy:
     try:
         return STRATEGIES[name]

@@ -44,3 +44,5 @@ DETERMINISTIC_METHODS = tuple(r.name for r in _RECORDS if r.deterministic)
 DEFAULT_SCHEME = {r.name: r.default_scheme for r in _RECORDS}
 # Which designs each method can estimate from.
 COMPATIBLE_SCHEMES = {r.name: r.schemes for r in _RECORDS}
+# The designs the efficient methods estimate from (what evaluations.fidelity accepts).
+SHAPLEY_SCHEMES = tuple(dict.fromkeys(s for r in _RECORDS if r.efficient for s in r.schemes))
