@@ -72,7 +72,7 @@ def sd_model(rank: int):
     from diffusers import UNet2DConditionModel
 
     from diffcredit.families.base import Model
-    from diffcredit.families.sd_lora import lora_config
+    from diffcredit.families.lora import lora_config
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**MINISD_UNET).requires_grad_(False)

@@ -13,7 +13,7 @@ import torch
 
 from diffcredit.config import validate
 from diffcredit.families import get_family
-from diffcredit.families.sd_lora import adapter_state, lora_config, prune_ranks, set_adapter
+from diffcredit.families.lora import adapter_state, lora_config, prune_ranks, set_adapter
 from tiny_models import kl_autoencoder, sd_pipeline, vq_model
 
 CPU = torch.device("cpu")

@@ -116,7 +116,7 @@ def _training_state_bytes(pipe, model_spec) -> tuple[int, int]:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from diffcredit.families.sd_lora import lora_config
+    from diffcredit.families.lora import lora_config
 
     unet = UNet2DConditionModel.from_pretrained(pipe, subfolder="unet").requires_grad_(False)
     unet.add_adapter(lora_config(model_spec))
