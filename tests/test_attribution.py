@@ -130,7 +130,8 @@ def test_projection_is_seeded_and_chunking_free():
     a = featurize(DDPM, model, data, spec, CPU, 6, progress=False)["features"]
     b = featurize(DDPM, model, data, spec, CPU, 4, progress=False)["features"]
     c = featurize(DDPM, model, data, {**spec, "projection_seed": 1}, CPU, 6, progress=False)["features"]
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # float32 sums regroup with the batch (more so on one thread): 1e-5 of the features' scale
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(a).max())
     assert not np.allclose(a, c)
 
 
