@@ -16,6 +16,7 @@ from conftest import REPO, TINY, dry_run_error, planned, planned_outputs, run, s
 from diffcredit.config import deep_update, load_yaml
 from diffcredit.data import load_digits_arrays
 from diffcredit.plan import Plan
+from diffcredit.stages import STAGES
 
 pytestmark = pytest.mark.workflow
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -135,7 +136,7 @@ def test_edited_rule_text_plans_nothing(tiny_run, tmp_path):
     rules = copy / "workflow" / "rules" / "stages.smk"
     text = rules.read_text()
     line = '"{params.py} job {params.job:q} > {log:q} 2>&1"'
-    assert text.count(line) == 3  # the stage template, the checkpoint template, the summary
+    assert text.count(line) == 2  # the stage template and the checkpoint template
     rules.write_text(text.replace(line, '"nice -n 0 {params.py} job {params.job:q} --no-progress > {log:q} 2>&1"'))
     proc = snakemake(tiny_run, "--dry-run", snakefile=copy / "Snakefile")
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
@@ -333,6 +334,8 @@ def test_gpu_requests_follow_the_device(tmp_path, device, gpus):
     for rule in ("train_full", "fine_tune", "generate", "features"):
         lines = job_resources(text, rule)
         assert lines and all(gpus in line and "mem_mb=" in line for line in lines), (rule, lines)
+        # the wall time of a first attempt, from the stage's record
+        assert all(f"runtime={STAGES[rule].runtime}," in line for line in lines), (rule, lines)
     assert all("gpu=" not in line for line in job_resources(text, "shapley_estimate"))
 
 

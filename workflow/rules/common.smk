@@ -76,10 +76,12 @@ def stage_log(stage):
 
 
 def stage_resources(stage):
-    """mem_mb (doubled on the first retry, tripled on the second), gpu and the SLURM wall
-    time of a stage's jobs; the SLURM profile may override any of them."""
+    """mem_mb (doubled on the first retry, tripled on the second), gpu (stages that may
+    use one) and the SLURM wall time of a stage's jobs; the profile may override any."""
     res = plan.resources(stage.name)
-    out = {"gpu": res["gpu"], "runtime": lambda wc, attempt: stage.runtime * attempt}
+    out = {"runtime": lambda wc, attempt: stage.runtime * attempt}
+    if stage.gpu:
+        out["gpu"] = res["gpu"]
     if res["mem_mb"] is not None:
         out["mem_mb"] = lambda wc, attempt: res["mem_mb"] * attempt
     return out
