@@ -43,23 +43,30 @@ def done_models(workdir, plan):
     return [k for k in plan.coalitions if (workdir / plan.model_dir(k) / "artifact.json").is_file()]
 
 
+def running_models(workdir, plan):
+    """Coalition models being trained: checkpoints in scratch, no finished model yet."""
+    return [k for k in plan.coalitions
+            if (workdir / plan.scratch_dir(k)).is_dir() and not (workdir / plan.model_dir(k) / "artifact.json").is_file()]
+
+
 def kill_during_fine_tune(workdir, plan, configs, finished_before, unrecorded):
-    """Start a run and SIGKILL its process group while a fine_tune job runs, after
-    `finished_before` coalitions are done. With `unrecorded`, Snakemake is first
-    stopped (SIGSTOP) and the running job is let finish, so its output exists while
-    Snakemake never recorded it (what a kill between the two leaves)."""
+    """Start a run and SIGKILL its process group while a fine_tune job runs (it has
+    written a checkpoint), after `finished_before` coalitions are done. With
+    `unrecorded`, Snakemake is first stopped (SIGSTOP) and the running job is let
+    finish, so its output exists while Snakemake never recorded it (what a kill
+    between the two leaves)."""
     proc = subprocess.Popen(sm_command(workdir, "--cores", "1", configs=configs), cwd=REPO, env=sm_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 900
     try:
         while time.time() < deadline and proc.poll() is None:
-            if len(done_models(workdir, plan)) >= finished_before and partial_models(workdir, plan):
+            if len(done_models(workdir, plan)) >= finished_before and running_models(workdir, plan):
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
         assert proc.poll() is None, "the run ended before the kill point:\n" + proc.stdout.read()[-3000:]
         if unrecorded:
             os.kill(proc.pid, signal.SIGSTOP)
-            while partial_models(workdir, plan) and time.time() < deadline:
+            while (running_models(workdir, plan) or partial_models(workdir, plan)) and time.time() < deadline:
                 time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
