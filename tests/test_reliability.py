@@ -120,9 +120,9 @@ def test_one_run_per_results_folder_and_odd_characters_in_its_path(tiny_run, tmp
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.time() + 600
-        while not list((shared / "coalitions").glob("*/.model.*.partial")) and time.time() < deadline:
+        while not list((shared / "scratch").glob("*/step-*.pt")) and time.time() < deadline:  # a job runs
             assert first.poll() is None, first.stdout.read()[-3000:]
-            time.sleep(0.05)
+            time.sleep(0.01)
         os.kill(first.pid, signal.SIGSTOP)
         second = snakemake(b, "--cores", "1", configs=[cfg], check=False)
         assert second.returncode != 0
