@@ -152,3 +152,33 @@ def test_plot_convergence(tmp_path):
     assert plain.stat().st_size > 1000
     with pytest.raises(ValueError, match="names has 2 entries for 6 players"):
         plot_convergence(conv, tmp_path / "bad.png", names=names[:2])
+
+
+@pytest.mark.parametrize("method", ["exact", "loo"])
+def test_an_estimate_of_two_contributors_is_written(tmp_path, method):
+    """Two contributors (the fewest a config allows): rank stability looks at the top and
+    bottom two, not three, and the estimate job writes its values."""
+    import pandas as pd
+
+    from diffcredit.artifacts import write_json, write_parquet
+    from diffcredit.coalitions import sample_design
+    from diffcredit.stages.estimates import estimate_values
+
+    masks = sample_design(2, 2, method, 0)
+    design = pd.DataFrame(masks, columns=["a", "b"])
+    design.insert(0, "row", range(len(design)))
+    write_parquet(design, tmp_path / "design.parquet")
+
+    def score(name, value):
+        path = tmp_path / f"{name}.json"
+        write_json(path, {"n_images": 4, "properties": {"p": {"value": value, "higher_is_better": True}}}, seal=True)
+        return str(path)
+
+    rows = [score(f"row{i}", 1.0 * m[0] + 2.0 * m[1]) for i, m in enumerate(masks)]  # additive: a adds 1, b 2
+    spec = {"method": method, "scheme": method, "budget": 2, "seed": 0, "n_boot": 0, "shrink": False,
+            "strategy": "sft", "properties": ["p"]}
+    inputs = {"design": str(tmp_path / "design.parquet"), "rows": rows, "empty": score("empty", 0.0),
+              "full": score("full", 3.0)}
+    table = estimate_values(spec, inputs, str(tmp_path / "values"))
+    assert table.set_index("contributor")["value"].to_dict() == pytest.approx({"a": 1.0, "b": 2.0})
+    assert (tmp_path / "values" / "diagnostics.json").is_file()

@@ -68,7 +68,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
             "v_full": v_full,
             "higher_is_better": higher,
             "efficiency_gap": efficiency_gap(df, v_empty, v_full) if get_method(spec["method"]).efficient else None,
-            "rank_stability": _jsonable(rank_stability(conv.drop(columns="property"))),
+            "rank_stability": _jsonable(rank_stability(conv.drop(columns="property"), k=min(3, len(players)))),
         }
     table = values_table(tables, spec["strategy"], spec["shrink"], spec["method"], spec["scheme"], spec["budget"])
     conv_all = pd.concat(conv_tables, ignore_index=True)
