@@ -122,6 +122,34 @@ def test_gc_removes_only_what_diffcredit_made(tmp_path, capsys):
     assert out.strip().startswith("0 entries")
 
 
+def test_gc_delete_refuses_a_results_folder_a_run_holds(tmp_path, capsys):
+    """A run of any config holds the results folder's lock; gc --delete of another config
+    would take that run's fresh artifacts for unused ones, so it refuses and removes nothing."""
+    import subprocess
+    import sys
+
+    res = tmp_path / "results"
+    cfg = write_config(tmp_path / "res.yaml", {"results": str(res)})
+    unused = res / "designs" / f"{K[0]}.parquet"
+    write_json(unused, {}, seal=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from diffcredit.lock import lock_results; "
+         "f = lock_results(sys.argv[1]); print('held', flush=True); time.sleep(120)", str(res)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc, out = cli(capsys, "gc", "--configfile", str(TINY), str(cfg), "--delete")
+        assert rc == 2 and f"is in use by pid {holder.pid}" in out, out
+        assert unused.exists()
+        rc, out = cli(capsys, "gc", "--configfile", str(TINY), str(cfg))  # listing needs no lock
+        assert rc == 0 and str(unused) in out
+    finally:
+        holder.kill()
+        holder.wait()
+    rc, out = cli(capsys, "gc", "--configfile", str(TINY), str(cfg), "--delete")
+    assert rc == 0 and not unused.exists()
+
+
 # ---------------------------------------------------------------- status, without a run
 
 

@@ -11,7 +11,8 @@ incomplete (.snakemake/incomplete: jobs running, or killed). gc lists only what
 diffcredit provably made (key-named, sealed artifacts, scratch checkpoints and
 temporaries under the results folder's keyed folders) and refuses, with exit code 2,
 a results folder that holds the configured data, the reference images or the
-repository. --delete prints each entry before removing it.
+repository. --delete prints each entry before removing it, and refuses (exit code
+2) while a run of any config holds the results folder's lock.
 """
 
 from __future__ import annotations
@@ -58,14 +59,27 @@ def _housekeeping(args) -> int:
         print(f"diffcredit: gc refuses to run: the results folder {plan.results} holds "
               f"{'; '.join(inside)}. Set results: to a folder of its own.", file=sys.stderr)
         return 2
-    unused = garbage(plan)
-    total = 0
-    for p in unused:
-        size = disk_usage(p)
-        total += size
-        print(f"{human(size):>10}  {p}", flush=True)
-        if args.delete:
-            remove([p])
+    held = None
+    if args.delete:  # never while a run (of any config) uses the folder: its new artifacts look unused
+        from .lock import ResultsLocked, lock_results
+
+        try:
+            held = lock_results(plan.results)
+        except ResultsLocked as exc:
+            print(f"diffcredit: gc --delete refuses to run: {exc}", file=sys.stderr)
+            return 2
+    try:
+        unused = garbage(plan)
+        total = 0
+        for p in unused:
+            size = disk_usage(p)
+            total += size
+            print(f"{human(size):>10}  {p}", flush=True)
+            if args.delete:
+                remove([p])
+    finally:
+        if held is not None:
+            held.close()
     verb = "removed" if args.delete else "unused (rerun with --delete to remove)"
     print(f"{len(unused)} entries, {human(total)} {verb}")
     return 0
