@@ -688,6 +688,11 @@ def test_noise_free_replicates_leave_the_intervals_unchanged_and_noise_widens_th
                      noise=(values[:, None] + 0.3 * rng.normal(size=(len(masks), 50)),
                             0.3 * rng.normal(size=50), 1 + 0.3 * rng.normal(size=50)))
     assert ((noisy["ci_high"] - noisy["ci_low"]) > (base["ci_high"] - base["ci_low"])).all()
+    # The rows' noise is in the bootstrap already (its rows or residuals): counting it
+    # again would double it, so noise of the rows alone leaves the intervals as they are.
+    rows_only = estimate(masks, values, 0.0, 1.0, method, n_boot=300,
+                         noise=(values[:, None] + 0.3 * rng.normal(size=(len(masks), 50)), np.zeros(50), np.ones(50)))
+    np.testing.assert_allclose(rows_only[["ci_low", "ci_high"]], base[["ci_low", "ci_high"]])
 
 
 def test_noise_of_the_wrong_shape_is_refused():

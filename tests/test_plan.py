@@ -139,3 +139,32 @@ def test_every_node_path_is_unique_and_parents_exist(tmp_path):
         for parent in node.parents.values():
             for p in parent if isinstance(parent, list) else [parent]:
                 assert p in plan.nodes or node.rule == "prepare_shard", (node.rule, p)
+
+
+def test_a_corrected_estimate_retrains_the_first_rows_and_shares_them(tmp_path):
+    """The retrains are the design's first k coalitions under retrain: the same models a
+    fidelity evaluation of the same design retrains, and more retrains keep the earlier."""
+    est = {"method": "stratified", "budget": 8}
+    plan = make_plan(tmp_path, estimators=[est, {**est, "retrains": 5}, {**est, "retrains": 7}],
+                     evaluations={"fidelity": {"strategies": ["sft"], "method": "stratified", "budget": 8}})
+    cheap, five, seven = plan.estimators
+    assert cheap.design_key == five.design_key == seven.design_key
+    assert five.label == "stratified-stratified-8-sft+retrain5"
+    retrained = [plan.score_key(plan.model_key(plan._members(r), "retrain")) for r in cheap.masks]
+    assert plan.nodes[five.key].parents["retrained"] == retrained[:5]
+    assert plan.nodes[seven.key].parents["retrained"] == retrained[:7]
+    assert plan.nodes[five.key].parents["rows"] == plan.nodes[cheap.key].parents["rows"]
+    fidelity = plan.nodes[plan.evaluations["fidelity"]].parents["rows"]
+    assert set(retrained) <= set(fidelity)
+    assert "retrains" not in plan.nodes[cheap.key].spec  # estimates without retrains keep their keys
+
+
+@pytest.mark.parametrize("entry, needle", [
+    ({"retrains": 4}, "leave 2 degrees of freedom"),
+    ({"retrains": 9}, "more than the design's 8 coalitions"),
+    ({"retrains": 5, "strategy": "retrain"}, "already retrain"),
+    ({"retrains": 5, "method": "banzhaf", "scheme": "banzhaf"}, "needs a Shapley method"),
+])
+def test_a_corrected_estimate_that_cannot_work_is_refused(tmp_path, entry, needle):
+    with pytest.raises(ConfigError, match=needle):
+        make_plan(tmp_path, estimators=[{"method": "stratified", "budget": 8, **entry}])

@@ -72,11 +72,14 @@ def print_summary(plan, stream=None) -> None:
     if not path.is_file():
         return
     table = pd.read_csv(path)
+    table["retrains"] = table["retrains"].fillna(0).astype(int) if "retrains" in table else 0
     cols = ["contributor", "value", "ci_low", "ci_high", "rank"]
-    groups = ["method", "shrink", "scheme", "budget", "strategy", "property"]
-    for (method, shrink, scheme, budget, strategy, prop), t in table.groupby(groups, sort=False):
+    groups = ["method", "shrink", "scheme", "budget", "strategy", "retrains", "property"]
+    for (method, shrink, scheme, budget, strategy, retrains, prop), t in table.groupby(groups, sort=False):
         better = "higher" if bool(t["higher_is_better"].iloc[0]) else "lower"
         shrunk = ", shrunk toward the equal split" if shrink else ""
+        if retrains:
+            strategy = f"{strategy}, {retrains} also retrained: values of the retrained game"
         if scheme == "attribution":
             print(f"\n{prop} ({better} is better), {method} attribution of the full model (its own units):",
                   file=stream)
@@ -88,9 +91,13 @@ def print_summary(plan, stream=None) -> None:
         print(t.sort_values("rank")[shown].to_string(index=False, float_format=fmt.format), file=stream)
     for est in plan.estimators:
         print(f"plots: {plan.values_dir(est)}/", file=stream)
-    shortcuts = sorted({e.strategy for e in plan.estimators} - {"retrain"})
+    shortcuts = sorted({e.strategy for e in plan.estimators if not e.retrains} - {"retrain"})
+    corrected = sorted({e.strategy for e in plan.estimators if e.retrains})
     images = "and the generated images" if plan.cfg["scores"]["image_bootstrap"] else "only"
     print(f"\nintervals: 95%, over the sampled coalitions {images}", file=stream)
+    if corrected:
+        print(f"those of the estimates with retrained coalitions also include the error of {', '.join(corrected)} "
+              "against retraining, as far as their retrains measure it", file=stream)
     fidelity = plan.summary_outputs.get("fidelity")
     if shortcuts and not (fidelity and Path(fidelity).is_file()):
         print(f"they do not include the error of {', '.join(shortcuts)} against retraining: measure it for this "

@@ -32,11 +32,12 @@ def credit_table(df: pd.DataFrame, prop: str, higher: bool) -> pd.DataFrame:
 
 
 def values_table(tables: list[pd.DataFrame], strategy: str, shrink: bool, method: str, scheme: str,
-                 budget: int) -> pd.DataFrame:
-    """Every property's credit table, with the columns that say what made them."""
+                 budget: int, retrains: int = 0) -> pd.DataFrame:
+    """Every property's credit table, with the columns that say what made them
+    (`retrains`: how many of the design's coalitions were also retrained, 0 for none)."""
     table = pd.concat(tables, ignore_index=True)
-    for col, val in (("strategy", strategy), ("shrink", shrink), ("method", method), ("scheme", scheme),
-                     ("budget", budget)):
+    for col, val in (("retrains", retrains), ("strategy", strategy), ("shrink", shrink), ("method", method),
+                     ("scheme", scheme), ("budget", budget)):
         table.insert(0, col, val)
     return table
 

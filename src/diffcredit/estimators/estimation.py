@@ -69,9 +69,10 @@ def estimate(
         noise: replicates of the measurements themselves, (rows (m, r), v_empty
             (r,), v_full (r,)): each coalition's property recomputed on resampled
             generated images. The estimate on replicate j minus its mean is a draw
-            of the error that a finite sample of images adds; bootstrap replicate
-            b adds draw b mod r, so the intervals cover both sources (for the
-            deterministic methods, this error alone).
+            of the error that a finite sample of images adds. A bootstrap sees the
+            rows' share of it already (in its resampled rows or residuals), so its
+            replicate b adds draw b mod r of the anchors' share alone; for the
+            deterministic methods the interval is this error, rows and anchors.
 
     Returns:
         DataFrame indexed by player 0..n-1 with columns ``value``, ``ci_low``
@@ -90,6 +91,25 @@ def estimate(
         ValueError: malformed inputs or unknown method, before any work.
         IdentificationError: the design cannot identify the values.
     """
+    value, replicates = estimate_draws(masks, values, v_empty, v_full, method, seed, n_boot, paired,
+                                       n_players=n_players, shrink=shrink, noise=noise)
+    if replicates is None:
+        low = high = np.full_like(value, np.nan)
+    else:
+        low, high = _percentiles(replicates)
+    if shrink:
+        low, high = np.minimum(low, value), np.maximum(high, value)
+    return pd.DataFrame(
+        {"value": value, "ci_low": low, "ci_high": high},
+        index=pd.RangeIndex(len(value), name="player"),
+    )
+
+
+def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, paired=None, *,
+                   n_players=None, shrink=False, noise=None):
+    """`estimate`'s point values (n,) and its replicates (n_boot, n) before the
+    percentiles: one row per bootstrap replicate, or the value plus each noise draw
+    for a deterministic method; None where there are no intervals (n_boot = 0)."""
     record = get_method(method)
     check_shrink(method, shrink)
     masks, values, v_empty, v_full = check_design(masks, values, v_empty, v_full, n_players)
@@ -105,25 +125,20 @@ def estimate(
         value = _shrunk(record, masks, values, v_empty, v_full, paired)
     else:
         value = record.point(masks, values, v_empty, v_full)
-    errors = _noise_draws(record.point, masks, noise)
+    # A bootstrap already sees the rows' measurement noise (in its resampled rows or
+    # residuals): only the anchors' is added to it; a deterministic method takes both.
+    errors = _noise_draws(record.point, masks, noise, values if not record.deterministic else None)
     if record.deterministic:
-        low, high = (value, value) if errors is None else _percentiles(value + errors)
-    elif n_boot == 0:
-        low = high = np.full_like(value, np.nan)
+        return value, (np.tile(value, (1, 1)) if errors is None else value + errors)
+    if n_boot == 0:
+        return value, None
+    if record.bootstrap == "wild":
+        replicates = _wild_bootstrap(record, masks, values, v_empty, v_full, paired, n_boot, seed)
     else:
-        if record.bootstrap == "wild":
-            replicates = _wild_bootstrap(record, masks, values, v_empty, v_full, paired, n_boot, seed)
-        else:
-            replicates = _bootstrap(record.point, masks, values, v_empty, v_full, paired, n_boot, seed)
-        if errors is not None:
-            replicates = replicates + errors[np.arange(len(replicates)) % len(errors)]
-        low, high = _percentiles(replicates)
-    if shrink:
-        low, high = np.minimum(low, value), np.maximum(high, value)
-    return pd.DataFrame(
-        {"value": value, "ci_low": low, "ci_high": high},
-        index=pd.RangeIndex(masks.shape[1], name="player"),
-    )
+        replicates = _bootstrap(record.point, masks, values, v_empty, v_full, paired, n_boot, seed)
+    if errors is not None:
+        replicates = replicates + errors[np.arange(len(replicates)) % len(errors)]
+    return value, replicates
 
 
 def check_shrink(method: str, shrink) -> None:
@@ -137,8 +152,9 @@ def check_shrink(method: str, shrink) -> None:
         )
 
 
-def _noise_draws(point, masks, noise) -> np.ndarray | None:
-    """(r, n) centred draws of the values' error from replicated measurements, or None."""
+def _noise_draws(point, masks, noise, rows_fixed=None) -> np.ndarray | None:
+    """(r, n) centred draws of the values' error from replicated measurements, or None.
+    With `rows_fixed` (the rows' measured values), only the anchors' replicates vary."""
     if noise is None:
         return None
     rows, empty, full = (np.asarray(x, dtype=float) for x in noise)
@@ -147,6 +163,8 @@ def _noise_draws(point, masks, noise) -> np.ndarray | None:
                          f"{rows.shape}, {empty.shape}, {full.shape}")
     if rows.shape[1] == 0:
         return None
+    if rows_fixed is not None:
+        rows = np.repeat(np.asarray(rows_fixed, dtype=float)[:, None], rows.shape[1], axis=1)
     draws = np.stack([point(masks, rows[:, j], empty[j], full[j]) for j in range(rows.shape[1])])
     return draws - draws.mean(axis=0)
 

@@ -25,13 +25,16 @@ class PlannedEstimate:
     key: str
     masks: np.ndarray  # (budget, n) bool, rows in design order
     replicate: int = 0  # retrain's seed replicate (fidelity's noise floor)
+    retrains: int = 0  # the design's first rows also retrained: a corrected estimate
 
     @property
     def label(self) -> str:
         rep = f"-seed+{self.replicate}" if self.replicate else ""
         design = f"-design-seed{self.seed}" if self.seed else ""
         size = len(self.masks)  # the budget, or the fixed size of a loo / exact design
-        return f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{size}{design}-{self.strategy}{rep}"
+        corrected = f"+retrain{self.retrains}" if self.retrains else ""
+        return (f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{size}{design}-{self.strategy}"
+                f"{corrected}{rep}")
 
 
 class EstimateNodes:
@@ -69,6 +72,9 @@ class EstimateNodes:
             estimate(masks, np.zeros(len(masks)), 0.0, 0.0, e["method"], n_boot=0)
         except ValueError as exc:
             raise ConfigError(f"invalid config: {where}: budget {e['budget']} is too small: {exc}") from None
+        retrains = e.get("retrains", 0)
+        if retrains:
+            self._check_retrains(e, where, strategy, masks)
         design_spec = {"scheme": scheme, "budget": e["budget"], "seed": e["seed"], "players": self.names}
         design_key = self.add("coalition_sample", design_spec, {})
         rep = e.get("replicate", 0)
@@ -79,7 +85,33 @@ class EstimateNodes:
                 "n_boot": e["n_boot"], "shrink": e["shrink"], "strategy": strategy, "properties": self.properties}
         if rep:
             spec["replicate"] = rep
-        key = self.add("shapley_estimate", spec,
-                       {"design": design_key, "empty": anchors[0], "full": anchors[1], "rows": rows})
+        parents = {"design": design_key, "empty": anchors[0], "full": anchors[1], "rows": rows}
+        if retrains:
+            spec["retrains"] = retrains
+            parents["retrained"] = [self.score_key(self.model_key(self._members(r), "retrain")) for r in masks[:retrains]]
+            parents["retrained_empty"] = self.score_key(self.model_key((), "retrain"))
+            parents["retrained_full"] = self.score_key(self.model_key(self.names, "retrain"))
+        key = self.add("shapley_estimate", spec, parents)
         return PlannedEstimate(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], e["shrink"], strategy,
-                               design_key, key, masks, rep)
+                               design_key, key, masks, rep, retrains)
+
+    def _check_retrains(self, e: dict, where: str, strategy: str, masks: np.ndarray) -> None:
+        """A corrected estimate needs a cheap strategy, a Shapley method and retrained rows
+        that leave the correction enough degrees of freedom."""
+        from ..estimators import SHAPLEY_METHODS
+        from ..estimators.correction import check_paired_rows
+
+        k = e["retrains"]
+        if strategy == "retrain":
+            raise ConfigError(f"invalid config: {where}: retrains: {k} corrects a cheap strategy's values, but the "
+                              "strategy is already retrain; drop retrains or pick sft, ft or ga")
+        if e["method"] not in SHAPLEY_METHODS:
+            raise ConfigError(f"invalid config: {where}: retrains needs a Shapley method ({', '.join(SHAPLEY_METHODS)}), "
+                              f"not {e['method']!r}")
+        if k > len(masks):
+            raise ConfigError(f"invalid config: {where}: retrains: {k} is more than the design's {len(masks)} "
+                              "coalitions; raise the budget or retrain fewer")
+        try:
+            check_paired_rows(masks, np.arange(k))
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {where}: retrains: {k}: {exc}") from None

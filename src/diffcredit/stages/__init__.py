@@ -99,7 +99,7 @@ STAGES = {s.name: s for s in (
     # designs and estimates
     Stage("coalition_sample", "designs/{key}.parquet", "diffcredit.stages.estimates:coalition_sample", key="design"),
     Stage("shapley_estimate", "values/{key}", "diffcredit.stages.estimates:shapley_estimate", key="estimate",
-          version=2, folder=True, runtime=60, report=("values.rst", "Values", None), counted=True),
+          version=3, folder=True, runtime=60, report=("values.rst", "Values", None), counted=True),
     # attribution baselines
     Stage("attribution_features", "attributions/features/{key}.npz", "diffcredit.attribution.jobs:features_job",
           env="torch", threads="threads", gpu=True, memory="gradients", scratch=True, runtime=120, counted=True),

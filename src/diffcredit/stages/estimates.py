@@ -45,35 +45,50 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     """
     from ..diagnostics import convergence, efficiency_gap, plot_convergence, rank_stability
     from ..estimators import estimate, get_method
+    from ..estimators.correction import corrected_estimate, correction_convergence
 
     design = pd.read_parquet(verify_file(inputs["design"]))
     players = [c for c in design.columns if c != "row"]
     masks = design[players].to_numpy(dtype=bool)
     rows = [read_scores(p) for p in inputs["rows"]]
     empty, full = read_scores(inputs["empty"]), read_scores(inputs["full"])
+    retrains = spec.get("retrains", 0)
+    if retrains:
+        retrained = [read_scores(p) for p in inputs["retrained"]]
+        r_empty, r_full = read_scores(inputs["retrained_empty"]), read_scores(inputs["retrained_full"])
+    options = {"seed": spec["seed"], "n_boot": spec["n_boot"], "shrink": spec["shrink"]}
     tables, diagnostics, conv_tables = [], {}, []
     for prop in spec["properties"]:
         values = np.array([r[prop]["value"] for r in rows], dtype=float)
         v_empty, v_full = float(empty[prop]["value"]), float(full[prop]["value"])
         higher = bool(full[prop]["higher_is_better"])
-        df = estimate(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"], n_boot=spec["n_boot"],
-                      shrink=spec["shrink"], noise=_image_noise(prop, rows, empty, full))
+        noise = _image_noise(prop, rows, empty, full)
+        diagnostics[prop] = {"v_empty": v_empty, "v_full": v_full, "higher_is_better": higher}
+        if retrains:
+            game = (masks, values, v_empty, v_full, spec["method"], np.array([r[prop]["value"] for r in retrained]),
+                    float(r_empty[prop]["value"]), float(r_full[prop]["value"]))
+            df, fit = corrected_estimate(*game[:5], np.arange(retrains), *game[5:], noise=noise, **options)
+            conv = correction_convergence(*game, noise=noise, **options)
+            diagnostics[prop]["correction"] = fit
+            v_empty, v_full = game[6], game[7]
+        else:
+            df = estimate(masks, values, v_empty, v_full, spec["method"], noise=noise, **options)
+            conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"],
+                               shrink=spec["shrink"])
         df.insert(0, "contributor", [players[i] for i in df.index])
         tables.append(credit_table(df, prop, higher))
-        conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"], shrink=spec["shrink"])
         conv.insert(0, "property", prop)
         conv_tables.append(conv)
-        diagnostics[prop] = {
-            "v_empty": v_empty,
-            "v_full": v_full,
-            "higher_is_better": higher,
+        diagnostics[prop].update({
             "efficiency_gap": efficiency_gap(df, v_empty, v_full) if get_method(spec["method"]).efficient else None,
             "rank_stability": _jsonable(rank_stability(conv.drop(columns="property"), k=min(3, len(players)))),
-        }
-    table = values_table(tables, spec["strategy"], spec["shrink"], spec["method"], spec["scheme"], spec["budget"])
+        })
+    table = values_table(tables, spec["strategy"], spec["shrink"], spec["method"], spec["scheme"], spec["budget"],
+                         retrains)
     conv_all = pd.concat(conv_tables, ignore_index=True)
     shrunk = ", shrunk" if spec["shrink"] else ""
-    label = f"{spec['method']} ({spec['scheme']}, {spec['budget']} {spec['strategy']} coalitions{shrunk})"
+    corrected = f", {retrains} of them retrained" if retrains else ""
+    label = f"{spec['method']} ({spec['scheme']}, {spec['budget']} {spec['strategy']} coalitions{corrected}{shrunk})"
     with atomic_dir(out) as tmp:
         write_values(tmp, table, {prop: f"{prop}: {label}" for prop in spec["properties"]})
         conv_all.to_parquet(tmp / "convergence.parquet", index=False)
@@ -83,7 +98,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
                 conv_all[conv_all["property"] == prop].drop(columns="property"),
                 tmp / f"convergence_{prop}.png",
                 names=players,
-                title=f"{prop}: {label}",
+                title=f"{prop}: {label}" + (" (x: retrained coalitions)" if retrains else ""),
             )
     return table
 
