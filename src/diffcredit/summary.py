@@ -85,8 +85,13 @@ def print_summary(plan, stream=None) -> None:
                   file=stream)
             shown, fmt = (cols if t["ci_low"].notna().any() else ["contributor", "value", "rank"]), "{:.4g}"
         else:
-            print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions ({strategy}){shrunk}:",
-                  file=stream)
+            compute = ""
+            if "compute_seconds" in t and t["compute_seconds"].notna().all():
+                compute = f"; training {t['compute_seconds'].iloc[0]:,.0f} s"
+                if retrains:
+                    compute += f" + {t['retrain_seconds'].iloc[0]:,.0f} s of retrains"
+            print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions ({strategy}){shrunk}"
+                  f"{compute}:", file=stream)
             shown, fmt = cols, "{:.4f}"
         print(t.sort_values("rank")[shown].to_string(index=False, float_format=fmt.format), file=stream)
     for est in plan.estimators:

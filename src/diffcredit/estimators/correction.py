@@ -7,22 +7,26 @@ k of its rows (the *paired* rows), write
     r(S) = b c(S) + e(S),    phi(r) = b phi(c) + phi(e).
 
 b phi(c) comes from the cheap design (the configured method, its bootstrap and
-image noise). b is a calibration slope: the least-squares slope of r on c within
+image noise). b is a calibration slope: the (generalised) least-squares slope of r on c within
 coalition sizes over the paired rows (kernel-weighted as in the ``stratified``
 method; a size's common offset is a function of |S| and only moves everybody's
 value equally), floored at 0. The residual game e is what the retrains add: its
 anchors are known (e(empty), e(full) from the anchors of both games), so its values
-are (e(full) - e(empty)) / n plus a zero-sum per-contributor part theta, fitted to
-the paired rows' residuals within sizes with an exchangeable prior
-theta ~ N(0, tau^2 I) and row noise sigma^2 / w (w the row's kernel weight), both
-variances chosen by maximising the marginal likelihood (empirical Bayes, as in
-regression-adjusted estimation: a model of the retrained game from the cheap one,
-corrected by the retrained rows). Contributors whose own coalitions were not
-retrained get theta near 0 with variance tau^2: the intervals widen by how much
-the retrained contributors needed correcting.
+are (e(full) - e(empty)) / n plus a zero-sum per-contributor part beta0, fitted to
+the paired rows' residuals within sizes. A contributor's effect may change
+linearly with the coalition's size, beta0_i + beta1_i (2|S| - n) / n (its effect on
+small coalitions need not be its effect on large ones), and the Shapley value of
+that game is beta0. Priors: exchangeable, beta0 ~ N(0, tau0^2 I) and
+beta1 ~ N(0, tau1^2 I), row noise sigma^2 / w (w the row's kernel weight); the
+variances maximise the restricted likelihood (empirical Bayes), the size term kept
+only where it pays for itself (Akaike). This is regression-adjusted estimation: a
+model of the retrained game from the cheap one, corrected by the retrained rows.
+Contributors whose own coalitions were not retrained get beta0 near 0 with
+variance tau0^2: their intervals widen by how much the retrained contributors
+needed correcting.
 
-Intervals: replicate j draws b from its sandwich standard error, refits theta's
-posterior mean on r - b_j c, draws theta from the posterior and adds the cheap
+Intervals: replicate j draws b from its standard error, refits beta0's
+posterior mean on r - b_j c, draws beta0 from the posterior and adds the cheap
 estimate's bootstrap replicate j scaled by b_j. They cover the coalition sampling
 of the cheap design, its image noise, the slope's error and the correction's
 (sampling noise of the retrains, including their image noise, and the spread of
@@ -104,13 +108,15 @@ def corrected_estimate(masks, cheap, c_empty, c_full, method, rows, retrained, r
     basis = zero_sum_basis(n)
     value = fit.slope * value_c + fit.equal_share(fit.slope) + basis @ fit.theta(fit.slope)
     info = {"retrained_rows": int(len(rows)), "dof": correction_dof(paired), "slope": fit.slope,
-            "slope_se": fit.slope_se, "tau": float(np.sqrt(fit.tau2)), "sigma": float(np.sqrt(fit.sigma2))}
+            "slope_se": fit.slope_se, "tau": float(np.sqrt(fit.tau2)), "tau_size": float(np.sqrt(fit.tilt2)),
+            "sigma": float(np.sqrt(fit.sigma2))}
     if reps_c is None:
         nan = np.full(n, np.nan)
         return _frame(value, nan, nan), info
     rng = np.random.default_rng([seed, 1])
     draws = np.empty((len(reps_c), n))
-    root = np.linalg.cholesky(fit.posterior_cov + 1e-15 * np.eye(n - 1))
+    eig, vec = np.linalg.eigh(fit.posterior_cov)
+    root = vec * np.sqrt(np.clip(eig, 0.0, None))  # a square root that tolerates rounding
     for j, rep in enumerate(reps_c):
         b = max(0.0, fit.slope + fit.slope_se * rng.standard_normal())
         theta = fit.theta(b) + root @ rng.standard_normal(n - 1)
@@ -128,7 +134,15 @@ def _frame(value, low, high) -> pd.DataFrame:
 
 
 class _Fit:
-    """The calibration slope and the empirical-Bayes residual fit on the paired rows."""
+    """The calibration slope and the empirical-Bayes residual fit on the paired rows.
+
+    The residual's per-contributor effect may change linearly with the coalition's
+    size, delta_i(s) = beta0_i + beta1_i t(s), t(s) = (2s - n) / n: a contributor's
+    effect on small coalitions need not be its effect on large ones (a Frechet
+    distance's, say), and the Shapley value of such a game is beta0 (t averages to
+    zero over the sizes 1 .. n-1). Priors beta0 ~ N(0, tau0^2 I), beta1 ~ N(0, tau1^2 I)
+    on the zero-sum subspace; row noise sigma^2 / w.
+    """
 
     def __init__(self, masks, cheap, retrained, c_empty, c_full, r_empty, r_full):
         m, n = masks.shape
@@ -145,11 +159,13 @@ class _Fit:
         # An orthonormal basis of the whitened rows' space, less each size's mean.
         q, _ = np.linalg.qr(indicator * root[:, None], mode="complete")
         self.U = q[:, len(groups):].T * root[None, :]  # maps a row vector to its centred coordinates
-        features = masks[keep].astype(float) @ zero_sum_basis(n)
-        self.F = self.U @ features
+        z = masks[keep].astype(float) @ zero_sum_basis(n)
+        tilt = (2.0 * sizes - n) / n
+        self.F = self.U @ np.hstack([z, z * tilt[:, None]])
         self.uc, self.ur = self.U @ cheap[keep], self.U @ retrained[keep]
-        self.tau2, self.sigma2 = self._hyperparameters()
-        gram = self.tau2 * self.F @ self.F.T + self.sigma2 * np.eye(len(self.uc))
+        self.tau2, self.tilt2, self.sigma2 = self._hyperparameters()
+        prior = np.concatenate([np.full(n - 1, self.tau2), np.full(n - 1, self.tilt2)])
+        gram = (self.F * prior) @ self.F.T + self.sigma2 * np.eye(len(self.uc))
         inv_c = np.linalg.solve(gram, self.uc)
         info = float(self.uc @ inv_c)
         if info <= 1e-12 * max(1.0, float(self.uc @ self.uc)):
@@ -157,9 +173,10 @@ class _Fit:
         else:  # generalised least squares, given the correction's prior and the noise
             self.slope = max(0.0, float(inv_c @ self.ur) / info)
             self.slope_se = float(np.sqrt(1.0 / info))
-        self.gain = self.tau2 * np.linalg.solve(gram, self.F).T  # theta's posterior mean = gain @ u
-        self.posterior_cov = self.tau2 * np.eye(n - 1) - self.gain @ self.F * self.tau2
-        self.posterior_cov = (self.posterior_cov + self.posterior_cov.T) / 2
+        gain = (prior[:, None] * self.F.T) @ np.linalg.inv(gram)  # beta's posterior mean = gain @ u
+        cov = np.diag(prior) - gain @ self.F * prior[None, :]
+        self.gain = gain[: n - 1]  # beta0: the values' part
+        self.posterior_cov = (cov[: n - 1, : n - 1] + cov[: n - 1, : n - 1].T) / 2
 
     def theta(self, slope: float) -> np.ndarray:
         return self.gain @ (self.ur - slope * self.uc)
@@ -170,17 +187,17 @@ class _Fit:
         return ((r_full - r_empty) - slope * (c_full - c_empty)) / self.n
 
     def _hyperparameters(self):
-        """tau^2 and sigma^2 maximising the restricted likelihood of
-        u_r = b u_c + F theta + noise (b profiled out, theta ~ N(0, tau^2 I))."""
-        m = len(self.ur)
+        """tau0^2, tau1^2 and sigma^2 maximising the restricted likelihood of
+        u_r = b u_c + F beta + noise (b profiled out)."""
+        m, half = len(self.ur), self.F.shape[1] // 2
         total = max(float(self.ur @ self.ur) / m, 1e-300)
         floor = 1e-10 * total
         flat = float(self.uc @ self.uc) <= 1e-12 * max(1.0, float(self.ur @ self.ur))
-        gram_f = self.F @ self.F.T
+        gram0, gram1 = self.F[:, :half] @ self.F[:, :half].T, self.F[:, half:] @ self.F[:, half:].T
 
         def nll(p):
-            cov = np.exp(p[0]) * gram_f + (np.exp(p[1]) + floor) * np.eye(m)
-            sign, logdet = np.linalg.slogdet(cov)
+            cov = np.exp(p[0]) * gram0 + np.exp(p[1]) * gram1 + (np.exp(p[2]) + floor) * np.eye(m)
+            _, logdet = np.linalg.slogdet(cov)
             inv_r, inv_c = np.linalg.solve(cov, self.ur), np.linalg.solve(cov, self.uc)
             if flat:
                 return 0.5 * (logdet + float(self.ur @ inv_r))
@@ -188,14 +205,28 @@ class _Fit:
             resid = self.ur - (float(self.uc @ inv_r) / info) * self.uc
             return 0.5 * (logdet + float(resid @ np.linalg.solve(cov, resid)) + np.log(info))
 
-        start = np.log(total)
-        best = None
-        for t0, s0 in ((start, start), (start, start - 4), (start - 4, start)):
-            res = minimize(nll, [t0, s0], method="Nelder-Mead",
-                           options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 2000})
-            if best is None or res.fun < best.fun:
-                best = res
-        return float(np.exp(best.x[0])), float(np.exp(best.x[1]) + floor)
+        start, off = np.log(total), -np.inf
+
+        def fit(free_tilt: bool):
+            best = None
+            for t0, s0 in ((start, start), (start, start - 4), (start - 4, start)):
+                if free_tilt:
+                    f, p0 = nll, (t0, t0, s0)
+                else:
+                    f, p0 = (lambda p: nll((p[0], off, p[1]))), (t0, s0)
+                res = minimize(f, p0, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-10, "maxiter": 4000})
+                if best is None or res.fun < best.fun:
+                    best = res
+            return best
+
+        # The size tilt is one more variance, kept where it improves the restricted
+        # likelihood by more than its cost (Akaike: 1 per parameter).
+        plain, tilted = fit(False), fit(True)
+        if tilted.fun < plain.fun - 1.0:
+            tau2, tilt2, sigma2 = np.exp(tilted.x)
+        else:
+            (tau2, sigma2), tilt2 = np.exp(plain.x), 0.0
+        return float(tau2), float(tilt2), float(sigma2 + floor)
 
 
 def correction_convergence(masks, cheap, c_empty, c_full, method, retrained, r_empty, r_full, *,

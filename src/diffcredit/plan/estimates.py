@@ -78,17 +78,20 @@ class EstimateNodes:
         design_spec = {"scheme": scheme, "budget": e["budget"], "seed": e["seed"], "players": self.names}
         design_key = self.add("coalition_sample", design_spec, {})
         rep = e.get("replicate", 0)
-        rows = [self.score_key(self.model_key(self._members(r), strategy, rep)) for r in masks]
+        models = [self.model_key(self._members(r), strategy, rep) for r in masks]
+        rows = [self.score_key(m) for m in models]
         anchors = [self.score_key(self.model_key((), strategy, rep)),
                    self.score_key(self.model_key(self.names, strategy, rep))]
         spec = {"method": e["method"], "scheme": scheme, "budget": e["budget"], "seed": e["seed"],
                 "n_boot": e["n_boot"], "shrink": e["shrink"], "strategy": strategy, "properties": self.properties}
         if rep:
             spec["replicate"] = rep
-        parents = {"design": design_key, "empty": anchors[0], "full": anchors[1], "rows": rows}
+        parents = {"design": design_key, "empty": anchors[0], "full": anchors[1], "rows": rows, "models": models}
         if retrains:
             spec["retrains"] = retrains
-            parents["retrained"] = [self.score_key(self.model_key(self._members(r), "retrain")) for r in masks[:retrains]]
+            retrained = [self.model_key(self._members(r), "retrain") for r in masks[:retrains]]
+            parents["retrained"] = [self.score_key(m) for m in retrained]
+            parents["retrained_models"] = retrained
             parents["retrained_empty"] = self.score_key(self.model_key((), "retrain"))
             parents["retrained_full"] = self.score_key(self.model_key(self.names, "retrain"))
         key = self.add("shapley_estimate", spec, parents)

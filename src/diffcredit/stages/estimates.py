@@ -85,6 +85,10 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
         })
     table = values_table(tables, spec["strategy"], spec["shrink"], spec["method"], spec["scheme"], spec["budget"],
                          retrains)
+    # The compute the estimate's coalitions took (their training records; anchors and the
+    # one-off pruning excluded): CPU seconds on a CPU, wall seconds on a GPU.
+    table["compute_seconds"] = _compute(inputs.get("models", []))
+    table["retrain_seconds"] = _compute(inputs.get("retrained_models", []))
     conv_all = pd.concat(conv_tables, ignore_index=True)
     shrunk = ", shrunk" if spec["shrink"] else ""
     corrected = f", {retrains} of them retrained" if retrains else ""
@@ -101,6 +105,13 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
                 title=f"{prop}: {label}" + (" (x: retrained coalitions)" if retrains else ""),
             )
     return table
+
+
+def _compute(models: list) -> float:
+    from ..artifacts import read_json, verify_dir
+    from ..evaluation.fidelity import compute_seconds
+
+    return float(sum(compute_seconds(read_json(verify_dir(m) / "training.json")) for m in models))
 
 
 def _jsonable(obj):
