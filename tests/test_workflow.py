@@ -377,3 +377,46 @@ def test_four_strategies_share_every_common_artifact(tiny_run, tmp_path):
         trained = json.loads((work / node.path / "training.json").read_text())["members"]
         removed = [m for m in plan.names if m not in members]
         assert trained == (removed if strategy == "ga" else list(members))
+
+
+def test_a_corrected_estimate_retrains_only_its_rows_and_pairs_them_right(tiny_run, tmp_path):
+    """retrains: 6 on the tiny design trains its first six coalitions from scratch and
+    nothing else; its values are the correction of the cheap values by exactly those
+    retrains (recomputed here from the score files, row by row), and sum to the total."""
+    from diffcredit.estimators.correction import corrected_estimate
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    est = load_yaml(TINY)["estimators"][0]
+    cfg = write_config(tmp_path / "corrected.yaml", {"estimators": [est, {**est, "retrains": 6}]})
+    assert planned(work, configs=[cfg]) == {"fine_tune": 6, "generate": 6, "features": 6, "score": 6,
+                                            "shapley_estimate": 1, "summary": 1, "all": 1}
+    run(work, configs=[cfg])
+    plan = tiny_plan(work, cfg)
+    cheap, corrected = plan.estimators
+    table = pd.read_parquet(Path(plan.values_dir(corrected)) / "values.parquet")
+    assert (table["retrains"] == 6).all() and (table["retrain_seconds"] > 0).all()
+
+    def score(members, strategy, prop):
+        path = work / plan.nodes[plan.score_key(plan.model_key(members, strategy))].path
+        return json.loads(path.read_text())["properties"][prop]["value"]
+
+    for prop, t in table.groupby("property"):
+        rows = [plan._members(r) for r in cheap.masks]
+        want, _ = corrected_estimate(
+            cheap.masks, [score(m, "sft", prop) for m in rows], score((), "sft", prop),
+            score(plan.names, "sft", prop), est["method"], np.arange(6),
+            [score(m, "retrain", prop) for m in rows[:6]], score((), "retrain", prop),
+            score(plan.names, "retrain", prop), n_boot=0)
+        np.testing.assert_allclose(t["value"].to_numpy(), want["value"].to_numpy(), rtol=1e-9, atol=1e-12)
+        total = score(plan.names, "retrain", prop) - score((), "retrain", prop)
+        assert t["value"].sum() == pytest.approx(total, abs=1e-9)
+    import io
+
+    from diffcredit.summary import print_summary
+
+    out = io.StringIO()
+    print_summary(plan, out)
+    printout = out.getvalue()
+    assert "6 also retrained: values of the retrained game" in printout
+    assert "also include the error of sft against retraining" in printout
