@@ -168,6 +168,9 @@ def main() -> None:
         truth = exact_values(n, retrain)
         truth_cost = sum(seconds_r.values())
         print(f"{prop}: exact retrained values {np.round(truth, 4).tolist()}", flush=True)
+        alone = [1 << i for i in range(n)]
+        print(f"  one-contributor coalitions, {args.strategy}: {[round(cheap[c][0], 3) for c in alone]}; "
+              f"retrain: {[round(retrain[c][0], 3) for c in alone]}", flush=True)
         for seed in range(args.designs):
             masks = sample_design(n, args.budget, "stratified", seed)
             codes = masks.astype(np.int64) @ (1 << np.arange(n))

@@ -6,8 +6,9 @@ after the LDS retrains exist; prints, per property and alpha:
 - the standard deviation of the retrained property across the subsets, beside the mean
   standard deviation over its image resamples (`scores.image_bootstrap`);
 - the in-sample R^2 of an additive model (intercept + one weight per contributor)
-  fitted to the subsets, and its leave-one-subset-out LDS (a ceiling for any additive
-  attribution judged on these subsets), with the subset bootstrap interval;
+  fitted to the subsets, and its leave-one-subset-out LDS (a pessimistic estimate of
+  what additive credits can reach on these subsets: its weights are fitted to few
+  noisy subsets), with the subset bootstrap interval;
 - with `--replicates CONFIG`, a config with `fidelity.retrain_replicates: 2`: the
   seed-to-seed standard deviation of a coalition's retrained property, over the design
   coalitions retrained with both seeds so far.
@@ -28,7 +29,7 @@ from diffcredit.values import read_scores
 from diffcredit.status import load_plan
 
 
-def additive_ceiling(masks: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def additive_fit(masks: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """In-sample R^2 and leave-one-out predictions of y ~ intercept + masks @ w."""
     x = np.c_[np.ones(len(y)), masks.astype(float)]
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
@@ -62,7 +63,7 @@ def main() -> None:
         scores = [[read_scores(next(paths)) for _ in seeds] for _ in masks]
         for prop in node.spec["properties"]:
             y = np.array([np.mean([s[prop]["value"] for s in row]) for row in scores])
-            r2, pred = additive_ceiling(masks, y)
+            r2, pred = additive_fit(masks, y)
             low, high = ev.subset_bootstrap(pred, y[:, None])
             noise = image_sd([r[0] for r in scores], prop)
             print(f"{prop}, alpha {alpha:g}, {len(y)} subsets x {len(seeds)} seeds: "
