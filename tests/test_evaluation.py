@@ -91,6 +91,31 @@ def test_lds_subset_interval_matches_scipy_bootstrap():
     assert np.isnan(ev.subset_bootstrap(predicted[:2], actual[:2])).all()
 
 
+def test_paired_lds_difference_separates_methods_whose_own_intervals_overlap():
+    """Two predictions that differ on a few subsets: their unpaired intervals overlap (the
+    subsets' luck moves both alike), the paired interval of the difference does not hold 0,
+    and it matches a paired bootstrap computed directly with scipy."""
+    from scipy import stats
+
+    rng = np.random.default_rng(6)
+    actual = rng.normal(size=(40, 1))
+    good = actual[:, 0] + rng.normal(scale=0.5, size=40)
+    worse = good + rng.normal(scale=0.7, size=40)  # the same predictions, blurred
+    a, b = ev.subset_bootstrap(good, actual), ev.subset_bootstrap(worse, actual)
+    assert b[1] > a[0]  # the unpaired intervals overlap
+    low, high = ev.paired_subset_bootstrap(worse, good, actual, n_boot=4000)
+    assert high < 0
+
+    def statistic(i):
+        i = i.astype(int)
+        return 100 * (stats.spearmanr(worse[i], actual[i, 0])[0] - stats.spearmanr(good[i], actual[i, 0])[0])
+
+    ref = stats.bootstrap((np.arange(40.0),), statistic, vectorized=False, n_resamples=4000,
+                          method="percentile", random_state=2).confidence_interval
+    assert low == pytest.approx(ref.low, abs=4) and high == pytest.approx(ref.high, abs=4)
+    assert ev.paired_subset_bootstrap(good, good, actual) == (0.0, 0.0)
+
+
 def test_one_seed_lds_prints_the_subset_interval():
     rng = np.random.default_rng(0)
     masks = ev.sample_subsets(6, 0.5, 12, 0)

@@ -133,3 +133,11 @@ def print_lds(t: pd.DataFrame, stream) -> None:
     t = t.rename(columns={low: "low", high: "high"})
     print(t[["method", "property", "alpha", "lds", "low", "high"]].to_string(
         index=False, float_format=lambda v: f"{v:.1f}"), file=stream)
+    if "vs_best" not in t:
+        return
+    for (prop, alpha), g in t.groupby(["property", "alpha"], sort=False):
+        others = g[g["method"] != g["best"].iloc[0]]
+        tied = others[~(others["vs_best_ci_high"] < 0)]["method"].tolist()
+        print(f"{prop}, alpha {alpha:g}: best {g['best'].iloc[0]}; paired over the same subsets, "
+              + (f"not told apart from it: {', '.join(tied)}" if tied else "every other method is below it"),
+              file=stream)

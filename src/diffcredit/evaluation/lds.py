@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .stats import (labelled_values, pyplot, read_all_scores, sample_subsets, spearman, subset_bootstrap,
-                    t_interval)
+from .stats import (labelled_values, paired_subset_bootstrap, pyplot, read_all_scores, sample_subsets, spearman,
+                    subset_bootstrap, t_interval)
 
 
 def lds(values: pd.DataFrame, masks: np.ndarray, actual: np.ndarray, players: list[str],
@@ -28,6 +28,20 @@ def lds(values: pd.DataFrame, masks: np.ndarray, actual: np.ndarray, players: li
     boot = subset_bootstrap(predicted, actual, n_boot, seed)
     return {"lds": mean, "ci_low": low, "ci_high": high, "per_seed": per_seed.tolist(), "predicted": predicted,
             "subset_ci_low": boot[0], "subset_ci_high": boot[1]}
+
+
+def _against_best(rows: list[dict], predicted: dict, actual: np.ndarray) -> list[dict]:
+    """Each method's LDS minus the best method's (same property and alpha), with a paired
+    bootstrap interval over the subsets: `best`, `vs_best`, `vs_best_ci_low/high`."""
+    scored = [r for r in rows if np.isfinite(r["lds"])]
+    if not scored:
+        return rows
+    best = max(scored, key=lambda r: r["lds"])["method"]
+    for r in rows:
+        low, high = paired_subset_bootstrap(predicted[r["method"]], predicted[best], actual)
+        r.update({"best": best, "vs_best": r["lds"] - dict((x["method"], x["lds"]) for x in rows)[best],
+                  "vs_best_ci_low": low, "vs_best_ci_high": high})
+    return rows
 
 
 def plot_lds(pred: pd.DataFrame, path, title: str) -> None:
@@ -55,7 +69,8 @@ def plot_lds(pred: pd.DataFrame, path, title: str) -> None:
 
 def lds_job(job: dict, progress: bool = True) -> None:
     """lds.csv (method, property, alpha, lds, ci_low, ci_high, subset_ci_low, subset_ci_high,
-    n_subsets, n_seeds), the per-subset predictions and one plot per property."""
+    n_subsets, n_seeds, per_seed, best, vs_best, vs_best_ci_low, vs_best_ci_high), the
+    per-subset predictions and one plot per property."""
     from ..artifacts import atomic_dir
 
     spec, inputs = job["spec"], job["inputs"]
@@ -68,16 +83,20 @@ def lds_job(job: dict, progress: bool = True) -> None:
         block = [[next(scores) for _ in seeds] for _ in masks]
         for prop in spec["properties"]:
             actual = np.array([[s[prop]["value"] for s in row] for row in block], dtype=float)
+            block_rows, predicted = [], {}
             for method in job["labels"]:
                 r = lds(values[(values["method"] == method) & (values["property"] == prop)], masks, actual, players)
-                rows.append({"method": method, "property": prop, "alpha": alpha, "lds": r["lds"],
-                             "ci_low": r["ci_low"], "ci_high": r["ci_high"], "subset_ci_low": r["subset_ci_low"],
-                             "subset_ci_high": r["subset_ci_high"], "n_subsets": len(masks),
-                             "n_seeds": len(seeds), "per_seed": " ".join(f"{x:.2f}" for x in r["per_seed"])})
+                predicted[method] = r["predicted"]
+                block_rows.append({"method": method, "property": prop, "alpha": alpha, "lds": r["lds"],
+                                   "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                                   "subset_ci_low": r["subset_ci_low"], "subset_ci_high": r["subset_ci_high"],
+                                   "n_subsets": len(masks), "n_seeds": len(seeds),
+                                   "per_seed": " ".join(f"{x:.2f}" for x in r["per_seed"])})
                 for j, seed in enumerate(seeds):
                     preds.append(pd.DataFrame({"method": method, "property": prop, "alpha": alpha, "seed": seed,
                                                "subset": np.arange(len(masks)), "predicted": r["predicted"],
                                                "actual": actual[:, j]}))
+            rows += _against_best(block_rows, predicted, actual)
     table, pred = pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
     with atomic_dir(job["out"]) as tmp:
         table.to_csv(tmp / "lds.csv", index=False)

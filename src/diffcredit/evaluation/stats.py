@@ -70,11 +70,28 @@ def subset_bootstrap(predicted: np.ndarray, actual: np.ndarray, n_boot: int = 20
                      level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of the seed-mean Spearman x 100 over subsets resampled with
     replacement (resamples where a side is constant are dropped)."""
+    draws = subset_draws(predicted, actual, n_boot, seed)
+    return _percentile_interval(draws, n_boot, level)
+
+
+def paired_subset_bootstrap(predicted: np.ndarray, baseline: np.ndarray, actual: np.ndarray, n_boot: int = 2000,
+                            seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the difference of two methods' seed-mean Spearman x 100
+    (`predicted`'s minus `baseline`'s), both computed on the same resampled subsets:
+    the subsets' common luck cancels, as it does not between two unpaired intervals."""
+    diff = subset_draws(predicted, actual, n_boot, seed) - subset_draws(baseline, actual, n_boot, seed)
+    return _percentile_interval(diff, n_boot, level)
+
+
+def subset_draws(predicted: np.ndarray, actual: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """(n_boot,) seed-mean Spearman x 100 on subsets resampled with replacement; the
+    resamples depend only on (seed, number of subsets), so two methods' draws pair up.
+    NaN where a side is constant; empty for fewer than three subsets."""
     from scipy import stats
 
     s = len(predicted)
     if s < 3 or n_boot < 1:
-        return float("nan"), float("nan")
+        return np.array([])
     idx = np.random.default_rng([seed, s]).integers(0, s, size=(n_boot, s))
 
     def rho(a, b):  # row-wise Pearson of (B, S) rank arrays
@@ -84,9 +101,12 @@ def subset_bootstrap(predicted: np.ndarray, actual: np.ndarray, n_boot: int = 20
             return np.where(den > 0, (a * b).sum(1) / den, np.nan)
 
     rp = stats.rankdata(predicted[idx], axis=1)
-    draws = 100 * np.mean([rho(rp, stats.rankdata(actual[idx, j], axis=1)) for j in range(actual.shape[1])], axis=0)
+    return 100 * np.mean([rho(rp, stats.rankdata(actual[idx, j], axis=1)) for j in range(actual.shape[1])], axis=0)
+
+
+def _percentile_interval(draws: np.ndarray, n_boot: int, level: float) -> tuple[float, float]:
     draws = draws[np.isfinite(draws)]
-    if len(draws) < n_boot / 2:
+    if len(draws) < max(n_boot / 2, 1):
         return float("nan"), float("nan")
     lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)

@@ -108,7 +108,7 @@ STAGES = {s.name: s for s in (
     # evaluations
     Stage("fidelity", "evaluation/fidelity/{key}", "diffcredit.evaluation.fidelity:fidelity_job", folder=True,
           report=("fidelity.rst", "Evaluation", "fidelity"), counted=True),
-    Stage("lds", "evaluation/lds/{key}", "diffcredit.evaluation.lds:lds_job", version=2, folder=True,
+    Stage("lds", "evaluation/lds/{key}", "diffcredit.evaluation.lds:lds_job", version=3, folder=True,
           report=("lds.rst", "Evaluation", "LDS"), counted=True),
     Stage("removal_sets", "evaluation/removal/{key}.json", "diffcredit.evaluation.counterfactual:removal_sets_job",
           checkpoint=True),
