@@ -168,3 +168,19 @@ def test_a_corrected_estimate_retrains_the_first_rows_and_shares_them(tmp_path):
 def test_a_corrected_estimate_that_cannot_work_is_refused(tmp_path, entry, needle):
     with pytest.raises(ConfigError, match=needle):
         make_plan(tmp_path, estimators=[{"method": "stratified", "budget": 8, **entry}])
+
+
+def test_fidelity_judges_corrected_estimates_on_its_own_retrains(tmp_path):
+    plan = make_plan(tmp_path, evaluations={"fidelity": {"strategies": ["sft", "ft"], "method": "stratified",
+                                                         "budget": 8, "retrains": [5]}})
+    labels = [e.label for e in plan.fidelity_estimators]
+    assert labels == ["stratified-stratified-8-sft", "stratified-stratified-8-ft", "stratified-stratified-8-sft+retrain5",
+                      "stratified-stratified-8-ft+retrain5", "stratified-stratified-8-retrain"]
+    node = plan.nodes[plan.evaluations["fidelity"]]
+    layout = node.job["layout"]
+    assert [(x["rows"], x["models"]) for x in layout] == [(8, 8), (8, 8), (8, 13), (8, 13), (8, 8)]
+    truth = plan.fidelity_estimators[-1]
+    retrained = [plan.model_key(plan._members(r), "retrain") for r in truth.masks]
+    # The corrected estimates' retrains are the first rows of the retrained design: nothing new to train.
+    assert node.parents["models"][24:29] == retrained[:5]  # after sft (8), ft (8), sft+retrain5 rows (8)
+    assert set(node.parents["models"]) - set(plan.coalitions) <= {plan.full_key, plan.init_key}

@@ -76,7 +76,8 @@ def fidelity_job(job: dict, progress: bool = True) -> None:
     blocks = {}
     for part, vpath in zip(layout, inputs["values"]):
         sc = [next(scores) for _ in range(part["rows"])]
-        secs = [compute_seconds(read_json(verify_dir(next(models)) / "training.json")) for _ in range(part["rows"])]
+        secs = [compute_seconds(read_json(verify_dir(next(models)) / "training.json"))
+                for _ in range(part.get("models", part["rows"]))]
         blocks[part["label"]] = {**part, "scores": sc, "seconds": secs, "values": read_values(vpath)}
     setup = {}
     for path in inputs.get("setup", []):
@@ -87,6 +88,8 @@ def fidelity_job(job: dict, progress: bool = True) -> None:
         if b is truth:
             continue
         name = b["strategy"] if b["strategy"] != "retrain" else f"retrain seed+{b['replicate']}"
+        if b.get("retrains"):
+            name = f"{name}+retrain{b['retrains']}"
         for prop in props:
             s = np.array([x[prop]["value"] for x in b["scores"]])
             r = np.array([x[prop]["value"] for x in truth["scores"]])
@@ -94,8 +97,8 @@ def fidelity_job(job: dict, progress: bool = True) -> None:
             vr = truth["values"][truth["values"]["property"] == prop]
             cmp = compare_values(vs[["contributor", "value", "ci_low", "ci_high"]], vr[["contributor", "value"]])
             rows.append({"strategy": name, "property": prop, "pearson": pearson(s, r), "spearman": spearman(s, r),
-                         **cmp, "cost_ratio": float(np.mean(b["seconds"]) / np.mean(truth["seconds"])),
-                         "seconds_per_coalition": float(np.mean(b["seconds"])),
+                         **cmp, "cost_ratio": float(np.sum(b["seconds"]) / np.sum(truth["seconds"])),
+                         "seconds_per_coalition": float(np.sum(b["seconds"]) / b["rows"]),
                          "retrain_seconds_per_coalition": float(np.mean(truth["seconds"])),
                          "setup_seconds": compute_seconds(setup) if b["setup"] and setup else 0.0, "n": len(s)})
             m = vs.merge(vr[["contributor", "value", "ci_low", "ci_high"]], on="contributor", suffixes=("", "_retrain"))

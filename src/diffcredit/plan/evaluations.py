@@ -35,15 +35,20 @@ class EvaluationNodes:
         base = {k: f[k] for k in ("method", "scheme", "budget", "seed", "n_boot")}
         ests = [self.add_estimator({**base, "shrink": False, "strategy": s}, f"evaluations.fidelity ({s})")
                 for s in f["strategies"]]
+        ests += [self.add_estimator({**base, "shrink": False, "strategy": s, "retrains": k},
+                                    f"evaluations.fidelity ({s}, retrains {k})")
+                 for s in f["strategies"] for k in f["retrains"]]
         ests += [self.add_estimator({**base, "shrink": False, "strategy": "retrain", "replicate": r},
                                     "evaluations.fidelity (retrain)") for r in range(f["retrain_replicates"])]
         self.fidelity_estimators = ests
         layout, models, setup = [], [], []
         for est in ests:
             keys = [self.model_key(self._members(r), est.strategy, est.replicate) for r in est.masks]
+            rows = len(keys)
+            keys += [self.model_key(self._members(r), "retrain") for r in est.masks[:est.retrains]]
             start = get_strategy(est.strategy).start
             layout.append({"label": est.label, "strategy": est.strategy, "replicate": est.replicate,
-                           "rows": len(keys), "setup": start == "pruned"})
+                           "retrains": est.retrains, "rows": rows, "models": len(keys), "setup": start == "pruned"})
             models += keys
             if start == "pruned":
                 setup.append(self.pruned_key)
