@@ -184,3 +184,27 @@ def test_fidelity_judges_corrected_estimates_on_its_own_retrains(tmp_path):
     # The corrected estimates' retrains are the first rows of the retrained design: nothing new to train.
     assert node.parents["models"][24:29] == retrained[:5]  # after sft (8), ft (8), sft+retrain5 rows (8)
     assert set(node.parents["models"]) - set(plan.coalitions) <= {plan.full_key, plan.init_key}
+
+
+@pytest.mark.parametrize("override, needle", [
+    ({"fine_tune": {"training": {"lr": float("nan")}}}, "fine_tune.training.lr: must be a finite number, got nan"),
+    ({"generate": {"eta": float("inf")}}, "generate.eta: .*inf"),
+    ({"attributions": [{"method": "trak", "lambda": [0.1, float("nan")]}]},
+     "attributions.0.lambda.1: must be a finite number"),
+    ({"generate": {"seed": -5}}, "generate.seed: a seed must be from 0 to 2\\*\\*32 - 1, got -5"),
+    ({"data": {"split_seed": -1}}, "data.split_seed: a seed must be"),
+    ({"model": {"seed": 2**64}}, "model.seed: a seed must be .* got 18446744073709551616"),
+    ({"attributions": [{"method": "das", "seeds": [0, -2]}]}, "attributions.0.seeds.1: a seed must be"),
+    ({"estimators": [{"method": "leverage", "budget": 8, "n_boot": 1}]},
+     "estimators.0.n_boot: 1 resamples cannot make a 95% interval; use 0 .* or at least 40"),
+    ({"scores": {"image_bootstrap": 5}}, "scores.image_bootstrap: 5 resamples"),
+])
+def test_numbers_the_schema_cannot_judge_are_refused_with_their_key(tmp_path, override, needle):
+    with pytest.raises(ConfigError, match=needle):
+        make_plan(tmp_path, **override)
+
+
+def test_numbers_in_range_pass_the_second_check(tmp_path):
+    plan = make_plan(tmp_path, generate={"seed": 2**32 - 1}, estimators=[{"method": "leverage", "budget": 8,
+                                                                          "n_boot": 40}])
+    assert plan.cfg["generate"]["seed"] == 2**32 - 1

@@ -369,6 +369,7 @@ def test_four_strategies_share_every_common_artifact(tiny_run, tmp_path):
     plan = tiny_plan(work, four)
     values = pd.read_csv(work / "results-tiny" / "values.csv")
     assert sorted(values["strategy"].unique()) == sorted(STRATEGIES)
+    assert (values["budget"] == n).all()  # the loo design's size, not the unused default budget of 32
     starts = {"sft": plan.pruned_key, "ft": plan.full_key, "retrain": plan.init_key, "ga": plan.pruned_key}
     for key, members in plan.coalitions.items():
         node = plan.nodes[key]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 import warnings
 from pathlib import Path
 
@@ -87,6 +88,8 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
         for where, instance in _instances(config, path):
             if isinstance(instance, dict):  # else the main schema said so
                 errors += _plugin_errors(cls, config, where, instance, section)
+    flagged = {tuple(path) for path, _ in errors}
+    errors += [e for e in _number_errors(config) if tuple(e[0]) not in flagged]
     if errors:
         lines = []
         for path, message in sorted(dict.fromkeys((tuple(p), m) for p, m in errors), key=_error_order):
@@ -94,6 +97,39 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
             lines.append(f"  {message}" if message.startswith(where + " ") else f"  {where}: {message}")
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     return config
+
+
+SEED_LIMIT = 2**32  # numpy's and torch's seeds: non-negative and below 2**32
+MIN_DRAWS = 40  # fewer resamples than this cannot place a 95% interval's 2.5% tails
+
+
+def _number_errors(config, path: tuple = ()) -> list:
+    """What the schema cannot say about numbers, anywhere in the config (plug-in keys
+    too): every float finite, every seed in numpy's range, every resample count 0 (off)
+    or enough for a 95% interval."""
+    errors = []
+    items = config.items() if isinstance(config, dict) else enumerate(config) if isinstance(config, list) else ()
+    for key, value in items:
+        where = (*path, key)
+        if isinstance(value, (dict, list)):
+            errors += _number_errors(value, where)
+            if isinstance(value, list) and key == "seeds":
+                errors += [e for i, v in enumerate(value) for e in _seed_error((*where, i), v)]
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            errors.append((list(where), f"must be a finite number, got {value}"))
+        elif isinstance(key, str) and (key == "seed" or key.endswith("_seed")):
+            errors += _seed_error(where, value)
+        elif key in ("n_boot", "image_bootstrap") and isinstance(value, int) and 0 < value < MIN_DRAWS:
+            errors.append((list(where), f"{value} resamples cannot make a 95% interval; use 0 (no interval) "
+                                        f"or at least {MIN_DRAWS}"))
+    return errors
+
+
+def _seed_error(where: tuple, value) -> list:
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < SEED_LIMIT:
+        return [(list(where), f"a seed must be from 0 to 2**32 - 1, got {value}")]
+    return []
 
 
 def _error_order(error):

@@ -83,7 +83,8 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
             "efficiency_gap": efficiency_gap(df, v_empty, v_full) if get_method(spec["method"]).efficient else None,
             "rank_stability": _jsonable(rank_stability(conv.drop(columns="property"), k=min(3, len(players)))),
         })
-    table = values_table(tables, spec["strategy"], spec["shrink"], spec["method"], spec["scheme"], spec["budget"],
+    # The design's own size: a loo or exact design has its fixed rows whatever the budget.
+    table = values_table(tables, spec["strategy"], spec["shrink"], spec["method"], spec["scheme"], len(masks),
                          retrains)
     # The compute the estimate's coalitions took (their training records; anchors and the
     # one-off pruning excluded): CPU seconds on a CPU, wall seconds on a GPU.
@@ -92,7 +93,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     conv_all = pd.concat(conv_tables, ignore_index=True)
     shrunk = ", shrunk" if spec["shrink"] else ""
     corrected = f", {retrains} of them retrained" if retrains else ""
-    label = f"{spec['method']} ({spec['scheme']}, {spec['budget']} {spec['strategy']} coalitions{corrected}{shrunk})"
+    label = f"{spec['method']} ({spec['scheme']}, {len(masks)} {spec['strategy']} coalitions{corrected}{shrunk})"
     with atomic_dir(out) as tmp:
         write_values(tmp, table, {prop: f"{prop}: {label}" for prop in spec["properties"]})
         conv_all.to_parquet(tmp / "convergence.parquet", index=False)
