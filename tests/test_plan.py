@@ -208,3 +208,16 @@ def test_numbers_in_range_pass_the_second_check(tmp_path):
     plan = make_plan(tmp_path, generate={"seed": 2**32 - 1}, estimators=[{"method": "leverage", "budget": 8,
                                                                           "n_boot": 40}])
     assert plan.cfg["generate"]["seed"] == 2**32 - 1
+
+
+def test_a_path_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
+    """results: ~/x is where a shell user expects it, not a ./~ folder; the same for data paths."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    root = folders(tmp_path / "home" / "img")
+    plan = make_plan(tmp_path, data={"source": "folder", "root": "~/img"})
+    assert plan.cfg["data"]["root"] == str(root)
+    from diffcredit.config import validate
+
+    cfg = validate({"results": "~/runs/a", "reference": {"source": "stats", "file": "~/ref.npz"}}, SCHEMA)
+    assert cfg["results"] == str(tmp_path / "home" / "runs" / "a")
+    assert cfg["reference"]["file"] == str(tmp_path / "home" / "ref.npz")

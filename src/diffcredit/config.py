@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
         for where, instance in _instances(config, path):
             if isinstance(instance, dict):  # else the main schema said so
                 errors += _plugin_errors(cls, config, where, instance, section)
+    _expand_paths(config, schema)
     flagged = {tuple(path) for path, _ in errors}
     errors += [e for e in _number_errors(config) if tuple(e[0]) not in flagged]
     if errors:
@@ -97,6 +99,25 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
             lines.append(f"  {message}" if message.startswith(where + " ") else f"  {where}: {message}")
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     return config
+
+
+def _expand_paths(config, schema: dict) -> None:
+    """Paths (schema keys marked `x-path`) read as a shell user expects: a leading ~ is
+    the home folder (a literal ./~ folder is never what was meant)."""
+    if isinstance(config, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in config or not isinstance(sub, dict):
+                continue
+            if sub.get("x-path") and isinstance(config[key], str) and config[key].startswith("~"):
+                config[key] = os.path.expanduser(config[key])
+            else:
+                _expand_paths(config[key], sub)
+    elif isinstance(config, list) and isinstance(schema.get("items"), dict):
+        for item in config:
+            _expand_paths(item, schema["items"])
+    for branch in schema.get("oneOf", []) + schema.get("anyOf", []):
+        if isinstance(branch, dict):
+            _expand_paths(config, branch)
 
 
 SEED_LIMIT = 2**32  # numpy's and torch's seeds: non-negative and below 2**32
