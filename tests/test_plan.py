@@ -221,3 +221,19 @@ def test_a_path_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
     cfg = validate({"results": "~/runs/a", "reference": {"source": "stats", "file": "~/ref.npz"}}, SCHEMA)
     assert cfg["results"] == str(tmp_path / "home" / "runs" / "a")
     assert cfg["reference"]["file"] == str(tmp_path / "home" / "ref.npz")
+
+
+def test_a_bare_method_name_is_an_entry_with_that_method(tmp_path):
+    plan = make_plan(tmp_path, estimators=["loo"], attributions=["pixel_similarity"])
+    assert [e.method for e in plan.estimators] == ["loo"]
+    explicit = make_plan(tmp_path, attributions=[{"method": "pixel_similarity"}])
+    assert [a.key for a in plan.attributions] == [a.key for a in explicit.attributions]
+
+
+@pytest.mark.parametrize("override, needle", [
+    ({"features": {"classifier": {"holdout": 0.999}}}, "features.classifier.holdout: 0.999 is greater than the maximum"),
+    ({"model": {"beta_schedule": "linear", "beta_start": 0.5, "beta_end": 2.0}}, "model.beta_end: 2.0 is greater than"),
+])
+def test_values_no_training_can_use_are_refused(tmp_path, override, needle):
+    with pytest.raises(ConfigError, match=needle):
+        make_plan(tmp_path, **override)

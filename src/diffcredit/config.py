@@ -83,6 +83,9 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
     plug-in fragments of its `x-plugin` sections."""
     schema = load_schema(schema) if not isinstance(schema, dict) else with_registry_enums(schema)
     config = copy.deepcopy(dict(config))
+    for section in ("estimators", "attributions"):  # a bare name is {method: name}
+        if isinstance(config.get(section), list):
+            config[section] = [{"method": x} if isinstance(x, str) else x for x in config[section]]
     cls = _validator_with_defaults()
     errors = [(list(e.absolute_path), e.message) for e in cls(schema).iter_errors(config)]
     for path, section in _plugin_sections(schema):
