@@ -1,5 +1,7 @@
 """The plan's keys: what a change invalidates, what designs share."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -237,3 +239,17 @@ def test_a_bare_method_name_is_an_entry_with_that_method(tmp_path):
 def test_values_no_training_can_use_are_refused(tmp_path, override, needle):
     with pytest.raises(ConfigError, match=needle):
         make_plan(tmp_path, **override)
+
+
+def test_raising_a_threshold_above_a_trained_classifier_is_refused(tmp_path):
+    """min_accuracy is checked when the classifier trains; raised later, the classifier
+    already on disk (which its key keeps) is judged against it before any job."""
+    import json
+
+    plan = make_plan(tmp_path, features={"classifier": {"min_accuracy": 0.5}})
+    folder = Path(plan.nodes[plan.networks["classifier"]].path)
+    folder.mkdir(parents=True)
+    (folder / "classifier.json").write_text(json.dumps({"heldout_accuracy": 0.8}))
+    make_plan(tmp_path, features={"classifier": {"min_accuracy": 0.8}})  # still met
+    with pytest.raises(ConfigError, match="held-out accuracy 0.8000, below features.classifier.min_accuracy 0.9"):
+        make_plan(tmp_path, features={"classifier": {"min_accuracy": 0.9}})

@@ -14,6 +14,8 @@ others has no reference statistics of its own (`has_reference = False`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
@@ -41,6 +43,10 @@ class Extractor:
     def runtime(self, cfg: dict) -> dict:
         """Settings the job needs that do not change the features (file paths)."""
         return {}
+
+    def check_network(self, cfg: dict, folder: Path) -> None:
+        """Refuse, with a ValueError, an already trained network that the current settings
+        would not accept (a threshold raised after it was trained); for trained extractors."""
 
     def load(self, spec: dict, network: str | None, device):
         """The extractor ready to run; `spec` holds the keyed and runtime settings."""

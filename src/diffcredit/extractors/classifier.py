@@ -29,6 +29,19 @@ class Classifier(Extractor):
         """What the network's training job needs besides the keyed spec."""
         return {"min_accuracy": cfg["min_accuracy"]}
 
+    def check_network(self, cfg: dict, folder: Path) -> None:
+        import json
+
+        from .classifier_net import CONFIG
+
+        accuracy = json.loads((folder / CONFIG).read_text()).get("heldout_accuracy")
+        if accuracy is not None and accuracy < cfg["min_accuracy"]:
+            raise ValueError(
+                f"the trained classifier ({folder}) has held-out accuracy {accuracy:.4f}, below "
+                f"features.classifier.min_accuracy {cfg['min_accuracy']}; lower min_accuracy or change the "
+                "classifier's training (steps, width), which trains a new one"
+            )
+
     def load(self, spec: dict, network: str | None, device):
         from .classifier_net import load_classifier
 

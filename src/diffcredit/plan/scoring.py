@@ -4,6 +4,8 @@ the properties. Plug-ins say what they need; nothing here names one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..config import ConfigError
 
 
@@ -59,11 +61,17 @@ class ScoringNodes:
                 continue
             parents = ({"reference": self.reference_key} if self.reference["labelled"]
                        else {"shards": self.all_shards})
+            settings = self.cfg["features"].get(name, {})
             self.networks[name] = self.add(
                 "train_classifier", spec, parents,
-                {**ext.training_settings(self.cfg["features"].get(name, {})), "device": self.device,
-                 "threads": self.train_threads},
+                {**ext.training_settings(settings), "device": self.device, "threads": self.train_threads},
             )
+            folder = Path(self.nodes[self.networks[name]].path)
+            if folder.is_dir():  # trained before: still acceptable under today's settings?
+                try:
+                    ext.check_network(settings, folder)
+                except (ValueError, OSError) as exc:
+                    raise ConfigError(f"invalid config: features.{name}: {exc}") from None
 
     def _add_reference_stats(self) -> None:
         from ..extractors import get_extractor, in_order
