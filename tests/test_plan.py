@@ -253,3 +253,22 @@ def test_raising_a_threshold_above_a_trained_classifier_is_refused(tmp_path):
     make_plan(tmp_path, features={"classifier": {"min_accuracy": 0.8}})  # still met
     with pytest.raises(ConfigError, match="held-out accuracy 0.8000, below features.classifier.min_accuracy 0.9"):
         make_plan(tmp_path, features={"classifier": {"min_accuracy": 0.9}})
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"root": "/somewhere"}, "data.root is a key of data sources cifar100, folder, not of digits"),
+    ({"resolution": 32, "channels": 3}, "data.resolution is a key of data source folder, not of digits"),
+    ({"source": "cifar100", "background": 0}, "data.background is a key of data source folder, not of cifar100"),
+])
+def test_a_data_key_the_source_does_not_use_is_refused(tmp_path, data, needle):
+    with pytest.raises(ConfigError, match=needle):
+        make_plan(tmp_path, data=data)
+
+
+def test_the_default_sources_keys_from_the_base_files_are_dropped_under_another(tmp_path):
+    """configs/tiny.yaml sets digits' classes and per_class; a folder source ignores them
+    with a warning, and the plan is the folder's."""
+    root = folders(tmp_path / "img")
+    with pytest.warns(UserWarning, match="data.classes is a key of data sources digits, cifar100, which folder"):
+        plan = make_plan(tmp_path, data={"source": "folder", "root": str(root)})
+    assert plan.names == ["a", "b", "c", "d"] and "classes" not in plan.cfg["data"]

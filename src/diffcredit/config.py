@@ -224,6 +224,7 @@ def _plugin_errors(cls, config: dict, where: list, instance: dict, section: dict
         errors.append((path, f"{which}, not of {chosen}{_kind_of(plugin, registry, owners, spec['noun'])}"))
     schema = {"type": "object", "additionalProperties": False, "properties": {**own, **foreign}}
     errors += [([*where, *e.absolute_path], e.message) for e in cls(schema).iter_errors(instance)]
+    _expand_paths(instance, schema)
     return errors
 
 

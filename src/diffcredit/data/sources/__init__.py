@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...registry import Registry
 
-SOURCES = Registry("data.source", {
+SOURCES = registry = Registry("data.source", {
     "digits": f"{__name__}.digits:Digits",
     "cifar100": f"{__name__}.cifar100:Cifar100",
     "folder": f"{__name__}.folder:Folder",

@@ -7,9 +7,26 @@ import numpy as np
 from ..contributors import Contributor, DataError
 
 
+# The keys of the labelled sources (digits, cifar100): how their classes become contributors.
+LABELLED_SCHEMA = {
+    "by": {"enum": ["class", "split"], "default": "class",
+           "description": "one contributor per class, or `groups` stratified seeded groups"},
+    "groups": {"type": "integer", "minimum": 1, "default": 1,
+               "description": "groups per class (by class) or number of groups (by split)"},
+    "classes": {"type": ["array", "null"], "items": {"type": "integer"}, "uniqueItems": True, "default": None,
+                "description": "keep only these classes"},
+    "per_class": {"type": ["integer", "null"], "minimum": 1, "default": None,
+                  "description": "keep at most this many images per class"},
+    "split_seed": {"type": "integer", "default": 0},
+}
+
+
 class Source:
     """One data source. The data code asks these and nothing else; `spec` is the
-    `data` (or `reference`) section of the config."""
+    `data` (or `reference`) section of the config. `schema`: its own keys of the
+    `data` section (JSON-schema properties with defaults)."""
+
+    schema: dict = {}
 
     def describe(self, spec: dict, cache) -> list[Contributor]:
         """The contributors of `spec`, in any order, before the common checks.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contributors import DataError, item_hash
-from .base import LabelledSource, split_labelled
+from .base import LABELLED_SCHEMA, LabelledSource, split_labelled
 
 # The paper's CIFAR-20: fine classes of five superclasses.
 CIFAR20_CLASSES = [*range(40, 45), *range(55, 60), *range(60, 65), *range(80, 85)]
@@ -57,6 +57,15 @@ def cifar100_names(path: Path) -> list[str]:
 
 class Cifar100(LabelledSource):
     resolution, channels = 32, 3
+    schema = {
+        **LABELLED_SCHEMA,
+        "classes": {**LABELLED_SCHEMA["classes"],
+                    "description": "keep only these fine classes (default: the paper's CIFAR-20, 40-44, 55-59, "
+                                   "60-64, 80-84)"},
+        "root": {"type": ["string", "null"], "default": None, "x-path": True,
+                 "description": "the folder holding cifar-100-python/"},
+        "split": {"enum": ["train", "test"], "default": "train", "description": "which file of the archive"},
+    }
 
     def arrays(self, spec):
         return load_cifar100(cifar100_file(spec.get("root"), spec.get("split", "train")))

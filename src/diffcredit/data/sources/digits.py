@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..contributors import DataError, item_hash
-from .base import LabelledSource, split_labelled
+from .base import LABELLED_SCHEMA, LabelledSource, split_labelled
 
 NEEDS_SKLEARN = "the digits source needs scikit-learn: pip install scikit-learn"
 
@@ -34,6 +34,7 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 class Digits(LabelledSource):
     resolution, channels = 8, 1
+    schema = LABELLED_SCHEMA
 
     def arrays(self, spec):
         return load_digits_arrays()

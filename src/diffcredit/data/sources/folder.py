@@ -23,6 +23,37 @@ METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
 
 
 class Folder(Source):
+    schema = {
+        "root": {"type": ["string", "null"], "default": None, "x-path": True,
+                 "description": "root/<contributor>/*.png|jpg"},
+        "contributors": {
+            "type": ["array", "null"], "default": None, "description": "an explicit list instead of root",
+            "items": {"type": "object", "additionalProperties": False, "required": ["name", "path"],
+                      "properties": {"name": {"type": "string"}, "path": {"type": "string", "x-path": True}}},
+        },
+        "resolution": {"type": "integer", "minimum": 4, "default": 8,
+                       "description": "images are center-cropped and resized to this"},
+        "channels": {"enum": [1, 3], "default": 1, "description": "1 grayscale, 3 RGB"},
+        "background": {
+            "type": ["integer", "array"], "minimum": 0, "maximum": 255,
+            "items": {"type": "integer", "minimum": 0, "maximum": 255}, "minItems": 3, "maxItems": 3,
+            "default": 255,
+            "description": "transparent pixels (an alpha channel, or a transparent palette entry or colour) are "
+                           "composited over this grey level 0-255 or [r, g, b] (default white). Only contributors "
+                           "with transparent images depend on it, so changing it reruns only their shards",
+        },
+        "metadata": {"type": ["string", "null"], "default": None, "x-path": True,
+                     "description": "the metadata file (default: the one metadata.csv or metadata.jsonl in root)"},
+        "contributor_column": {
+            "type": ["string", "null"], "default": None,
+            "description": "read the images a metadata file lists (a file_name column, relative to the file's "
+                           "folder, as in Hugging Face imagefolder) and group them into contributors by this "
+                           "column (e.g. artist)",
+        },
+        "caption_column": {"type": ["string", "null"], "default": None,
+                           "description": "with a metadata file: each image's caption (sd_lora trains on it)"},
+    }
+
     def describe(self, spec, cache):
         return describe_folders(spec, cache)
 
