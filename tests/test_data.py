@@ -413,3 +413,24 @@ def test_splits_that_would_leave_a_contributor_empty_are_refused():
         describe({**small, "groups": 6}, HashCache(None))
     with pytest.raises(DataError, match=r"the largest, digit\d, has 5 .*at most 5"):
         describe({**small, "by": "split", "groups": 6}, HashCache(None))
+
+
+def test_every_still_image_format_pillow_reads_is_a_training_image_and_an_animation_is_refused(tmp_path):
+    """PNG beside WebP, BMP, GIF and TIFF: all five are read; an animated GIF is refused with its name."""
+    from PIL import Image
+
+    from diffcredit.data import DataError, HashCache, describe
+
+    rng = np.random.default_rng(0)
+    for who in ("a", "b"):
+        (tmp_path / who).mkdir()
+        for i, ext in enumerate(("png", "webp", "bmp", "gif", "tif")):
+            img = Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8))
+            img.save(tmp_path / who / f"{i}.{ext}", **({"lossless": True} if ext == "webp" else {}))
+    spec = {"source": "folder", "root": str(tmp_path), "resolution": 8, "channels": 1, "background": 255}
+    contributors = describe(spec, HashCache(tmp_path / "cache.json"))
+    assert [c.n_items for c in contributors] == [5, 5]
+    frames = [Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(tmp_path / "a" / "moving.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(DataError, match=r"moving\.gif.*3 frames"):
+        describe(spec, HashCache(tmp_path / "cache2.json"))

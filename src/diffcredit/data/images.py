@@ -15,7 +15,8 @@ import numpy as np
 from ..keys import sha256_hex
 from .contributors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+# The still-image formats Pillow reads that people keep training images in.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 # Pillow modes decoded by Pillow's own conversion to L or RGB (through RGBA when
 # transparent), and 16/32-bit integer grayscale, scaled to 8 bits as 16-bit values.
@@ -36,6 +37,8 @@ def image_facts(path: Path) -> dict:
             im.verify()
         with Image.open(io.BytesIO(data)) as im:
             facts = {"hash": sha256_hex(data), "mode": im.mode}
+            if getattr(im, "n_frames", 1) > 1:
+                facts["frames"] = int(im.n_frames)
             if im.mode == "I":
                 facts["range"] = [int(v) for v in im.getextrema()]
             if (im.mode in ALPHA_MODES or "transparency" in im.info) and not unsupported(facts):
@@ -48,6 +51,9 @@ def image_facts(path: Path) -> dict:
 def unsupported(facts: dict) -> str | None:
     """Why an image of this mode (and value range) cannot be decoded, or None."""
     mode = facts["mode"]
+    if facts.get("frames", 1) > 1:
+        return (f"it holds {facts['frames']} frames (an animation or a multi-page file), not one image; "
+                "save the frame to train on as a PNG")
     if mode == "F":
         return ("its pixels are 32-bit floats, which have no fixed 0..255 scale; "
                 "save it as an 8- or 16-bit image")

@@ -20,12 +20,13 @@ from ..images import IMAGE_SUFFIXES, background_of, file_item_hash, image_facts,
 from .base import Source
 
 METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
+LAYOUT = "root/<contributor>/ holding png, jpg, webp, bmp, gif or tif images"
 
 
 class Folder(Source):
     schema = {
         "root": {"type": ["string", "null"], "default": None, "x-path": True,
-                 "description": "root/<contributor>/*.png|jpg"},
+                 "description": LAYOUT},
         "contributors": {
             "type": ["array", "null"], "default": None, "description": "an explicit list instead of root",
             "items": {"type": "object", "additionalProperties": False, "required": ["name", "path"],
@@ -98,10 +99,10 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
         raise DataError("data.source 'folder' needs data.root or a data.contributors list")
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data.root {root} is not a folder: expected root/<contributor>/*.png|jpg")
+        raise DataError(f"data.root {root} is not a folder: expected {LAYOUT}")
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not dirs:
-        raise DataError(f"data.root {root} has no contributor folders: expected root/<contributor>/*.png|jpg")
+        raise DataError(f"data.root {root} has no contributor folders: expected {LAYOUT}")
     return [(p.name, p) for p in dirs]
 
 
