@@ -101,6 +101,27 @@ def test_bad_metadata_is_refused_naming_the_line(tmp_path, edit, message):
         describe(folder_spec(root), HashCache(None))
 
 
+def test_metadata_in_utf8_with_a_mark_or_utf16_is_read_and_other_encodings_are_refused(tmp_path):
+    """Spreadsheets write UTF-8 with a byte-order mark or UTF-16; the same table reads the
+    same. Latin-1 is refused naming the file and the byte; a repeated column too."""
+    root = metadata_folder(tmp_path / "d", {"monet": 2, "degas": 2})
+    text = (root / "metadata.csv").read_text(encoding="utf-8").replace("by degas", "by Degás")
+    want = None
+    for encoding in ("utf-8", "utf-8-sig", "utf-16"):
+        (root / "metadata.csv").write_bytes(text.encode(encoding))
+        got = [(c.name, c.content_hash) for c in describe(folder_spec(root, caption_column="text"), HashCache(None))]
+        assert got == (want := want or got)
+    degas = next(c for c in describe(folder_spec(root, caption_column="text"), HashCache(None)) if c.name == "degas")
+    assert set(load_captions(degas)) == {"a painting by Degás"}
+    (root / "metadata.csv").write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataError, match=r"metadata.csv is not UTF-8 text \(byte 0xe1 at offset \d+\)"):
+        describe(folder_spec(root), HashCache(None))
+    header, rest = text.split("\n", 1)
+    (root / "metadata.csv").write_text(header + ",artist\n" + rest.replace("\n", ",x\n"), encoding="utf-8")
+    with pytest.raises(DataError, match="repeats the column"):
+        describe(folder_spec(root), HashCache(None))
+
+
 def test_two_metadata_files_or_a_caption_without_metadata_are_refused(tmp_path):
     root = metadata_folder(tmp_path / "d", {"monet": 2, "degas": 2})
     (root / "metadata.jsonl").write_text(json.dumps({"file_name": "images/monet-0.png", "artist": "x"}) + "\n")

@@ -9,6 +9,8 @@ or modification times.
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 from pathlib import Path
 
@@ -162,13 +164,26 @@ def metadata_path(spec: dict) -> Path:
     return found[0]
 
 
+def read_text(path: Path) -> str:
+    """A text file in UTF-8 (a byte-order mark allowed) or UTF-16 with its mark; any
+    other encoding is refused with the file and the first undecodable byte named."""
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it "
+                        "as UTF-8") from None
+
+
 def read_metadata(path: Path) -> list[dict]:
     """The rows of a metadata.csv or metadata.jsonl as {"line", **columns} (strings kept as read)."""
     import csv
 
     rows = []
     if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
+        with io.StringIO(read_text(path)) as f:
             for line_no, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -180,8 +195,13 @@ def read_metadata(path: Path) -> list[dict]:
                     raise DataError(f"{path} line {line_no} is not a JSON object")
                 rows.append({"line": line_no, **row})
     elif path.suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as f:
+        with io.StringIO(read_text(path), newline="") as f:
             reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            repeated = sorted({c for c in header if header.count(c) > 1})
+            if repeated:
+                raise DataError(f"{path}: the header repeats the column(s) {', '.join(repeated)}; name each "
+                                "column once")
             for row in reader:
                 if None in row:
                     raise DataError(f"{path} line {reader.line_num} has more fields than the header")
