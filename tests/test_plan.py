@@ -272,3 +272,13 @@ def test_the_default_sources_keys_from_the_base_files_are_dropped_under_another(
     with pytest.warns(UserWarning, match="data.classes is a key of data sources digits, cifar100, which folder"):
         plan = make_plan(tmp_path, data={"source": "folder", "root": str(root)})
     assert plan.names == ["a", "b", "c", "d"] and "classes" not in plan.cfg["data"]
+
+
+@pytest.mark.parametrize("entry, needle", [
+    ({"method": "pixel_similarity", "reduce": "median"}, r"attributions.0.reduce: 'median' is not one of \['mean', 'max'\]"),
+    ({"method": "trak", "lambda": []}, r"attributions.0.lambda: .*\[\] should be non-empty"),
+])
+def test_an_attribution_option_outside_its_forms_is_refused_saying_which(tmp_path, entry, needle):
+    """Was: reduce: median computed as the mean, lambda: [] dropped the method."""
+    with pytest.raises(ConfigError, match=needle):
+        make_plan(tmp_path, attributions=[entry])

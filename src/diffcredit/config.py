@@ -87,7 +87,7 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
         if isinstance(config.get(section), list):
             config[section] = [{"method": x} if isinstance(x, str) else x for x in config[section]]
     cls = _validator_with_defaults()
-    errors = [(list(e.absolute_path), e.message) for e in cls(schema).iter_errors(config)]
+    errors = [(list(e.absolute_path), _message(e)) for e in cls(schema).iter_errors(config)]
     for path, section in _plugin_sections(schema):
         for where, instance in _instances(config, path):
             if isinstance(instance, dict):  # else the main schema said so
@@ -154,6 +154,15 @@ def _seed_error(where: tuple, value) -> list:
     if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < SEED_LIMIT:
         return [(list(where), f"a seed must be from 0 to 2**32 - 1, got {value}")]
     return []
+
+
+def _message(error) -> str:
+    """The schema's message; for a value that fits none of several forms (anyOf, oneOf),
+    what each form says, not "is not valid under any of the given schemas"."""
+    if error.validator not in ("anyOf", "oneOf") or not error.context:
+        return error.message
+    seen = dict.fromkeys(e.message for e in error.context if not e.path)
+    return " and ".join(seen) if seen else error.message
 
 
 def _error_order(error):
@@ -223,7 +232,7 @@ def _plugin_errors(cls, config: dict, where: list, instance: dict, section: dict
         foreign[key] = {}
         errors.append((path, f"{which}, not of {chosen}{_kind_of(plugin, registry, owners, spec['noun'])}"))
     schema = {"type": "object", "additionalProperties": False, "properties": {**own, **foreign}}
-    errors += [([*where, *e.absolute_path], e.message) for e in cls(schema).iter_errors(instance)]
+    errors += [([*where, *e.absolute_path], _message(e)) for e in cls(schema).iter_errors(instance)]
     _expand_paths(instance, schema)
     return errors
 

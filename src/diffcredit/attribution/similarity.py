@@ -25,7 +25,8 @@ def reductions(entry: dict) -> list[str]:
 class SimilarityMethod(Method):
     kind = "similarity"
     schema: ClassVar[dict] = {
-        "reduce": {"type": ["string", "array"], "items": {"enum": ["mean", "max"]}, "minItems": 1,
+        "reduce": {"anyOf": [{"enum": ["mean", "max"]},
+                             {"type": "array", "items": {"enum": ["mean", "max"]}, "minItems": 1, "uniqueItems": True}],
                    "default": ["mean", "max"],
                    "description": "per generated sample, the mean or max over the contributor's images; a list "
                                   "gives both"},

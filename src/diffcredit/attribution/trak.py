@@ -53,7 +53,9 @@ class GradientMethod(Method):
                            "description": "random projection dimension; null: exact gradients; auto: exact when "
                                           "they fit in 1 GiB, else 4096"},
         "projection_seed": {"type": "integer", "default": 0},
-        "lambda": {"type": ["number", "array"], "items": {"type": "number", "minimum": 0}, "minimum": 0,
+        "lambda": {"anyOf": [{"type": "number", "minimum": 0},
+                             {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 1,
+                              "uniqueItems": True}],
                    "default": 0.01,
                    "description": "ridge term relative to the mean squared feature norm; a list is a sweep "
                                   "(one row each)"},
