@@ -25,6 +25,15 @@ from diffcredit.stages import STAGES
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# Snakemake keeps only the last of repeated --configfile options; a user who repeats it
+# means every file, so refuse rather than plan without the earlier ones.
+_repeats = [a for a in sys.argv if a in ("--configfile", "--configfiles") or a.startswith("--configfile=")]
+if len(_repeats) > 1:
+    raise WorkflowError(
+        "diffcredit: --configfile is given more than once, and Snakemake would keep only the last; "
+        "list every file after one option: --configfile A.yaml B.yaml"
+    )
+
 try:
     # Snakemake has read these already, silently keeping the last of a repeated key.
     for _file in [Path(workflow.basedir) / "config.yaml", *workflow.config_settings.configfiles]:

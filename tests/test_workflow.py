@@ -421,3 +421,11 @@ def test_a_corrected_estimate_retrains_only_its_rows_and_pairs_them_right(tiny_r
     printout = out.getvalue()
     assert "6 also retrained: values of the retrained game" in printout
     assert "also include the error of sft against retraining" in printout
+
+
+def test_a_repeated_configfile_option_is_refused(tmp_path):
+    """Snakemake keeps only the last --configfile option: the first file would be dropped."""
+    other = write_config(tmp_path / "other.yaml", {"estimators": [{"method": "loo"}]})
+    proc = snakemake(tmp_path, "--dry-run", "--configfile", str(other), configs=[], check=False, timeout=300)
+    assert proc.returncode != 0 and "Job stats" not in proc.stdout
+    assert "--configfile is given more than once" in proc.stdout + proc.stderr
