@@ -434,3 +434,32 @@ def test_every_still_image_format_pillow_reads_is_a_training_image_and_an_animat
     frames[0].save(tmp_path / "a" / "moving.gif", save_all=True, append_images=frames[1:])
     with pytest.raises(DataError, match=r"moving\.gif.*3 frames"):
         describe(spec, HashCache(tmp_path / "cache2.json"))
+
+
+def test_unreadable_images_and_folders_are_named(tmp_path, monkeypatch):
+    """Permissions are not enforced for root, so the denial is simulated where the data
+    code meets it: a folder it may not list, an image whose bytes it may not read."""
+    from pathlib import Path
+
+    from diffcredit.data import DataError, HashCache, describe
+
+    rng = np.random.default_rng(1)
+    for who in ("a", "b"):
+        (tmp_path / who).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / who / f"{i}.png")
+    spec = {"source": "folder", "root": str(tmp_path), "resolution": 8, "channels": 1, "background": 255}
+    real_access, real_read = os.access, Path.read_bytes
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p).name != "b" and real_access(p, mode))
+    with pytest.raises(DataError, match=r"contributor 'b': folder .*/b cannot be read \(permission denied\)"):
+        describe(spec, HashCache(None))
+    monkeypatch.setattr(os, "access", real_access)
+
+    def read_bytes(self):
+        if self.name == "1.png" and self.parent.name == "a":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(DataError, match=r"contributor 'a': cannot read image .*a/1\.png .*Permission denied"):
+        describe(spec, HashCache(None))

@@ -282,3 +282,22 @@ def test_an_attribution_option_outside_its_forms_is_refused_saying_which(tmp_pat
     """Was: reduce: median computed as the mean, lambda: [] dropped the method."""
     with pytest.raises(ConfigError, match=needle):
         make_plan(tmp_path, attributions=[entry])
+
+
+def test_a_results_folder_inside_the_data_is_refused(tmp_path):
+    root = folders(tmp_path / "img")
+    from diffcredit.config import deep_update, load_yaml
+
+    cfg = deep_update(deep_update(load_yaml(REPO / "config.yaml"), load_yaml(TINY)),
+                      {"data": {"source": "folder", "root": str(root)}})
+    cfg["results"] = str(root / "results")
+    with pytest.raises(ConfigError, match=r"results .*/img/results is inside data.root .*: its artifacts would be"):
+        Plan(cfg, SCHEMA)
+
+
+def test_a_results_folder_that_cannot_be_written_is_refused_without_a_traceback(tmp_path):
+    from diffcredit.lock import ResultsLocked, lock_results
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ResultsLocked, match="cannot write to the results folder .* choose another"):
+        lock_results(tmp_path / "file" / "results")

@@ -21,16 +21,22 @@ LOCK_NAME = ".lock"
 
 
 class ResultsLocked(RuntimeError):
-    """Another process holds the results folder's lock."""
+    """Another process holds the results folder's lock, or it cannot be written."""
 
 
 def lock_results(results: str | os.PathLike):
     """Take the results folder's lock, or raise ResultsLocked naming the holder.
     Keep the returned file object open for as long as the lock is needed."""
     results = Path(results)
-    results.mkdir(parents=True, exist_ok=True)
     path = results / LOCK_NAME
-    f = open(path, "a+")
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")
+    except OSError as exc:
+        raise ResultsLocked(
+            f"cannot write to the results folder {results.resolve()} ({exc.strerror}): a run writes every "
+            "artifact there; make it writable or choose another results folder"
+        ) from None
     try:
         fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

@@ -31,8 +31,8 @@ def image_facts(path: Path) -> dict:
     whether any pixel is transparent (decoded only for modes that can be)."""
     from PIL import Image
 
-    data = path.read_bytes()
     try:
+        data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as im:
             im.verify()
         with Image.open(io.BytesIO(data)) as im:

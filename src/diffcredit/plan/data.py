@@ -12,6 +12,7 @@ from ..config import ConfigError
 class DataNodes:
     def _add_data(self) -> None:
         d = self.cfg["data"]
+        self._check_results_outside(d)
         try:
             contributors = data_mod.describe(d, self._cache)
         except data_mod.DataError as exc:
@@ -31,6 +32,17 @@ class DataNodes:
         self.all_shards = [self.shard_keys[n] for n in self.names]
         rows = [{"contributor": c.name, "n_items": c.n_items, "content_hash": c.content_hash} for c in contributors]
         self.manifest_key = self.add("prepare_data", {"rows": rows}, {"shards": self.all_shards})
+
+    def _check_results_outside(self, d: dict) -> None:
+        """A results folder inside a data folder would be read as a contributor (or as
+        images of one), and its artifacts would change the data they were made from."""
+        results = self.results.expanduser().resolve()
+        folders = {"data.root": d.get("root")}
+        folders.update({f"data.contributors {c['name']}": c["path"] for c in d.get("contributors") or []})
+        for what, folder in folders.items():
+            if folder and results.is_relative_to(Path(folder).expanduser().resolve()):
+                raise ConfigError(f"invalid config: results {self.results} is inside {what} {folder}: its "
+                                  "artifacts would be read as images; choose a results folder outside the data")
 
     def _shards_of(self, members) -> list[str]:
         """What models of `members` train on: their shards, or their encoded shards."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -119,16 +120,22 @@ def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contribu
     for name, folder in _contributor_dirs(spec):
         if not folder.is_dir():
             raise DataError(f"contributor {name!r}: folder {folder} does not exist")
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise DataError(f"contributor {name!r}: folder {folder} cannot be read (permission denied)")
         found = folder.rglob("*") if recursive else folder.iterdir()
         files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(
-                f"contributor {name!r}: folder {folder} has no images (.png, .jpg, .jpeg); "
+                f"contributor {name!r}: folder {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                 "add images or remove the contributor"
             )
         hashes = []
         for path in files:
-            facts = cache.get_or_compute(path, lambda path=path: image_facts(path), tag="image")
+            try:
+                facts = cache.get_or_compute(path, lambda path=path: image_facts(path), tag="image")
+            except OSError as exc:
+                raise DataError(f"contributor {name!r}: cannot read image {path} ({exc.strerror}); "
+                                "fix its permissions or remove it") from None
             if "error" in facts:
                 raise DataError(
                     f"contributor {name!r}: cannot read image {path} ({facts['error']}); "
