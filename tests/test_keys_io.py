@@ -7,6 +7,7 @@ import os
 import re
 import stat
 
+import numpy as np
 import pytest
 
 from diffcredit.artifacts import (PARTIAL_PATTERN, CorruptArtifactError, atomic_dir, atomic_path, sidecar_of, verify_dir,
@@ -173,3 +174,22 @@ def test_artifacts_honour_the_umask(tmp_path, umask, file_mode, dir_mode):
     assert mode(sidecar_of(tmp_path / "a" / "f.npz")) == file_mode
     assert mode(tmp_path / "model") == dir_mode
     assert mode(tmp_path / "model" / "artifact.json") == file_mode
+
+
+def test_files_a_library_writes_0600_are_shared_as_the_umask_allows(tmp_path):
+    """safetensors writes through its own temporaries (0600); a sealed folder artifact
+    gives every file the mode open() would, 0664 under umask 002."""
+    from safetensors.numpy import save_file
+
+    old = os.umask(0o002)
+    try:
+        with atomic_dir(tmp_path / "model") as tmp:
+            save_file({"w": np.zeros(3, dtype=np.float32)}, str(tmp / "w.safetensors"))
+            (tmp / "sub").mkdir(mode=0o700)
+            (tmp / "sub" / "x").write_bytes(b"1")
+            os.chmod(tmp / "sub" / "x", 0o600)
+    finally:
+        os.umask(old)
+    for p in [tmp_path / "model" / "w.safetensors", tmp_path / "model" / "sub" / "x"]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o664, p
+    assert stat.S_IMODE((tmp_path / "model" / "sub").stat().st_mode) == 0o775

@@ -179,3 +179,25 @@ def test_a_socket_folder_others_can_enter_is_not_used(tmp_path, monkeypatch):
     folder.chmod(0o700)  # ours alone: no worker yet, so one is started
     assert worker.run_via_worker(["job", "{}"], "cpu") is None
     assert started == [worker.socket_path()]
+
+
+def test_a_job_through_the_worker_writes_with_the_runs_umask(tmp_path, env):
+    """A worker started under umask 022 serves a run under umask 002: the job's files
+    (safetensors weights included, which the library writes 0600) are 0664, folders 0775."""
+    import stat
+
+    def under(mask):
+        return lambda: os.umask(mask)
+
+    job_cli({"rule": "init_model", "family": "ddpm", "spec": spec(), "inputs": {}, "out": str(tmp_path / "w")},
+            env, tmp_path, check=True, preexec_fn=under(0o022))
+    sock, deadline = socket_of(env), time.time() + 120
+    while not sock.exists() and time.time() < deadline:
+        time.sleep(0.5)
+    forked = job_cli({"rule": "init_model", "family": "ddpm", "spec": spec(), "inputs": {}, "out": "shared"},
+                     env, tmp_path, check=True, preexec_fn=under(0o002))
+    assert "forked from the warm worker" in forked.stderr
+    folder = tmp_path / "shared"
+    modes = {p.relative_to(tmp_path): stat.S_IMODE(p.stat().st_mode) for p in [folder, *folder.rglob("*")]}
+    assert modes[Path("shared")] == 0o775 and modes[Path("shared", WEIGHTS)] == 0o664
+    assert all(m == (0o775 if (tmp_path / p).is_dir() else 0o664) for p, m in modes.items()), modes

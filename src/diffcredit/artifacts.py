@@ -204,6 +204,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _new_temporary(path, folder=True)
     try:
         yield tmp
+        share_as_umask_allows(tmp)
         seal_dir(tmp)
         if path.exists():
             shutil.rmtree(path)
@@ -211,6 +212,25 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def share_as_umask_allows(folder: Path) -> None:
+    """Give every file and folder under `folder` the mode open() and mkdir() would:
+    libraries that write through their own temporaries (safetensors, for one) leave
+    0o600 files that a team sharing the results folder could not read."""
+    mask = current_umask()
+    for p in folder.rglob("*"):
+        if p.is_symlink():
+            continue
+        want = (0o777 if p.is_dir() else 0o666 | (p.stat().st_mode & 0o111)) & ~mask
+        if p.stat().st_mode & 0o777 != want:
+            p.chmod(want)
 
 
 def seal_dir(path: str | os.PathLike) -> None:

@@ -34,6 +34,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .artifacts import current_umask
+
 IDLE_SECONDS = 90
 # Set per job by Snakemake (threads) or the scheduler (GPUs); the child takes them
 # from its client, and nothing read at import time depends on them.
@@ -101,7 +103,8 @@ def run_via_worker(argv: list[str], device: str = "cpu") -> int | None:
         _start(path)
         return None
     with conn:
-        payload = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+        payload = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ),
+                              "umask": current_umask()}).encode()
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -202,6 +205,7 @@ def _child(conn: socket.socket) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        os.umask(request.get("umask", current_umask()))  # the run's, not the worker's
         _thread_limits()
         print(f"diffcredit: job process {os.getpid()}, forked from the warm worker {os.getppid()}",
               file=sys.stderr, flush=True)
