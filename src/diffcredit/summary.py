@@ -85,17 +85,12 @@ def print_summary(plan, stream=None) -> None:
                   file=stream)
             shown, fmt = (cols if t["ci_low"].notna().any() else ["contributor", "value", "rank"]), "{:.4g}"
         else:
-            compute = ""
-            if "compute_seconds" in t and t["compute_seconds"].notna().all():
-                compute = f"; training {t['compute_seconds'].iloc[0]:,.0f} s"
-                if retrains:
-                    compute += f" + {t['retrain_seconds'].iloc[0]:,.0f} s of retrains"
-            print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions ({strategy}){shrunk}"
-                  f"{compute}:", file=stream)
+            print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions ({strategy}){shrunk}:",
+                  file=stream)
             shown, fmt = cols, "{:.4f}"
         print(t.sort_values("rank")[shown].to_string(index=False, float_format=fmt.format), file=stream)
     for est in plan.estimators:
-        print(f"plots: {plan.values_dir(est)}/", file=stream)
+        print(f"plots: {plan.values_dir(est)}/{_compute_note(plan, est)}", file=stream)
     shortcuts = sorted({e.strategy for e in plan.estimators if not e.retrains} - {"retrain"})
     corrected = sorted({e.strategy for e in plan.estimators if e.retrains})
     images = "and the generated images" if plan.cfg["scores"]["image_bootstrap"] else "only"
@@ -122,6 +117,18 @@ def print_summary(plan, stream=None) -> None:
         if name not in ("values", "samples"):
             print(f"{name}: {out}", file=stream)
     print(f"table: {path}", file=stream)
+
+
+def _compute_note(plan, est) -> str:
+    """" (training: 120 s of coalitions + 900 s of retrains)" from the estimate's diagnostics."""
+    import json
+
+    try:
+        compute = json.loads((Path(plan.values_dir(est)) / "diagnostics.json").read_text())["compute"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    retrains = f" + {compute['retrain_seconds']:,.0f} s of retrains" if compute.get("retrain_seconds") else ""
+    return f" (training: {compute['coalition_seconds']:,.0f} s of coalitions{retrains})"
 
 
 def print_lds(t: pd.DataFrame, stream) -> None:

@@ -87,9 +87,10 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     table = values_table(tables, spec["strategy"], spec["shrink"], spec["method"], spec["scheme"], len(masks),
                          retrains)
     # The compute the estimate's coalitions took (their training records; anchors and the
-    # one-off pruning excluded): CPU seconds on a CPU, wall seconds on a GPU.
-    table["compute_seconds"] = _compute(inputs.get("models", []))
-    table["retrain_seconds"] = _compute(inputs.get("retrained_models", []))
+    # one-off pruning excluded): CPU seconds on a CPU, wall seconds on a GPU. In the
+    # diagnostics, not the values: those are the same on every rerun, timings are not.
+    compute = {"coalition_seconds": _compute(inputs.get("models", [])),
+               "retrain_seconds": _compute(inputs.get("retrained_models", []))}
     conv_all = pd.concat(conv_tables, ignore_index=True)
     shrunk = ", shrunk" if spec["shrink"] else ""
     corrected = f", {retrains} of them retrained" if retrains else ""
@@ -97,7 +98,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     with atomic_dir(out) as tmp:
         write_values(tmp, table, {prop: f"{prop}: {label}" for prop in spec["properties"]})
         conv_all.to_parquet(tmp / "convergence.parquet", index=False)
-        pd.Series(diagnostics, dtype=object).to_json(tmp / "diagnostics.json", indent=2)
+        pd.Series({**diagnostics, "compute": compute}, dtype=object).to_json(tmp / "diagnostics.json", indent=2)
         for prop in spec["properties"]:
             plot_convergence(
                 conv_all[conv_all["property"] == prop].drop(columns="property"),
