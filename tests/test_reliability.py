@@ -184,7 +184,7 @@ def test_unusable_results_paths_budgets_and_repeats_are_refused(tmp_path, cfg, n
     ({"data": {"classes": [0, 10]}}, "data.classes has class indices outside 0..9: [10]"),
     ({"data": {"source": "folder", "root": "/nonexistent"}}, "data.root /nonexistent is not a folder"),
     ({"generate": {"inference_steps": 1000}}, "generate.inference_steps 1000 exceeds the model's 100 training timesteps"),
-    ({"estimators": [{"method": "leverage", "budget": 8, "seed": -1}]}, "seed must be non-negative, got -1"),
+    ({"estimators": [{"method": "leverage", "budget": 8, "seed": -1}]}, "estimators.0.seed: a seed must be from 0 to 2**32 - 1"),
     ({"estimators": [{"method": "stratified", "budget": 15}]}, "budget 15 exceeds the 14 coalitions of 4 players"),
     ({"data": {"by": "split", "groups": 25, "per_class": None}, "estimators": [{"method": "exact", "budget": 100}]},
      "limited to 16 players, got n_players=25"),
