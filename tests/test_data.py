@@ -463,3 +463,15 @@ def test_unreadable_images_and_folders_are_named(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
     with pytest.raises(DataError, match=r"contributor 'a': cannot read image .*a/1\.png .*Permission denied"):
         describe(spec, HashCache(None))
+
+
+def test_a_root_beside_a_contributor_list_is_refused(tmp_path):
+    """Was: the list won and data.root was ignored without a word."""
+    from diffcredit.data import DataError, HashCache, describe
+
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "a" / "0.png")
+    spec = {"source": "folder", "root": str(tmp_path), "contributors": [{"name": "a", "path": str(tmp_path / "a")}],
+            "resolution": 8, "channels": 1, "background": 255}
+    with pytest.raises(DataError, match="data.root and data.contributors are both set"):
+        describe(spec, HashCache(None))

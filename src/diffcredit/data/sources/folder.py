@@ -95,6 +95,9 @@ class Folder(Source):
 
 def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
     listed = spec.get("contributors")
+    if listed and spec.get("root"):
+        raise DataError("data.root and data.contributors are both set, and only one can say who the contributors "
+                        "are; keep one")
     if listed:
         return [(c["name"], Path(c["path"])) for c in listed]
     root = spec.get("root")
