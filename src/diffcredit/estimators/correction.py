@@ -47,7 +47,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from .common import check_design, zero_sum_basis
-from .estimation import CI_LEVEL, estimate_draws
+from .estimation import _percentiles, estimate_draws, values_frame
 from .stratified import _within_size_weights
 
 MIN_DOF = 3
@@ -99,11 +99,17 @@ def corrected_estimate(masks, cheap, c_empty, c_full, method, rows, retrained, r
         degrees of freedom.)
     """
     masks, cheap, c_empty, c_full = check_design(masks, cheap, c_empty, c_full)
+    cheap_draws = estimate_draws(masks, cheap, c_empty, c_full, method, seed, n_boot, shrink=shrink, noise=noise)
+    return _corrected(masks, cheap, c_empty, c_full, cheap_draws, rows, retrained, r_empty, r_full, seed, shrink)
+
+
+def _corrected(masks, cheap, c_empty, c_full, cheap_draws, rows, retrained, r_empty, r_full, seed, shrink):
+    """`corrected_estimate` from a checked cheap design and its estimate's draws
+    (`estimation.estimate_draws`), which do not depend on the retrained rows."""
     rows = check_paired_rows(masks, rows)
     paired, retrained, r_empty, r_full = check_design(masks[rows], retrained, r_empty, r_full)
     n = masks.shape[1]
-    value_c, reps_c = estimate_draws(masks, cheap, c_empty, c_full, method, seed, n_boot,
-                                     shrink=shrink, noise=noise)
+    value_c, reps_c = cheap_draws
     fit = _Fit(paired, cheap[rows], retrained, c_empty, c_full, r_empty, r_full)
     basis = zero_sum_basis(n)
     value = fit.slope * value_c + fit.equal_share(fit.slope) + basis @ fit.theta(fit.slope)
@@ -112,7 +118,7 @@ def corrected_estimate(masks, cheap, c_empty, c_full, method, rows, retrained, r
             "sigma": float(np.sqrt(fit.sigma2))}
     if reps_c is None:
         nan = np.full(n, np.nan)
-        return _frame(value, nan, nan), info
+        return values_frame(value, nan, nan), info
     rng = np.random.default_rng([seed, 1])
     draws = np.empty((len(reps_c), n))
     eig, vec = np.linalg.eigh(fit.posterior_cov)
@@ -121,16 +127,10 @@ def corrected_estimate(masks, cheap, c_empty, c_full, method, rows, retrained, r
         b = max(0.0, fit.slope + fit.slope_se * rng.standard_normal())
         theta = fit.theta(b) + root @ rng.standard_normal(n - 1)
         draws[j] = b * rep + fit.equal_share(b) + basis @ theta
-    tail = 100 * (1 - CI_LEVEL) / 2
-    low, high = np.percentile(draws, [tail, 100 - tail], axis=0)
+    low, high = _percentiles(draws)
     if shrink:
         low, high = np.minimum(low, value), np.maximum(high, value)
-    return _frame(value, low, high), info
-
-
-def _frame(value, low, high) -> pd.DataFrame:
-    return pd.DataFrame({"value": value, "ci_low": low, "ci_high": high},
-                        index=pd.RangeIndex(len(value), name="player"))
+    return values_frame(value, low, high), info
 
 
 class _Fit:
@@ -236,16 +236,17 @@ def correction_convergence(masks, cheap, c_empty, c_full, method, retrained, r_e
     retrained, k from the fewest that leave the correction `MIN_DOF` to all of
     `retrained` (whose rows are the design's first). Long format of
     `diagnostics.convergence`, `prefix` counting retrained rows."""
-    masks = np.asarray(masks, dtype=bool)
+    masks, cheap, c_empty, c_full = check_design(masks, cheap, c_empty, c_full)
     total = len(retrained)
     valid = [k for k in range(1, total + 1) if correction_dof(masks[:k]) >= MIN_DOF]
     if not valid:
         raise ValueError(f"no prefix of the {total} retrained rows leaves the correction {MIN_DOF} degrees of freedom")
     lengths = np.linspace(valid[0], total, n_points).round().astype(int)
+    cheap_draws = estimate_draws(masks, cheap, c_empty, c_full, method, seed, n_boot, shrink=shrink, noise=noise)
     frames = []
     for k in sorted({int(x) for x in lengths if x in valid} | {total}):
-        df, _ = corrected_estimate(masks, cheap, c_empty, c_full, method, np.arange(k), retrained[:k], r_empty,
-                                   r_full, seed=seed, n_boot=n_boot, shrink=shrink, noise=noise)
+        df, _ = _corrected(masks, cheap, c_empty, c_full, cheap_draws, np.arange(k), retrained[:k], r_empty, r_full,
+                           seed, shrink)
         frames.append(df.reset_index().assign(prefix=k))
     out = pd.concat(frames, ignore_index=True)
     out["ci_width"] = out["ci_high"] - out["ci_low"]

@@ -99,10 +99,13 @@ def estimate(
         low, high = _percentiles(replicates)
     if shrink:
         low, high = np.minimum(low, value), np.maximum(high, value)
-    return pd.DataFrame(
-        {"value": value, "ci_low": low, "ci_high": high},
-        index=pd.RangeIndex(len(value), name="player"),
-    )
+    return values_frame(value, low, high)
+
+
+def values_frame(value, low, high) -> pd.DataFrame:
+    """What `estimate` returns: ``value``, ``ci_low``, ``ci_high`` indexed by player."""
+    return pd.DataFrame({"value": value, "ci_low": low, "ci_high": high},
+                        index=pd.RangeIndex(len(value), name="player"))
 
 
 def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, paired=None, *,
@@ -129,7 +132,7 @@ def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, p
     # residuals): only the anchors' is added to it; a deterministic method takes both.
     errors = _noise_draws(record.point, masks, noise, values if not record.deterministic else None)
     if record.deterministic:
-        return value, (np.tile(value, (1, 1)) if errors is None else value + errors)
+        return value, (value[None, :] if errors is None else value + errors)
     if n_boot == 0:
         return value, None
     if record.bootstrap == "wild":
