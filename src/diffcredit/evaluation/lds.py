@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .stats import (labelled_values, paired_subset_bootstrap, pyplot, read_all_scores, sample_subsets, spearman,
-                    subset_bootstrap, t_interval)
+from .stats import (labelled_values, percentile_interval, pyplot, read_all_scores, sample_subsets, spearman,
+                    subset_draws, t_interval)
 
 
 def lds(values: pd.DataFrame, masks: np.ndarray, actual: np.ndarray, players: list[str],
@@ -25,22 +25,24 @@ def lds(values: pd.DataFrame, masks: np.ndarray, actual: np.ndarray, players: li
     predicted = masks.astype(float) @ v
     per_seed = np.array([100 * spearman(predicted, actual[:, j]) for j in range(actual.shape[1])])
     mean, low, high = t_interval(per_seed)
-    boot = subset_bootstrap(predicted, actual, n_boot, seed)
+    draws = subset_draws(predicted, actual, n_boot, seed)
+    boot = percentile_interval(draws, n_boot)
     return {"lds": mean, "ci_low": low, "ci_high": high, "per_seed": per_seed.tolist(), "predicted": predicted,
-            "subset_ci_low": boot[0], "subset_ci_high": boot[1]}
+            "subset_ci_low": boot[0], "subset_ci_high": boot[1], "subset_draws": draws}
 
 
-def _against_best(rows: list[dict], predicted: dict, actual: np.ndarray) -> list[dict]:
+def _against_best(rows: list[dict], draws: dict) -> list[dict]:
     """Each method's LDS minus the best method's (same property and alpha), with a paired
-    bootstrap interval over the subsets: `best`, `vs_best`, `vs_best_ci_low/high`."""
+    bootstrap interval over the subsets (every method's `subset_draws` resample the same
+    subsets): `best`, `vs_best`, `vs_best_ci_low/high`."""
     scored = [r for r in rows if np.isfinite(r["lds"])]
     if not scored:
         return rows
-    best = max(scored, key=lambda r: r["lds"])["method"]
+    best = max(scored, key=lambda r: r["lds"])
     for r in rows:
-        low, high = paired_subset_bootstrap(predicted[r["method"]], predicted[best], actual)
-        r.update({"best": best, "vs_best": r["lds"] - dict((x["method"], x["lds"]) for x in rows)[best],
-                  "vs_best_ci_low": low, "vs_best_ci_high": high})
+        low, high = percentile_interval(draws[r["method"]] - draws[best["method"]])
+        r.update({"best": best["method"], "vs_best": r["lds"] - best["lds"], "vs_best_ci_low": low,
+                  "vs_best_ci_high": high})
     return rows
 
 
@@ -83,10 +85,10 @@ def lds_job(job: dict, progress: bool = True) -> None:
         block = [[next(scores) for _ in seeds] for _ in masks]
         for prop in spec["properties"]:
             actual = np.array([[s[prop]["value"] for s in row] for row in block], dtype=float)
-            block_rows, predicted = [], {}
+            block_rows, draws = [], {}
             for method in job["labels"]:
                 r = lds(values[(values["method"] == method) & (values["property"] == prop)], masks, actual, players)
-                predicted[method] = r["predicted"]
+                draws[method] = r["subset_draws"]
                 block_rows.append({"method": method, "property": prop, "alpha": alpha, "lds": r["lds"],
                                    "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                                    "subset_ci_low": r["subset_ci_low"], "subset_ci_high": r["subset_ci_high"],
@@ -96,7 +98,7 @@ def lds_job(job: dict, progress: bool = True) -> None:
                     preds.append(pd.DataFrame({"method": method, "property": prop, "alpha": alpha, "seed": seed,
                                                "subset": np.arange(len(masks)), "predicted": r["predicted"],
                                                "actual": actual[:, j]}))
-            rows += _against_best(block_rows, predicted, actual)
+            rows += _against_best(block_rows, draws)
     table, pred = pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
     with atomic_dir(job["out"]) as tmp:
         table.to_csv(tmp / "lds.csv", index=False)

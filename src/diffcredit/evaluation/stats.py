@@ -71,7 +71,7 @@ def subset_bootstrap(predicted: np.ndarray, actual: np.ndarray, n_boot: int = 20
     """Percentile interval of the seed-mean Spearman x 100 over subsets resampled with
     replacement (resamples where a side is constant are dropped)."""
     draws = subset_draws(predicted, actual, n_boot, seed)
-    return _percentile_interval(draws, n_boot, level)
+    return percentile_interval(draws, n_boot, level)
 
 
 def paired_subset_bootstrap(predicted: np.ndarray, baseline: np.ndarray, actual: np.ndarray, n_boot: int = 2000,
@@ -80,7 +80,7 @@ def paired_subset_bootstrap(predicted: np.ndarray, baseline: np.ndarray, actual:
     (`predicted`'s minus `baseline`'s), both computed on the same resampled subsets:
     the subsets' common luck cancels, as it does not between two unpaired intervals."""
     diff = subset_draws(predicted, actual, n_boot, seed) - subset_draws(baseline, actual, n_boot, seed)
-    return _percentile_interval(diff, n_boot, level)
+    return percentile_interval(diff, n_boot, level)
 
 
 def subset_draws(predicted: np.ndarray, actual: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
@@ -104,7 +104,9 @@ def subset_draws(predicted: np.ndarray, actual: np.ndarray, n_boot: int = 2000, 
     return 100 * np.mean([rho(rp, stats.rankdata(actual[idx, j], axis=1)) for j in range(actual.shape[1])], axis=0)
 
 
-def _percentile_interval(draws: np.ndarray, n_boot: int, level: float) -> tuple[float, float]:
+def percentile_interval(draws: np.ndarray, n_boot: int = 2000, level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of the finite draws; NaN when fewer than half of the
+    `n_boot` resamples gave one."""
     draws = draws[np.isfinite(draws)]
     if len(draws) < max(n_boot / 2, 1):
         return float("nan"), float("nan")
