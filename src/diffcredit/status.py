@@ -278,12 +278,9 @@ def garbage(plan) -> list[Path]:
 def protected(plan, workflow_dir: str | Path = ".") -> list[str]:
     """What the results folder holds that gc must never touch: the configured data,
     the reference images and the repository. gc refuses to run when this is not empty."""
-    paths = {"the repository (--workflow-dir)": workflow_dir}
-    data = plan.cfg["data"]
-    if data.get("root"):
-        paths["data.root"] = data["root"]
-    for c in data.get("contributors") or []:
-        paths[f"data.contributors {c.get('name')}"] = c["path"]
+    from .plan.data import data_folders
+
+    paths = {"the repository (--workflow-dir)": workflow_dir, **data_folders(plan.cfg["data"])}
     ref = plan.cfg["reference"]
     if isinstance(ref, dict):
         for k in ("root", "file"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .artifacts import atomic_path, read_npz, verify_dir, write_json
+from .artifacts import atomic_path, read_json, read_npz, verify_dir, write_json
 from .values import read_values
 
 
@@ -121,10 +121,8 @@ def print_summary(plan, stream=None) -> None:
 
 def _compute_note(plan, est) -> str:
     """" (training: 120 s of coalitions + 900 s of retrains)" from the estimate's diagnostics."""
-    import json
-
     try:
-        compute = json.loads((Path(plan.values_dir(est)) / "diagnostics.json").read_text())["compute"]
+        compute = read_json(Path(plan.values_dir(est)) / "diagnostics.json")["compute"]
     except (OSError, ValueError, KeyError):
         return ""
     retrains = f" + {compute['retrain_seconds']:,.0f} s of retrains" if compute.get("retrain_seconds") else ""

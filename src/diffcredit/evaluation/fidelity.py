@@ -35,6 +35,13 @@ def interval_scale(value, low, high, truth, level: float = 0.95) -> float:
     return float(np.quantile(need, level, method="inverted_cdf"))
 
 
+def model_seconds(folder) -> float:
+    """`compute_seconds` of a model folder's training record (checked against its sidecar)."""
+    from ..artifacts import read_json, verify_dir
+
+    return compute_seconds(read_json(verify_dir(folder) / "training.json"))
+
+
 def compute_seconds(training: dict) -> float:
     """A training job's compute time: CPU seconds on the CPU (robust to a busy machine),
     wall seconds on a GPU."""
@@ -76,8 +83,7 @@ def fidelity_job(job: dict, progress: bool = True) -> None:
     blocks = {}
     for part, vpath in zip(layout, inputs["values"]):
         sc = [next(scores) for _ in range(part["rows"])]
-        secs = [compute_seconds(read_json(verify_dir(next(models)) / "training.json"))
-                for _ in range(part.get("models", part["rows"]))]
+        secs = [model_seconds(next(models)) for _ in range(part.get("models", part["rows"]))]
         blocks[part["label"]] = {**part, "scores": sc, "seconds": secs, "values": read_values(vpath)}
     setup = {}
     for path in inputs.get("setup", []):

@@ -30,11 +30,10 @@ class Classifier(Extractor):
         return {"min_accuracy": cfg["min_accuracy"]}
 
     def check_network(self, cfg: dict, folder: Path) -> None:
-        import json
-
+        from ..artifacts import read_json
         from .classifier_net import CONFIG
 
-        accuracy = json.loads((folder / CONFIG).read_text()).get("heldout_accuracy")
+        accuracy = read_json(folder / CONFIG).get("heldout_accuracy")
         if accuracy is not None and accuracy < cfg["min_accuracy"]:
             raise ValueError(
                 f"the trained classifier ({folder}) has held-out accuracy {accuracy:.4f}, below "

@@ -9,6 +9,13 @@ from .. import data as data_mod
 from ..config import ConfigError
 
 
+def data_folders(data: dict) -> dict[str, str]:
+    """The folders a `data` section reads images from, by the key that names them."""
+    folders = {"data.root": data["root"]} if data.get("root") else {}
+    folders.update({f"data.contributors {c.get('name')}": c["path"] for c in data.get("contributors") or []})
+    return folders
+
+
 class DataNodes:
     def _add_data(self) -> None:
         d = self.cfg["data"]
@@ -37,10 +44,8 @@ class DataNodes:
         """A results folder inside a data folder would be read as a contributor (or as
         images of one), and its artifacts would change the data they were made from."""
         results = self.results.expanduser().resolve()
-        folders = {"data.root": d.get("root")}
-        folders.update({f"data.contributors {c['name']}": c["path"] for c in d.get("contributors") or []})
-        for what, folder in folders.items():
-            if folder and results.is_relative_to(Path(folder).expanduser().resolve()):
+        for what, folder in data_folders(d).items():
+            if results.is_relative_to(Path(folder).expanduser().resolve()):
                 raise ConfigError(f"invalid config: results {self.results} is inside {what} {folder}: its "
                                   "artifacts would be read as images; choose a results folder outside the data")
 

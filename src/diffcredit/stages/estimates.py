@@ -46,6 +46,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     from ..diagnostics import convergence, efficiency_gap, plot_convergence, rank_stability
     from ..estimators import estimate, get_method
     from ..estimators.correction import corrected_estimate, correction_convergence
+    from ..evaluation.fidelity import model_seconds
 
     design = pd.read_parquet(verify_file(inputs["design"]))
     players = [c for c in design.columns if c != "row"]
@@ -65,12 +66,13 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
         noise = _image_noise(prop, rows, empty, full)
         diagnostics[prop] = {"v_empty": v_empty, "v_full": v_full, "higher_is_better": higher}
         if retrains:
-            game = (masks, values, v_empty, v_full, spec["method"], np.array([r[prop]["value"] for r in retrained]),
-                    float(r_empty[prop]["value"]), float(r_full[prop]["value"]))
-            df, fit = corrected_estimate(*game[:5], np.arange(retrains), *game[5:], noise=noise, **options)
-            conv = correction_convergence(*game, noise=noise, **options)
+            cheap = (masks, values, v_empty, v_full, spec["method"])
+            r_values = np.array([r[prop]["value"] for r in retrained], dtype=float)
+            v_empty, v_full = float(r_empty[prop]["value"]), float(r_full[prop]["value"])  # the retrained game's
+            df, fit = corrected_estimate(*cheap, np.arange(retrains), r_values, v_empty, v_full, noise=noise,
+                                         **options)
+            conv = correction_convergence(*cheap, r_values, v_empty, v_full, noise=noise, **options)
             diagnostics[prop]["correction"] = fit
-            v_empty, v_full = game[6], game[7]
         else:
             df = estimate(masks, values, v_empty, v_full, spec["method"], noise=noise, **options)
             conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"],
@@ -89,8 +91,8 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     # The compute the estimate's coalitions took (their training records; anchors and the
     # one-off pruning excluded): CPU seconds on a CPU, wall seconds on a GPU. In the
     # diagnostics, not the values: those are the same on every rerun, timings are not.
-    compute = {"coalition_seconds": _compute(inputs.get("models", [])),
-               "retrain_seconds": _compute(inputs.get("retrained_models", []))}
+    compute = {"coalition_seconds": float(sum(map(model_seconds, inputs.get("models", [])))),
+               "retrain_seconds": float(sum(map(model_seconds, inputs.get("retrained_models", []))))}
     conv_all = pd.concat(conv_tables, ignore_index=True)
     shrunk = ", shrunk" if spec["shrink"] else ""
     corrected = f", {retrains} of them retrained" if retrains else ""
@@ -107,13 +109,6 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
                 title=f"{prop}: {label}" + (" (x: retrained coalitions)" if retrains else ""),
             )
     return table
-
-
-def _compute(models: list) -> float:
-    from ..artifacts import read_json, verify_dir
-    from ..evaluation.fidelity import compute_seconds
-
-    return float(sum(compute_seconds(read_json(verify_dir(m) / "training.json")) for m in models))
 
 
 def _jsonable(obj):
