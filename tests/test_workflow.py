@@ -426,6 +426,61 @@ def test_a_corrected_estimate_retrains_only_its_rows_and_pairs_them_right(tiny_r
     assert re.search(r"training: [\d,]+ s of coalitions \+ [\d,]+ s of retrains", printout)
 
 
+def test_an_adaptive_budget_runs_rounds_until_its_target_and_a_larger_cap_continues(tiny_run, tmp_path):
+    """Two adaptive entries over the tiny run's design: one whose target its first round
+    meets (its values are that round's estimate), one that no round can meet (it runs to
+    its cap, whose estimate is the tiny run's own). A larger cap then plans only the
+    coalitions the earlier rounds did not hold."""
+    import io
+
+    from diffcredit.coalitions import sample_design
+    from diffcredit.summary import print_summary
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    est = load_yaml(TINY)["estimators"][0]
+    easy = {**est, "budget": 6, "target": {"relative": 1e6, "max_budget": est["budget"]}}
+    hard = {**est, "budget": 6, "target": {"half_width": 1e-9, "max_budget": est["budget"]}}
+    cfg = write_config(tmp_path / "adaptive.yaml", {"estimators": [est, easy, hard]})
+    # The first round's estimate is new, its coalitions are the tiny run's first six.
+    assert planned(work, configs=[cfg]) == {"coalition_sample": 1, "shapley_estimate": 1, "estimate_round": 2,
+                                            "adaptive_estimate": 2, "summary": 1, "all": 1}
+    run(work, configs=[cfg])
+    assert planned(work, configs=[cfg]) == {}
+    plan = tiny_plan(work, cfg)
+    plain, met, capped = plan.estimators
+
+    def values(key):
+        return pd.read_parquet(Path(plan.nodes[key].path) / "values.parquet")
+
+    first_round = plan.nodes[plan.keys("estimate_round")[0]].parents["values"]
+    pd.testing.assert_frame_equal(values(met.key), values(first_round))
+    pd.testing.assert_frame_equal(values(capped.key), values(plain.key))
+    assert (values(first_round)["budget"] == 6).all()
+    diagnostics = json.loads((Path(plan.values_dir(capped)) / "diagnostics.json").read_text())["adaptive"]
+    assert diagnostics["stopped"] == "max_budget reached, target not met" and diagnostics["rounds"] == 2
+    rounds = pd.read_csv(Path(plan.values_dir(capped)) / "rounds.csv")
+    assert rounds["budget"].tolist() == [6, 8] and not rounds["met"].any()
+    assert (rounds["coalition_seconds"].diff().dropna() > 0).all()  # the second round holds the first's
+    assert pd.read_csv(Path(plan.values_dir(met)) / "rounds.csv")["met"].tolist() == [True]
+    out = io.StringIO()
+    print_summary(plan, out)
+    assert "adaptive (relative 1000000.0): target met after 1 rounds, 6 coalitions" in out.getvalue()
+    assert "adaptive (half_width 1e-09): max_budget reached, target not met after 2 rounds" in out.getvalue()
+
+    # A larger cap: the rounds made stay; only the new rows of the larger design train.
+    more = {**hard, "target": {**hard["target"], "max_budget": 12}}
+    cfg = write_config(tmp_path / "more.yaml", {"estimators": [est, easy, more]})
+    bigger = tiny_plan(work, cfg).estimators[2]
+    added = ({tuple(r) for r in sample_design(len(plan.names), 12, plain.scheme, plain.seed)}
+             - {tuple(r) for r in plain.masks})
+    assert bigger.key != capped.key and added
+    assert planned(work, configs=[cfg]) == {"fine_tune": len(added), "generate": len(added),
+                                            "features": len(added), "score": len(added), "coalition_sample": 1,
+                                            "shapley_estimate": 1,
+                                            "estimate_round": 1, "adaptive_estimate": 1, "summary": 1, "all": 1}
+
+
 def test_a_repeated_configfile_option_is_refused(tmp_path):
     """Snakemake keeps only the last --configfile option: the first file would be dropped."""
     other = write_config(tmp_path / "other.yaml", {"estimators": [{"method": "loo"}]})

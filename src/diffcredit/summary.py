@@ -91,6 +91,8 @@ def print_summary(plan, stream=None) -> None:
         print(t.sort_values("rank")[shown].to_string(index=False, float_format=fmt.format), file=stream)
     for est in plan.estimators:
         print(f"plots: {plan.values_dir(est)}/{_compute_note(plan, est)}", file=stream)
+        if est.max_budget:
+            print(_adaptive_note(plan, est), file=stream)
     shortcuts = sorted({e.strategy for e in plan.estimators if not e.retrains} - {"retrain"})
     corrected = sorted({e.strategy for e in plan.estimators if e.retrains})
     images = "and the generated images" if plan.cfg["scores"]["image_bootstrap"] else "only"
@@ -127,6 +129,23 @@ def _compute_note(plan, est) -> str:
         return ""
     retrains = f" + {compute['retrain_seconds']:,.0f} s of retrains" if compute.get("retrain_seconds") else ""
     return f" (training: {compute['coalition_seconds']:,.0f} s of coalitions{retrains})"
+
+
+def _adaptive_note(plan, est) -> str:
+    """Why an adaptive estimate's rounds stopped, and what its last round measured."""
+    folder = Path(plan.values_dir(est))
+    try:
+        a = read_json(folder / "diagnostics.json")["adaptive"]
+        rounds = pd.read_csv(folder / "rounds.csv")
+    except (OSError, ValueError, KeyError):
+        return ""
+    last = rounds[rounds["round"] == rounds["round"].max()]
+    target = ", ".join(f"{k} {v}" for k, v in a["target"].items())
+    measured = "; ".join(f"{r.property}: widest half-width {r.half_width:.4g} ({r.relative:.2f} of the values' sd)"
+                         for r in last.itertuples())
+    retrains = f" and {a['retrains']} retrains" if a["retrains"] else ""
+    return (f"  adaptive ({target}): {a['stopped']} after {a['rounds']} rounds, {a['budget']} coalitions{retrains}; "
+            f"{measured}; rounds: {folder / 'rounds.csv'}")
 
 
 def print_lds(t: pd.DataFrame, stream) -> None:

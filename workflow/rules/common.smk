@@ -18,15 +18,19 @@ def _node(wc, rule):
 def node_inputs(rule):
     """The node's parents' paths; ancient: keys, not times, decide what reruns. A stage
     that waits for a checkpoint learns the rest of its inputs once that checkpoint's
-    output exists."""
+    output exists (and so on, while outputs make more checkpoints known)."""
     waits_for = STAGES[rule].waits_for
 
     def inputs(wc):
         node = _node(wc, rule)
-        if waits_for:
-            for parent in node.parents.values():
-                if isinstance(parent, str) and parent in plan.keys(waits_for):
-                    getattr(checkpoints, waits_for).get(key=parent)
+        waited = set()
+        while waits_for:  # a checkpoint's output may make another known (an adaptive estimate's rounds)
+            todo = [k for k in plan.parent_keys(node.key) if k not in waited and k in plan.nodes and plan.nodes[k].rule == waits_for]
+            if not todo:
+                break
+            for k in todo:
+                getattr(checkpoints, waits_for).get(key=k)
+                waited.add(k)
             plan.load_checkpoints()
         return {
             role: [ancient(p) for p in path] if isinstance(path, list) else ancient(path)

@@ -72,3 +72,10 @@ class Plan(NodeTable, DataNodes, ModelNodes, ScoringNodes, EstimateNodes, Attrib
         self._add_summary()
         self.extra_targets = [k for s in STAGES.values() for k in s.plan_nodes(self)]
         self._cache.flush()
+
+    def load_checkpoints(self) -> None:
+        """Add the nodes that checkpoints written since the plan was built make known:
+        an adaptive estimate's next rounds, the counterfactual's retrains."""
+        for key in self._adaptive:
+            self._load_rounds(key)
+        self._load_counterfactual()

@@ -3,7 +3,7 @@ of its coalitions, and the estimate."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,12 +26,15 @@ class PlannedEstimate:
     masks: np.ndarray  # (budget, n) bool, rows in design order
     replicate: int = 0  # retrain's seed replicate (fidelity's noise floor)
     retrains: int = 0  # the design's first rows also retrained: a corrected estimate
+    max_budget: int = 0  # an adaptive budget's cap; masks are then its first round's
 
     @property
     def label(self) -> str:
         rep = f"-seed+{self.replicate}" if self.replicate else ""
         design = f"-design-seed{self.seed}" if self.seed else ""
         size = len(self.masks)  # the budget, or the fixed size of a loo / exact design
+        if self.max_budget:
+            size = f"{size}to{self.max_budget}"
         corrected = f"+retrain{self.retrains}" if self.retrains else ""
         return (f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{size}{design}-{self.strategy}"
                 f"{corrected}{rep}")
@@ -42,6 +45,7 @@ class EstimateNodes:
         return tuple(n for n, m in zip(self.names, row) if m)
 
     def _add_estimators(self) -> list[PlannedEstimate]:
+        self._adaptive: dict[str, dict] = {}  # adaptive node key -> its entry, schedule and rounds so far
         out = []
         for i, e in enumerate(self.cfg["estimators"]):
             est = self.add_estimator(e, f"estimators[{i}]")
@@ -53,28 +57,12 @@ class EstimateNodes:
         return out
 
     def add_estimator(self, e: dict, where: str) -> PlannedEstimate:
-        """The design, coalition models, scores and estimate node of one estimator entry."""
-        from ..coalitions import sample_design
-        from ..coalitions import validate as validate_design
-        from ..estimators import check_shrink, estimate, get_method
-        from ..strategies import get_strategy
-
-        scheme = e["scheme"] or get_method(e["method"]).default_scheme
-        strategy = e["strategy"] or self.cfg["fine_tune"]["strategy"]
-        try:
-            get_strategy(strategy)
-            check_shrink(e["method"], e["shrink"])
-            validate_design(self.n, e["budget"], scheme, e["method"])
-            masks = sample_design(self.n, e["budget"], scheme, e["seed"])
-        except ValueError as exc:
-            raise ConfigError(f"invalid config: {where}: {exc}") from None
-        try:  # a sampled design can still be degenerate (repeated coalitions)
-            estimate(masks, np.zeros(len(masks)), 0.0, 0.0, e["method"], n_boot=0)
-        except ValueError as exc:
-            raise ConfigError(f"invalid config: {where}: budget {e['budget']} is too small: {exc}") from None
+        """The design, coalition models, scores and estimate node of one estimator entry
+        (an adaptive one's: its first round and the node that will take its last)."""
+        if e.get("target"):
+            return self._add_adaptive(e, where)
+        scheme, strategy, masks = self._design(e, where)
         retrains = e.get("retrains", 0)
-        if retrains:
-            self._check_retrains(e, where, strategy, masks)
         design_spec = {"scheme": scheme, "budget": e["budget"], "seed": e["seed"], "players": self.names}
         design_key = self.add("coalition_sample", design_spec, {})
         rep = e.get("replicate", 0)
@@ -98,6 +86,30 @@ class EstimateNodes:
         return PlannedEstimate(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], e["shrink"], strategy,
                                design_key, key, masks, rep, retrains)
 
+    def _design(self, e: dict, where: str) -> tuple[str, str, np.ndarray]:
+        """An entry's scheme, strategy and design, refused when the estimate could not be made."""
+        from ..coalitions import sample_design
+        from ..coalitions import validate as validate_design
+        from ..estimators import check_shrink, estimate, get_method
+        from ..strategies import get_strategy
+
+        scheme = e["scheme"] or get_method(e["method"]).default_scheme
+        strategy = e["strategy"] or self.cfg["fine_tune"]["strategy"]
+        try:
+            get_strategy(strategy)
+            check_shrink(e["method"], e["shrink"])
+            validate_design(self.n, e["budget"], scheme, e["method"])
+            masks = sample_design(self.n, e["budget"], scheme, e["seed"])
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {where}: {exc}") from None
+        try:  # a sampled design can still be degenerate (repeated coalitions)
+            estimate(masks, np.zeros(len(masks)), 0.0, 0.0, e["method"], n_boot=0)
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {where}: budget {e['budget']} is too small: {exc}") from None
+        if e.get("retrains", 0):
+            self._check_retrains(e, where, strategy, masks)
+        return scheme, strategy, masks
+
     def _check_retrains(self, e: dict, where: str, strategy: str, masks: np.ndarray) -> None:
         """A corrected estimate needs a cheap strategy, a Shapley method and retrained rows
         that leave the correction enough degrees of freedom."""
@@ -118,3 +130,54 @@ class EstimateNodes:
             check_paired_rows(masks, np.arange(k))
         except ValueError as exc:
             raise ConfigError(f"invalid config: {where}: retrains: {k}: {exc}") from None
+
+    def _add_adaptive(self, e: dict, where: str) -> PlannedEstimate:
+        """An adaptive entry: its first round (an estimate and its checkpoint) and the node
+        that takes the last round's values; later rounds join as checkpoints say."""
+        from ..estimators import DETERMINISTIC_METHODS
+        from ..estimators.adaptive import check_target, schedule
+
+        target = {k: v for k, v in e["target"].items() if k != "max_budget" and v is not None}
+        cap = e["target"]["max_budget"]
+        here = f"{where}.target"
+        if e["method"] in DETERMINISTIC_METHODS:
+            raise ConfigError(f"invalid config: {here}: {e['method']} has a fixed design, so more coalitions "
+                              "cannot narrow its intervals; use a sampling method (kernelshap, stratified, ...)")
+        if not e["n_boot"]:
+            raise ConfigError(f"invalid config: {here}: needs intervals, but n_boot is 0")
+        try:
+            check_target(target, self.names, self.properties)
+            rounds = schedule(e["budget"], e.get("retrains", 0), cap)
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {here}: {exc}") from None
+        plain = {**e, "target": None}
+        self._design({**plain, "budget": rounds[-1][0], "retrains": rounds[-1][1]}, f"{here}.max_budget")
+        first = self.add_estimator({**plain, "budget": rounds[0][0], "retrains": rounds[0][1]}, where)
+        check = self.add("estimate_round", {"target": target}, {"values": first.key})
+        key = self.add("adaptive_estimate", {"target": target, "max_budget": cap}, {"rounds": [check]},
+                       {"schedule": rounds})
+        self._adaptive.setdefault(key, {"entry": plain, "where": where, "target": target, "schedule": rounds,
+                                        "estimates": [first.key], "rounds": [check]})
+        self._load_rounds(key)
+        return replace(first, key=key, max_budget=cap)
+
+    def _load_rounds(self, key: str) -> None:
+        """Follow an adaptive node's rounds as far as their checkpoints exist: a round that
+        misses the target adds the next; one that meets it, or the last, gives the values."""
+        from ..artifacts import CorruptArtifactError, read_json, verify_file
+
+        a = self._adaptive[key]
+        while "values" not in self._dynamic.get(key, {}):
+            try:
+                met = read_json(verify_file(self.nodes[a["rounds"][-1]].path))["met"]
+            except (OSError, ValueError, KeyError, CorruptArtifactError):
+                return
+            done = len(a["rounds"])
+            if met or done == len(a["schedule"]):
+                self._dynamic[key] = {"rounds": list(a["rounds"]), "values": a["estimates"][-1]}
+                return
+            budget, retrains = a["schedule"][done]
+            est = self.add_estimator({**a["entry"], "budget": budget, "retrains": retrains}, a["where"])
+            a["estimates"].append(est.key)
+            a["rounds"].append(self.add("estimate_round", {"target": a["target"]}, {"values": est.key}))
+            self._dynamic[key] = {"rounds": list(a["rounds"])}

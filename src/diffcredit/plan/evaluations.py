@@ -99,9 +99,9 @@ class EvaluationNodes:
         self.evaluations["counterfactual"] = self.add(
             "counterfactual", {"seeds": c["seeds"]}, {"removal": removal}, labels,
         )
-        self.load_checkpoints()
+        self._load_counterfactual()
 
-    def load_checkpoints(self) -> bool:
+    def _load_counterfactual(self) -> bool:
         """Once the removal sets exist (a checkpoint), add their retrains; True when they do."""
         from ..artifacts import CorruptArtifactError, read_json, verify_file
 

@@ -64,6 +64,11 @@ class NodeTable:
     def scratch_dir(self, key: str) -> str:
         return self.path("scratch", key)
 
+    def parent_keys(self, key: str) -> list[str]:
+        """Every parent key of a node, those checkpoints made known included."""
+        parents = {**self.nodes[key].parents, **self._dynamic.get(key, {})}
+        return [k for p in parents.values() for k in (p if isinstance(p, list) else [p])]
+
     def inputs(self, key: str) -> dict:
         """role -> path (or list of paths) of a node's parents."""
         out = {}

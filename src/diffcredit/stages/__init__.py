@@ -100,6 +100,10 @@ STAGES = {s.name: s for s in (
     Stage("coalition_sample", "designs/{key}.parquet", "diffcredit.stages.estimates:coalition_sample", key="design"),
     Stage("shapley_estimate", "values/{key}", "diffcredit.stages.estimates:shapley_estimate", key="estimate",
           version=3, folder=True, runtime=60, report=("values.rst", "Values", None), counted=True),
+    # an adaptive budget: a checkpoint per round (met the target?), the last round's values
+    Stage("estimate_round", "rounds/{key}.json", "diffcredit.stages.estimates:estimate_round", checkpoint=True),
+    Stage("adaptive_estimate", "adaptive/{key}", "diffcredit.stages.estimates:adaptive_estimate", folder=True,
+          report=("values.rst", "Values", None), waits_for="estimate_round", counted=True),
     # attribution baselines
     Stage("attribution_features", "attributions/features/{key}.npz", "diffcredit.attribution.jobs:features_job",
           env="torch", threads="threads", gpu=True, memory="gradients", scratch=True, runtime=120, counted=True),

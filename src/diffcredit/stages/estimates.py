@@ -4,12 +4,14 @@ their scores (intervals, diagnostics, plots)."""
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..artifacts import atomic_dir, verify_file, write_parquet
-from ..values import credit_table, read_scores, values_table, write_values
+from ..artifacts import FOLDER_SIDECAR, atomic_dir, read_json, verify_dir, verify_file, write_json, write_parquet
+from ..values import credit_table, read_scores, read_values, values_table, write_values
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,45 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
                 title=f"{prop}: {label}" + (" (x: retrained coalitions)" if retrains else ""),
             )
     return table
+
+
+def estimate_round(job: dict, progress: bool = True) -> None:
+    """A round of an adaptive budget: does its estimate meet the target? With the
+    round's coalitions, retrains and their training compute."""
+    from ..estimators.adaptive import round_record
+
+    table = read_values(job["inputs"]["values"])
+    compute = read_json(Path(job["inputs"]["values"]) / "diagnostics.json").get("compute", {})
+    record = round_record(table, job["spec"]["target"])
+    log.info("round of %d coalitions: target %s", table["budget"].iloc[0], "met" if record["met"] else "not met")
+    write_json(job["out"], {"budget": int(table["budget"].iloc[0]), "retrains": int(table["retrains"].iloc[0]),
+                            "compute": compute, **record}, seal=True)
+
+
+def adaptive_estimate(job: dict, progress: bool = True) -> None:
+    """The last round's values, with rounds.csv (what each round measured) and, in the
+    diagnostics, why the rounds stopped: the target met, or max_budget reached."""
+    spec = job["spec"]
+    rounds = [read_json(verify_file(p)) for p in job["inputs"]["rounds"]]
+    source = verify_dir(job["inputs"]["values"])
+    met = rounds[-1]["met"]
+    stopped = "target met" if met else "max_budget reached, target not met"
+    rows = [{"round": i, "budget": r["budget"], "retrains": r["retrains"], "property": prop,
+             **{k: v for k, v in rec.items() if k != "order"},
+             "coalition_seconds": r["compute"].get("coalition_seconds"),
+             "retrain_seconds": r["compute"].get("retrain_seconds")}
+            for i, r in enumerate(rounds) for prop, rec in r["properties"].items()]
+    log.info("%s after %d rounds (%d coalitions)", stopped, len(rounds), rounds[-1]["budget"])
+    with atomic_dir(job["out"]) as tmp:
+        for f in source.iterdir():
+            if f.is_file() and f.name not in (FOLDER_SIDECAR, ".snakemake_timestamp"):
+                shutil.copy2(f, tmp / f.name)
+        pd.DataFrame(rows).to_csv(tmp / "rounds.csv", index=False)
+        diagnostics = read_json(tmp / "diagnostics.json")
+        diagnostics["adaptive"] = {"target": spec["target"], "max_budget": spec["max_budget"], "met": met,
+                                   "stopped": stopped, "rounds": len(rounds), "budget": rounds[-1]["budget"],
+                                   "retrains": rounds[-1]["retrains"]}
+        write_json(tmp / "diagnostics.json", diagnostics)
 
 
 def _jsonable(obj):
