@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from correction import _noise, exact_values, load_game, metrics  # noqa: E402
+from correction import _noise, exact_values, load_game, metrics
 
 
 def round_values(masks, cheap, retrain, k, method, seed, n_boot):

@@ -44,7 +44,7 @@ def exact_matrix(n: int) -> np.ndarray:
 
     w = np.zeros((2**n, n))
     for code in range(2**n):
-        size = bin(code).count("1")
+        size = code.bit_count()
         for i in range(n):
             if code >> i & 1:
                 w[code, i] += factorial(size - 1) * factorial(n - size) / factorial(n)

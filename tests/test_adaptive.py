@@ -6,12 +6,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from test_plan import make_plan
 
 from diffcredit.artifacts import write_json
 from diffcredit.config import ConfigError
 from diffcredit.estimators.adaptive import check_target, round_record, schedule
-
-from test_plan import make_plan
 
 
 def test_rounds_double_up_to_the_cap_and_keep_the_share_of_retrains():

@@ -93,6 +93,8 @@ def print_summary(plan, stream=None) -> None:
         print(f"plots: {plan.values_dir(est)}/{_compute_note(plan, est)}", file=stream)
         if est.max_budget:
             print(_adaptive_note(plan, est), file=stream)
+        for line in _pair_notes(plan, est):
+            print(line, file=stream)
     shortcuts = sorted({e.strategy for e in plan.estimators if not e.retrains} - {"retrain"})
     corrected = sorted({e.strategy for e in plan.estimators if e.retrains})
     images = "and the generated images" if plan.cfg["scores"]["image_bootstrap"] else "only"
@@ -129,6 +131,22 @@ def _compute_note(plan, est) -> str:
         return ""
     retrains = f" + {compute['retrain_seconds']:,.0f} s of retrains" if compute.get("retrain_seconds") else ""
     return f" (training: {compute['coalition_seconds']:,.0f} s of coalitions{retrains})"
+
+
+def _pair_notes(plan, est) -> list[str]:
+    """Per property, the most redundant and the most complementary pair of an estimate's
+    interactions.csv, where the interval excludes 0."""
+    path = Path(plan.values_dir(est)) / "interactions.csv"
+    if not path.is_file():
+        return []
+    out = []
+    for prop, t in pd.read_csv(path).groupby("property", sort=False):
+        picks = [("redundant", t.iloc[0], t.iloc[0]["ci_high"] < 0), ("complementary", t.iloc[-1], t.iloc[-1]["ci_low"] > 0)]
+        shown = [f"most {kind} {r['i']} & {r['j']} ({r['value']:.4g} [{r['ci_low']:.4g}, {r['ci_high']:.4g}])"
+                 for kind, r, clear in picks if clear]
+        out.append(f"  {prop} pairs ({t['index'].iloc[0]}): " + ("; ".join(shown) if shown else
+                                                                "no pair's interaction is clear of 0"))
+    return out
 
 
 def _adaptive_note(plan, est) -> str:

@@ -10,7 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..artifacts import FOLDER_SIDECAR, atomic_dir, read_json, verify_dir, verify_file, write_json, write_parquet
+from ..artifacts import (
+    FOLDER_SIDECAR,
+    atomic_dir,
+    read_json,
+    verify_dir,
+    verify_file,
+    write_json,
+    write_parquet,
+)
 from ..values import credit_table, read_scores, read_values, values_table, write_values
 
 log = logging.getLogger(__name__)
@@ -45,7 +53,12 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     `inputs`: the design table and the score files of the empty and full anchors and
     of every design row, in design order.
     """
-    from ..diagnostics import convergence, efficiency_gap, plot_convergence, rank_stability
+    from ..diagnostics import (
+        convergence,
+        efficiency_gap,
+        plot_convergence,
+        rank_stability,
+    )
     from ..estimators import estimate, get_method
     from ..estimators.correction import corrected_estimate, correction_convergence
     from ..evaluation.fidelity import model_seconds
@@ -60,7 +73,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
         retrained = [read_scores(p) for p in inputs["retrained"]]
         r_empty, r_full = read_scores(inputs["retrained_empty"]), read_scores(inputs["retrained_full"])
     options = {"seed": spec["seed"], "n_boot": spec["n_boot"], "shrink": spec["shrink"]}
-    tables, diagnostics, conv_tables = [], {}, []
+    tables, diagnostics, conv_tables, pair_tables = [], {}, [], []
     for prop in spec["properties"]:
         values = np.array([r[prop]["value"] for r in rows], dtype=float)
         v_empty, v_full = float(empty[prop]["value"]), float(full[prop]["value"])
@@ -79,6 +92,10 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
             df = estimate(masks, values, v_empty, v_full, spec["method"], noise=noise, **options)
             conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"],
                                shrink=spec["shrink"])
+        if not retrains:  # a corrected estimate's rows are the cheap game's: its interactions are the plain one's
+            found, diagnostics[prop]["interactions"] = _interactions(masks, values, v_empty, v_full, spec, players)
+            if found is not None:
+                pair_tables.append(found.assign(property=prop))
         df.insert(0, "contributor", [players[i] for i in df.index])
         tables.append(credit_table(df, prop, higher))
         conv.insert(0, "property", prop)
@@ -102,6 +119,10 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     with atomic_dir(out) as tmp:
         write_values(tmp, table, {prop: f"{prop}: {label}" for prop in spec["properties"]})
         conv_all.to_parquet(tmp / "convergence.parquet", index=False)
+        if pair_tables:
+            pairs = pd.concat(pair_tables, ignore_index=True)
+            pairs.insert(0, "property", pairs.pop("property"))
+            pairs.to_csv(tmp / "interactions.csv", index=False)
         pd.Series({**diagnostics, "compute": compute}, dtype=object).to_json(tmp / "diagnostics.json", indent=2)
         for prop in spec["properties"]:
             plot_convergence(
@@ -111,6 +132,20 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
                 title=f"{prop}: {label}" + (" (x: retrained coalitions)" if retrains else ""),
             )
     return table
+
+
+def _interactions(masks, values, v_empty, v_full, spec, players):
+    """The pair interactions of the design's game (Faith-Banzhaf for a Banzhaf design,
+    Faith-Shapley otherwise), or None and why not."""
+    from ..estimators import IdentificationError
+    from ..estimators.interactions import interactions
+
+    index = "fbii" if spec["method"] == "banzhaf" else "fsii"
+    try:
+        return interactions(masks, values, v_empty, v_full, players, index, n_boot=spec["n_boot"],
+                            seed=spec["seed"]), index
+    except IdentificationError as exc:
+        return None, f"not estimated: {exc}"
 
 
 def estimate_round(job: dict, progress: bool = True) -> None:
