@@ -481,6 +481,38 @@ def test_an_adaptive_budget_runs_rounds_until_its_target_and_a_larger_cap_contin
                                             "estimate_round": 1, "adaptive_estimate": 1, "summary": 1, "all": 1}
 
 
+def test_canaries_are_made_estimated_and_checked(tmp_path):
+    """A run with a duplicate and a uniform-noise canary: their shards, their values, the
+    checks in canaries.csv and values.csv, and the printout's lines."""
+    import io
+
+    from diffcredit.summary import print_summary
+
+    cfg = write_config(tmp_path / "canaries.yaml", {
+        "canaries": [{"kind": "duplicate", "of": "digit1"}, {"kind": "uniform", "size": 30}],
+        "properties": ["class_entropy", "classifier_fd"],
+        "estimators": [{"method": "stratified", "budget": 12}]})
+    run(tmp_path, configs=[cfg])
+    plan = tiny_plan(tmp_path, cfg)
+    copy = np.load(plan.nodes[plan.shard_keys["canary-duplicate-digit1"]].path)
+    original = np.load(plan.nodes[plan.shard_keys["digit1"]].path)
+    assert np.array_equal(copy["images"], original["images"])
+    assert len(np.load(plan.nodes[plan.shard_keys["canary-uniform"]].path)["images"]) == 30
+    checks = pd.read_csv(tmp_path / "results-tiny" / "canaries.csv")
+    # class_entropy judges variety, not quality: only the duplicate is expected there.
+    assert sorted(zip(checks["property"], checks["kind"])) == [
+        ("class_entropy", "duplicate"), ("classifier_fd", "duplicate"), ("classifier_fd", "uniform")]
+    values = pd.read_csv(tmp_path / "results-tiny" / "values.csv")
+    for r in checks.itertuples():
+        row = values[(values["property"] == r.property) & (values["contributor"] == r.canary)].iloc[0]
+        assert row["canary"] == r.kind and bool(row["canary_holds"]) == bool(r.holds)
+    assert values[~values["contributor"].str.startswith("canary")]["canary_holds"].isna().all()
+    out = io.StringIO()
+    print_summary(plan, out)
+    for r in checks.itertuples():
+        assert f"{r.property}: {r.canary} {'holds' if r.holds else 'DOES NOT HOLD'}" in out.getvalue()
+
+
 def test_a_repeated_configfile_option_is_refused(tmp_path):
     """Snakemake keeps only the last --configfile option: the first file would be dropped."""
     other = write_config(tmp_path / "other.yaml", {"estimators": [{"method": "loo"}]})

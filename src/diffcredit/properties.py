@@ -28,6 +28,9 @@ class Property:
     # Recomputed on resampled images to measure image-sampling noise; off where a
     # recomputation costs too much (a 2048-d covariance, k-NN over the reference).
     resample: bool = True
+    # Judges how good the images are (a canary of noisy images must lose credit), rather
+    # than only how varied they are (noise can add variety).
+    quality: bool = True
 
 
 PROPERTIES: dict[str, Property] = {}
@@ -108,7 +111,7 @@ def precision_recall(features: dict, reference: dict, options: dict) -> tuple[fl
 
 register(Property("class_entropy", "classifier", True,
                   "entropy (nats) of the classifier's predicted class shares of the samples: diversity",
-                  class_entropy))
+                  class_entropy, quality=False))
 register(Property("classifier_fd", "classifier", False,
                   "Frechet distance between classifier features of the samples and of the reference images",
                   classifier_fd))
@@ -122,7 +125,8 @@ register(Property("precision", "inception", True,
                   lambda f, r, o: precision_recall(f, r, o)[0], needs_reference_features=True, resample=False))
 register(Property("recall", "inception", True,
                   "improved recall (k = 3): share of reference images inside the samples' manifold",
-                  lambda f, r, o: precision_recall(f, r, o)[1], needs_reference_features=True, resample=False))
+                  lambda f, r, o: precision_recall(f, r, o)[1], needs_reference_features=True, resample=False,
+                  quality=False))
 
 
 def diversity_entropy(features: dict, reference: dict, options: dict) -> float:
@@ -138,7 +142,7 @@ def diversity_entropy(features: dict, reference: dict, options: dict) -> float:
 register(Property("diversity_entropy", "diversity", True,
                   "entropy (bits) of the shares of the samples in the Ward clusters of the reference images' "
                   "embeddings (features.diversity: encoder blip or clip, k clusters)", diversity_entropy,
-                  needs_reference_features=True))
+                  needs_reference_features=True, quality=False))
 register(Property("aesthetic", "aesthetic", True,
                   "mean LAION aesthetic score of the samples (linear head on CLIP embeddings)",
                   lambda f, r, o: float(np.mean(f["scores"]))))

@@ -17,9 +17,12 @@ from .values import read_values
 def summary_job(job: dict, progress: bool = True) -> None:
     inputs, outputs = job["inputs"], job["outputs"]
     tables = [read_values(p) for p in inputs["values"]]
+    if job.get("canaries"):
+        tables = _with_canaries(tables, job["labels"], job["canaries"], job["quality"], outputs["canaries"])
+    values = pd.concat(tables, ignore_index=True)
     with atomic_path(outputs["values"], suffix=".csv") as tmp:
-        pd.concat(tables, ignore_index=True).to_csv(tmp, index=False)
-    for name in sorted(set(outputs) - {"values", "samples"}):  # one table per evaluation
+        values.to_csv(tmp, index=False)
+    for name in sorted(set(outputs) - {"values", "samples", "canaries"}):  # one table per evaluation
         with atomic_path(outputs[name], suffix=".csv") as tmp:
             shutil.copyfile(verify_dir(inputs[name]) / f"{name}.csv", tmp)
     samples = [read_npz(p, ("images",))["images"] for p in inputs["samples"]]
@@ -33,6 +36,31 @@ def summary_job(job: dict, progress: bool = True) -> None:
             if old.is_file() and old.name.endswith(".json"):
                 old.unlink(missing_ok=True)
     write_json(stamp, {"key": job["key"], "tables": outputs}, seal=True)
+
+
+def _with_canaries(tables: list, labels: list, canaries: list[dict], quality: dict, out: str) -> list:
+    """Write canaries.csv (each canary's check per estimate and property); return the
+    tables with `canary` (its kind) and `canary_holds` (empty where nothing is expected)."""
+    from .canaries import check
+
+    kinds = {c["name"]: c["kind"] for c in canaries}
+    checks, out_tables = [], []
+    for table, label in zip(tables, labels):
+        table = table.copy()
+        table["canary"] = table["contributor"].map(kinds).fillna("")
+        table["canary_holds"] = pd.Series(pd.NA, index=table.index, dtype="boolean")
+        if (table["scheme"] != "attribution").all():
+            found = check(table, canaries, lambda p: quality[p])
+            checks.append(found.assign(estimate=label))
+            for r in found.itertuples():
+                table.loc[(table["property"] == r.property) & (table["contributor"] == r.canary),
+                          "canary_holds"] = r.holds
+        out_tables.append(table)
+    found = pd.concat(checks, ignore_index=True) if checks else pd.DataFrame(columns=["estimate"])
+    found.insert(0, "estimate", found.pop("estimate"))
+    with atomic_path(out, suffix=".csv") as tmp:
+        found.to_csv(tmp, index=False)
+    return out_tables
 
 
 def _caption(members: list[str]) -> str:
@@ -117,6 +145,12 @@ def print_summary(plan, stream=None) -> None:
     lds = plan.summary_outputs.get("lds")
     if lds and Path(lds).is_file():
         print_lds(pd.read_csv(lds), stream)
+    canaries = plan.summary_outputs.get("canaries")
+    if canaries and Path(canaries).is_file():
+        print("\ncanaries (players too: an audit of the method on this data, not values to pay from):", file=stream)
+        for r in pd.read_csv(canaries).itertuples():
+            verdict = "holds" if r.holds else "DOES NOT HOLD"
+            print(f"  {r.estimate}, {r.property}: {r.canary} {verdict}: {r.expectation}; {r.detail}", file=stream)
     for name, out in plan.summary_outputs.items():
         if name not in ("values", "samples"):
             print(f"{name}: {out}", file=stream)

@@ -51,6 +51,8 @@ def stage_outputs(stage):
         tables = [(plan.summary_outputs[n], f"{n}.rst", "Evaluation", "tables") for n in plan.evaluations]
         captions = [(plan.summary_outputs["values"], "values_table.rst", "Values", None),
                      (plan.summary_outputs["samples"], "samples.rst", "Samples", None), *tables]
+        if "canaries" in plan.summary_outputs:
+            captions.append((plan.summary_outputs["canaries"], "canaries.rst", "Values", "canaries"))
         return [report(path, caption=f"../report/{caption}", category=category, subcategory=sub)
                 for path, caption, category, sub in captions]
     path = f"{R}/{stage.output}"

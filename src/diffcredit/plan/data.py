@@ -36,9 +36,25 @@ class DataNodes:
                 "prepare_shard", self.transform, {"content": c.content_hash},
                 {"data": d, "name": c.name, "content_hash": c.content_hash, "cache": cache_path},
             )
-        self.all_shards = [self.shard_keys[n] for n in self.names]
+        self.all_shards = [self.shard_keys[n] for n in self.names]  # the real data (not the canaries)
         rows = [{"contributor": c.name, "n_items": c.n_items, "content_hash": c.content_hash} for c in contributors]
         self.manifest_key = self.add("prepare_data", {"rows": rows}, {"shards": self.all_shards})
+        self._add_canaries()
+
+    def _add_canaries(self) -> None:
+        """Canaries join the players after the real contributors, each a shard made from
+        its original's shard or from the pooled real shards."""
+        from ..canaries import resolve
+
+        try:
+            self.canaries = resolve(self.cfg["canaries"], {c.name: c.n_items for c in self.contributors})
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {exc}") from None
+        for c in self.canaries:
+            sources = [self.shard_keys[c["of"]]] if c["of"] else self.all_shards
+            self.shard_keys[c["name"]] = self.add("canary_shard", {**c, **self.transform}, {"shards": sources})
+            self.names.append(c["name"])
+        self.n = len(self.names)
 
     def _check_results_outside(self, d: dict) -> None:
         """A results folder inside a data folder would be read as a contributor (or as

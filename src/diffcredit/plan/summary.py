@@ -20,10 +20,17 @@ class SummaryNodes:
         self.summary_outputs = {"values": self.path("values.csv"), "samples": self.path("report", "samples.png")}
         for name in self.evaluations:
             self.summary_outputs[name] = self.path("evaluation", f"{name}.csv")
+        job = {}
+        if self.canaries:
+            from ..properties import get as get_property
+
+            self.summary_outputs["canaries"] = self.path("canaries.csv")
+            job = {"canaries": self.canaries, "quality": {p: get_property(p).quality for p in self.properties}}
         self.summary_key = self.add(
             "summary", {"tables": sorted(self.summary_outputs)}, parents,
             {"outputs": self.summary_outputs, "labels": [e.label for e in self.estimators + self.attributions],
-             "members": [list(self.coalitions.get(m, self.names if m == self.full_key else ())) for m in models]},
+             "members": [list(self.coalitions.get(m, self.names if m == self.full_key else ())) for m in models],
+             **job},
         )
 
     @property

@@ -71,6 +71,7 @@ _TRAIN = {**_MODEL, "gpu": True, "scratch": True, "version": 2}
 STAGES = {s.name: s for s in (
     # data
     Stage("prepare_shard", "data/shards/{key}.npz", "diffcredit.stages.data:prepare_shard", key="data"),
+    Stage("canary_shard", "data/canaries/{key}.npz", "diffcredit.stages.data:canary_shard", key="canary"),
     Stage("prepare_data", "data/{key}/manifest.parquet", "diffcredit.stages.data:prepare_data", key="manifest"),
     Stage("reference_data", "data/reference/{key}.npz", "diffcredit.stages.data:reference_data"),
     Stage("encode", "data/encoded/{key}.npz", "diffcredit.stages.data:encode", env="torch", threads="threads",

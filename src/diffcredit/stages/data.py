@@ -27,6 +27,17 @@ def prepare_shard(job: dict, progress: bool = True) -> None:
     log.info("wrote %d items of %s to %s", len(images), c.name, job["out"])
 
 
+def canary_shard(job: dict, progress: bool = True) -> None:
+    """A canary's images, made from its original's shard or the pooled real shards."""
+    from ..canaries import make
+
+    arrays = data_mod.read_shard_arrays(job["inputs"]["shards"])
+    images, labels, captions = make(job["spec"], arrays["images"], arrays["labels"], arrays.get("captions"))
+    data_mod.write_shard(job["out"], images, labels, captions)
+    log.info("wrote %d images of canary %s (%s) to %s", len(images), job["spec"]["name"], job["spec"]["kind"],
+             job["out"])
+
+
 def prepare_data(job: dict, progress: bool = True) -> None:
     import pandas as pd
 
