@@ -218,3 +218,26 @@ def test_a_held_results_lock_names_its_holder_and_a_lockless_file_system_only_wa
     monkeypatch.setattr(fcntl, "lockf", no_locks)
     with pytest.warns(UserWarning, match="cannot lock the results folder"):
         assert lock_results(tmp_path / "nfs") is not None
+
+
+@pytest.mark.parametrize("free_mib, says_full", [(1, True), (10_000, False)])
+def test_a_write_that_fails_on_a_full_disk_says_so(tmp_path, monkeypatch, free_mib, says_full):
+    """torch.save on a full disk raises "[enforce fail at inline_container.cc] unexpected
+    pos"; the job says the disk is full instead, and leaves other failures as they are."""
+    import diffcredit.runner as runner
+    from diffcredit.stages import STAGES
+
+    def fails(job, progress=True):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2048 vs 1980")
+
+    record = STAGES["prune"]
+    monkeypatch.setattr(type(record), "function", lambda self: fails)
+    monkeypatch.setattr(runner, "_free", lambda path: free_mib << 20)
+    job = {"rule": "prune", "out": str(tmp_path / "results" / "models" / "pruned" / "0123456789abcdef")}
+    with pytest.raises((OSError, RuntimeError)) as info:
+        runner.run_job(job)
+    if says_full:
+        assert isinstance(info.value, OSError) and "is full (1 MiB free)" in str(info.value)
+        assert str(tmp_path) in str(info.value) and "unexpected pos" in str(info.value.__cause__)
+    else:
+        assert isinstance(info.value, RuntimeError) and "unexpected pos" in str(info.value)
