@@ -345,6 +345,11 @@ def test_cuda_without_a_gpu_fails_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "device is 'cuda' but this machine has no GPU" in proc.stdout + proc.stderr
     assert not (tmp_path / "results-tiny" / "data").exists()  # no job ran
+    # A dry-run runs nothing, so it warns instead (short flags combined too).
+    for flag in ("--dry-run", "-np"):
+        dry = snakemake(tmp_path, flag, configs=[cfg])
+        assert "warning: device is 'cuda' but this machine has no GPU" in dry.stderr
+    assert "warning: device" not in snakemake(tmp_path, "--dry-run").stderr
 
 
 # ---------------------------------------------------------------- strategies
