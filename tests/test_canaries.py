@@ -3,11 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from test_plan import make_plan
 
 from diffcredit.canaries import KINDS, check, make, resolve
 from diffcredit.config import ConfigError
-
-from test_plan import make_plan
 
 SIZES = {"a": 40, "b": 60, "c": 80}
 

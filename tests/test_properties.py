@@ -114,3 +114,30 @@ def test_image_replicates_recompute_each_property_on_the_same_resampled_images()
     np.testing.assert_allclose(reps["class_entropy"], want)
     assert np.std(reps["class_entropy"]) > 0
     assert image_replicates(["class_entropy"], feats, refs, {}, 0, seed=1) == {}
+
+
+@pytest.mark.parametrize("draws", ["shared", "own"])
+def test_image_replicates_share_their_draws_across_models_or_not(tmp_path, draws):
+    """shared: replicate b of every model's score resamples the same image indices (the
+    models share their generation seeds); own: each score's draws are seeded by its key."""
+    import json
+
+    from diffcredit.artifacts import atomic_path
+    from diffcredit.stages.scoring import SHARED_DRAWS_SEED, score
+
+    n, reps = 40, 50
+    rng = np.random.default_rng(7)
+    found = {}
+    for key in ("00000000000000aa", "00000000000000bb"):
+        scores = rng.normal(5.0, 1.0, n).astype(np.float32)
+        feats = tmp_path / f"{key}.npz"
+        with atomic_path(feats, suffix=".npz", seal=True) as tmp:
+            np.savez(tmp, **{"aesthetic.scores": scores})
+        out = tmp_path / f"{key}.json"
+        score({"key": key, "inputs": {"features": str(feats)}, "out": str(out),
+               "spec": {"properties": ["aesthetic"], "options": {"image_bootstrap": reps, "image_draws": draws}}})
+        seed = SHARED_DRAWS_SEED if draws == "shared" else int(key, 16)
+        idx = np.random.default_rng(seed).integers(0, n, (reps, n))
+        want = scores[idx].mean(axis=1)
+        found[key] = json.loads(out.read_text())["properties"]["aesthetic"]["replicates"]
+        np.testing.assert_allclose(found[key], want, rtol=1e-6)

@@ -11,8 +11,8 @@ pixel range (noise) or pixels (blur).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -130,7 +130,7 @@ def check(values: pd.DataFrame, canaries: list[dict], quality: Callable[[str], b
         real = t[~t.index.isin(planted)]
         sign = 1.0 if bool(t["higher_is_better"].iloc[0]) else -1.0
 
-        def interval(who):  # the credit's interval
+        def interval(who, t=t, sign=sign):  # the credit's interval
             return sorted((sign * t.loc[who, "ci_low"], sign * t.loc[who, "ci_high"]))
 
         for c in canaries:

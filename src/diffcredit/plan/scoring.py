@@ -47,7 +47,9 @@ class ScoringNodes:
         self._add_reference_stats()
         self._resolve_generate()
         self.features_spec = {"extractors": self.extractor_specs}
-        self.score_spec = {"properties": sorted(self.properties), "options": self.cfg["scores"]}
+        # `own` draws are keyed as before the option existed, so their scores stay where they were.
+        options = {k: v for k, v in self.cfg["scores"].items() if (k, v) != ("image_draws", "own")}
+        self.score_spec = {"properties": sorted(self.properties), "options": options}
 
     def _add_networks(self) -> None:
         """The networks of trained extractors, learnt from the labelled reference images

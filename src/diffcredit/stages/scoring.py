@@ -73,6 +73,9 @@ def _grouped(arrays: dict) -> dict:
     return out
 
 
+SHARED_DRAWS_SEED = 0
+
+
 def score(job: dict, progress: bool = True) -> None:
     from ..properties import compute_all, get, image_replicates
 
@@ -84,10 +87,11 @@ def score(job: dict, progress: bool = True) -> None:
     options = job["spec"]["options"]
     values = compute_all(names, feats, refs, options)
     n_images = len(next(iter(next(iter(feats.values())).values())))
-    # Seeded by the key: every coalition's resampling is its own, and reproducible.
+    # shared: replicate b draws the same image indices (the same generation seeds) for every
+    # model; own: seeded by the key, every model's resampling its own.
     n_replicates = int(options.get("image_bootstrap", 0))
-    replicates = image_replicates(names, feats, refs, options, n_replicates, seed=int(job["key"], 16)) \
-        if n_replicates else {}
+    seed = SHARED_DRAWS_SEED if options.get("image_draws", "own") == "shared" else int(job["key"], 16)
+    replicates = image_replicates(names, feats, refs, options, n_replicates, seed=seed) if n_replicates else {}
     write_json(job["out"], {
         "n_images": n_images,
         "properties": {n: {"value": values[n], "higher_is_better": get(n).higher_is_better,
