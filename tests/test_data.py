@@ -475,3 +475,22 @@ def test_a_root_beside_a_contributor_list_is_refused(tmp_path):
             "resolution": 8, "channels": 1, "background": 255}
     with pytest.raises(DataError, match="data.root and data.contributors are both set"):
         describe(spec, HashCache(None))
+
+
+def test_split_shares_size_the_groups_within_every_class():
+    from diffcredit.data.sources.base import split_labelled
+
+    labels = np.repeat(np.arange(4), 90)
+    hashes = [f"h{i}" for i in range(len(labels))]
+    groups = split_labelled({"by": "split", "groups": 3, "shares": [2, 1, 0.5]}, hashes, labels, 4, str)
+    sizes = {g.name: np.bincount(g.labels, minlength=4) for g in groups}
+    for name, share in (("group0", 2 / 3.5), ("group1", 1 / 3.5), ("group2", 0.5 / 3.5)):
+        assert np.all(np.abs(sizes[name] - share * 90) <= 1), (name, sizes[name])  # every class in proportion
+    rows = [r for g in groups for r in g.sources]
+    assert sorted(rows) == list(range(len(labels)))  # disjoint, and every image in one group
+    with pytest.raises(DataError, match="one per group; got 2 shares"):
+        split_labelled({"by": "split", "groups": 3, "shares": [1, 1]}, hashes, labels, 4, str)
+    with pytest.raises(DataError, match="for by: class"):
+        split_labelled({"by": "class", "groups": 1, "shares": [1]}, hashes, labels, 4, str)
+    with pytest.raises(DataError, match="group1 without images"):
+        split_labelled({"by": "split", "groups": 2, "shares": [1000, 1]}, hashes, labels, 4, str)

@@ -18,6 +18,8 @@ LABELLED_SCHEMA = {
     "per_class": {"type": ["integer", "null"], "minimum": 1, "default": None,
                   "description": "keep at most this many images per class"},
     "split_seed": {"type": "integer", "default": 0},
+    "shares": {"type": ["array", "null"], "items": {"type": "number", "exclusiveMinimum": 0}, "default": None,
+               "description": "by: split: the groups' relative sizes (e.g. [2, 1, 1, 0.25]); default equal"},
 }
 
 
@@ -90,14 +92,28 @@ def split_labelled(spec: dict, hashes: list, labels: np.ndarray, n_classes: int,
         idx = idx[np.random.default_rng([seed, c]).permutation(len(idx))]
         kept[c] = idx[: int(per_class)] if per_class else idx
     check_groups(by, groups, {class_name(c): len(idx) for c, idx in kept.items()})
+    shares = spec.get("shares")
+    if shares is not None and (by != "split" or len(shares) != groups):
+        raise DataError(f"data.shares gives the relative sizes of the groups of by: split, one per group; got "
+                        f"{len(shares)} shares for by: {by} with {groups} group(s)")
     members: dict[str, list[int]] = {}
     for c, idx in kept.items():
-        for g, part in enumerate(np.array_split(idx, groups)):
+        if shares is None:
+            parts = np.array_split(idx, groups)
+        else:  # every class split in the same proportions
+            cuts = np.rint(np.cumsum(shares)[:-1] / np.sum(shares) * len(idx)).astype(int)
+            parts = np.split(idx, cuts)
+        for g, part in enumerate(parts):
             if by == "class":
                 name = class_name(c) if groups == 1 else f"{class_name(c)}-{g}"
             else:
                 name = f"group{g}"
             members.setdefault(name, []).extend(part.tolist())
+    if shares is not None:
+        empty = [f"group{g}" for g in range(groups) if not members.get(f"group{g}")]
+        if empty:
+            raise DataError(f"data.shares leaves {', '.join(empty)} without images; raise its share or keep more "
+                            "images per class")
     out = []
     for name, rows in members.items():
         rows = sorted(rows)
