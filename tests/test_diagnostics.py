@@ -182,3 +182,37 @@ def test_an_estimate_of_two_contributors_is_written(tmp_path, method):
     table = estimate_values(spec, inputs, str(tmp_path / "values"))
     assert table.set_index("contributor")["value"].to_dict() == pytest.approx({"a": 1.0, "b": 2.0})
     assert (tmp_path / "values" / "diagnostics.json").is_file()
+
+
+def test_an_estimates_warnings_are_kept_in_its_diagnostics(tmp_path):
+    """Eleven players and 30 stratified coalitions: the 8 middle rows are alone in their
+    sizes and teach the method nothing; the estimate keeps that warning for the printout."""
+    import json
+
+    import pandas as pd
+
+    from diffcredit.artifacts import write_json, write_parquet
+    from diffcredit.coalitions import sample_design
+    from diffcredit.stages.estimates import estimate_values
+
+    n = 11
+    masks = sample_design(n, 30, "stratified", 0)
+    names = [f"c{i}" for i in range(n)]
+    design = pd.DataFrame(masks, columns=names)
+    design.insert(0, "row", range(len(design)))
+    write_parquet(design, tmp_path / "design.parquet")
+    weights = np.linspace(0.5, 1.5, n)
+
+    def score(name, mask):
+        path = tmp_path / f"{name}.json"
+        write_json(path, {"n_images": 4, "properties": {"p": {"value": float(np.sqrt(weights @ mask)),
+                                                               "higher_is_better": True}}}, seal=True)
+        return str(path)
+
+    spec = {"method": "stratified", "scheme": "stratified", "budget": 30, "seed": 0, "n_boot": 50,
+            "shrink": False, "strategy": "sft", "properties": ["p"]}
+    inputs = {"design": str(tmp_path / "design.parquet"), "rows": [score(f"r{i}", m) for i, m in enumerate(masks)],
+              "empty": score("empty", np.zeros(n)), "full": score("full", np.ones(n))}
+    estimate_values(spec, inputs, str(tmp_path / "values"))
+    (warning,) = json.loads((tmp_path / "values" / "diagnostics.json").read_text())["p"]["warnings"]
+    assert "8 rows are the only ones of their size" in warning

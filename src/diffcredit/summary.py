@@ -121,7 +121,7 @@ def print_summary(plan, stream=None) -> None:
         print(f"plots: {plan.values_dir(est)}/{_compute_note(plan, est)}", file=stream)
         if est.max_budget:
             print(_adaptive_note(plan, est), file=stream)
-        for line in _pair_notes(plan, est):
+        for line in _pair_notes(plan, est) + _warnings(plan, est):
             print(line, file=stream)
     shortcuts = sorted({e.strategy for e in plan.estimators if not e.retrains} - {"retrain"})
     corrected = sorted({e.strategy for e in plan.estimators if e.retrains})
@@ -165,6 +165,17 @@ def _compute_note(plan, est) -> str:
         return ""
     retrains = f" + {compute['retrain_seconds']:,.0f} s of retrains" if compute.get("retrain_seconds") else ""
     return f" (training: {compute['coalition_seconds']:,.0f} s of coalitions{retrains})"
+
+
+def _warnings(plan, est) -> list[str]:
+    """The warnings the estimate raised (a design some sizes of which teach the method
+    nothing, resamples that could not identify the values), once each."""
+    try:
+        diagnostics = read_json(Path(plan.values_dir(est)) / "diagnostics.json")
+    except (OSError, ValueError):
+        return []
+    found = [m for prop in plan.properties for m in (diagnostics.get(prop) or {}).get("warnings", [])]
+    return [f"  warning: {m}" for m in dict.fromkeys(found)]
 
 
 def _pair_notes(plan, est) -> list[str]:

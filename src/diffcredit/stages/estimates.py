@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,12 +85,12 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
             cheap = (masks, values, v_empty, v_full, spec["method"])
             r_values = np.array([r[prop]["value"] for r in retrained], dtype=float)
             v_empty, v_full = float(r_empty[prop]["value"]), float(r_full[prop]["value"])  # the retrained game's
-            df, fit = corrected_estimate(*cheap, np.arange(retrains), r_values, v_empty, v_full, noise=noise,
-                                         **options)
+            (df, fit), warned = _warned(corrected_estimate, *cheap, np.arange(retrains), r_values, v_empty,
+                                        v_full, noise=noise, **options)
             conv = correction_convergence(*cheap, r_values, v_empty, v_full, noise=noise, **options)
             diagnostics[prop]["correction"] = fit
         else:
-            df = estimate(masks, values, v_empty, v_full, spec["method"], noise=noise, **options)
+            df, warned = _warned(estimate, masks, values, v_empty, v_full, spec["method"], noise=noise, **options)
             conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"],
                                shrink=spec["shrink"])
         if not retrains:  # a corrected estimate's rows are the cheap game's: its interactions are the plain one's
@@ -101,6 +102,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
         conv.insert(0, "property", prop)
         conv_tables.append(conv)
         diagnostics[prop].update({
+            "warnings": warned,
             "efficiency_gap": efficiency_gap(df, v_empty, v_full) if get_method(spec["method"]).efficient else None,
             "rank_stability": _jsonable(rank_stability(conv.drop(columns="property"), k=min(3, len(players)))),
         })
@@ -132,6 +134,26 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
                 title=f"{prop}: {label}" + (" (x: retrained coalitions)" if retrains else ""),
             )
     return table
+
+
+def _warned(fn, *args, **kwargs):
+    """fn's result and the messages of the BootstrapWarnings it raised, which are also
+    logged: the diagnostics keep them, and the printout shows them."""
+    from ..estimators import BootstrapWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BootstrapWarning)
+        out = fn(*args, **kwargs)
+    messages = []
+    for w in caught:
+        if issubclass(w.category, BootstrapWarning):
+            messages.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    messages = list(dict.fromkeys(messages))
+    for m in messages:
+        log.warning("%s", m)
+    return out, messages
 
 
 def _interactions(masks, values, v_empty, v_full, spec, players):
