@@ -154,8 +154,9 @@ def test_plot_convergence(tmp_path):
         plot_convergence(conv, tmp_path / "bad.png", names=names[:2])
 
 
-@pytest.mark.parametrize("method", ["exact", "loo"])
-def test_an_estimate_of_two_contributors_is_written(tmp_path, method):
+@pytest.mark.parametrize("method, scheme", [("exact", "exact"), ("loo", "loo"), ("kernelshap", "kernel_paired"),
+                                            ("leverage", "leverage"), ("stratified", "stratified")])
+def test_an_estimate_of_two_contributors_is_written(tmp_path, method, scheme):
     """Two contributors (the fewest a config allows): rank stability looks at the top and
     bottom two, not three, and the estimate job writes its values."""
     import pandas as pd
@@ -164,7 +165,7 @@ def test_an_estimate_of_two_contributors_is_written(tmp_path, method):
     from diffcredit.coalitions import sample_design
     from diffcredit.stages.estimates import estimate_values
 
-    masks = sample_design(2, 2, method, 0)
+    masks = sample_design(2, 2, scheme, 0)
     design = pd.DataFrame(masks, columns=["a", "b"])
     design.insert(0, "row", range(len(design)))
     write_parquet(design, tmp_path / "design.parquet")
@@ -175,7 +176,7 @@ def test_an_estimate_of_two_contributors_is_written(tmp_path, method):
         return str(path)
 
     rows = [score(f"row{i}", 1.0 * m[0] + 2.0 * m[1]) for i, m in enumerate(masks)]  # additive: a adds 1, b 2
-    spec = {"method": method, "scheme": method, "budget": 2, "seed": 0, "n_boot": 0, "shrink": False,
+    spec = {"method": method, "scheme": scheme, "budget": 2, "seed": 0, "n_boot": 0, "shrink": False,
             "strategy": "sft", "properties": ["p"]}
     inputs = {"design": str(tmp_path / "design.parquet"), "rows": rows, "empty": score("empty", 0.0),
               "full": score("full", 3.0)}

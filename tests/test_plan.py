@@ -301,3 +301,16 @@ def test_a_results_folder_that_cannot_be_written_is_refused_without_a_traceback(
     (tmp_path / "file").write_text("")
     with pytest.raises(ResultsLocked, match="cannot write to the results folder .* choose another"):
         lock_results(tmp_path / "file" / "results")
+
+
+@pytest.mark.parametrize("method", ["kernelshap", "leverage", "stratified", "banzhaf", "loo", "exact"])
+def test_two_contributors_plan_every_method_or_say_why_not(tmp_path, method):
+    """Two contributors, the fewest allowed: every method plans at its smallest budget,
+    except a Banzhaf design, whose two random coalitions cannot tell the players apart."""
+    over = {"data": {"classes": [0, 1]}, "estimators": [{"method": method, "budget": 2}]}
+    if method == "banzhaf":
+        with pytest.raises(ConfigError, match="budget 2 is too small: players \\[0, 1\\] are in every"):
+            make_plan(tmp_path, **over)
+        return
+    (est,) = make_plan(tmp_path, **over).estimators
+    assert est.masks.shape == (2, 2) and est.masks.sum(axis=1).tolist() == [1, 1]
