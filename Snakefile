@@ -80,7 +80,9 @@ include: "workflow/rules/stages.smk"
 # A dry-run starts no job, so onstart's check below never runs; warn here (Snakemake
 # chooses its dry-run executor after reading this file, so the flag is read from argv).
 _dry_run = any(a in ("-n", "--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in sys.argv[1:])
-if plan.device == "cuda" and _dry_run and workflow.local_exec and not visible_gpus():
+# workflow.local_exec is not known yet either: a profile or executor may send the jobs elsewhere.
+_elsewhere = any(a.startswith(("--executor", "--profile")) or a == "-e" for a in sys.argv[1:])
+if plan.device == "cuda" and _dry_run and not _elsewhere and not visible_gpus():
     print("diffcredit: warning: device is 'cuda' but this machine has no GPU: a run here would be refused before "
           "any job; run on a GPU cluster (--profile slurm), or set device: cpu or auto", file=sys.stderr)
 

@@ -136,3 +136,12 @@ def test_the_last_round_gives_the_values_whether_or_not_it_meets_the_target(tmp_
 def test_an_adaptive_entry_that_cannot_work_is_refused(tmp_path, entry, needle):
     with pytest.raises(ConfigError, match=needle):
         make_plan(tmp_path, **SIX, estimators=[{**ADAPTIVE, **entry}])
+
+
+def test_canaries_widen_neither_the_spread_nor_the_order():
+    t = _table([0.0, 1.0, 3.0, 40.0], [0.2, 0.4, 0.3, 0.1])
+    t.loc[3, "contributor"] = "canary-uniform"  # an outlier that would inflate the sd
+    sd = np.std([0.0, 1.0, 3.0])
+    rec = round_record(t, {"relative": 0.4 / sd + 1e-9, "order": "all"}, exclude=("canary-uniform",))
+    assert rec["met"] and rec["properties"]["p"]["spread"] == pytest.approx(sd)
+    assert rec["properties"]["p"]["order"] == ["c2", "c1", "c0"]

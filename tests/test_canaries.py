@@ -96,3 +96,27 @@ def test_canaries_are_players_after_the_real_contributors(tmp_path):
     assert plan.full_key != plain.full_key
     with pytest.raises(ConfigError, match="canaries\\[0\\]: duplicate needs 'of'"):
         make_plan(tmp_path, canaries=[{"kind": "duplicate"}])
+
+
+def test_without_intervals_a_copy_is_not_checked():
+    canaries = resolve([{"kind": "duplicate", "of": "a"}], SIZES)
+    t = _values({"a": 0.5, "b": 0.3, "c": 0.2, "canary-duplicate-a": 0.51}, half=float("nan"))
+    (row,) = check(t, canaries, lambda p: True).itertuples()
+    assert row.holds is None and "cannot be checked" in row.detail
+
+
+def test_a_canary_is_keyed_by_what_it_is_made_of_not_by_names(tmp_path):
+    entry = {"kind": "duplicate", "of": "digit1"}
+    named = make_plan(tmp_path, canaries=[{**entry, "name": "copy"}], estimators=[{"method": "stratified",
+                                                                                    "budget": 10}])
+    plain = make_plan(tmp_path, canaries=[entry], estimators=[{"method": "stratified", "budget": 10}])
+    assert named.shard_keys["copy"] == plain.shard_keys["canary-duplicate-digit1"]
+    assert named.full_key == plain.full_key  # renaming it retrains nothing
+    blurred = make_plan(tmp_path, canaries=[{**entry, "strength": 0.1}], estimators=[{"method": "stratified",
+                                                                                      "budget": 10}])
+    assert blurred.shard_keys["canary-duplicate-digit1"] != plain.shard_keys["canary-duplicate-digit1"]
+
+
+def test_a_subsample_of_small_contributors_has_at_least_one_image():
+    (c,) = resolve([{"kind": "subsample"}], {"a": 3, "b": 3, "c": 2})
+    assert c["size"] == 1

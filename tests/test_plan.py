@@ -314,3 +314,13 @@ def test_two_contributors_plan_every_method_or_say_why_not(tmp_path, method):
         return
     (est,) = make_plan(tmp_path, **over).estimators
     assert est.masks.shape == (2, 2) and est.masks.sum(axis=1).tolist() == [1, 1]
+
+
+def test_image_draws_are_keyed_only_where_they_change_scores(tmp_path):
+    """own draws keep the keys scores had before the option; without replicates the
+    draws change nothing, so they are not keyed either."""
+    shared, own = (make_plan(tmp_path, scores={"image_draws": d}) for d in ("shared", "own"))
+    assert shared.score_key(shared.full_key) != own.score_key(own.full_key)
+    assert "image_draws" not in own.nodes[own.score_key(own.full_key)].spec["options"]
+    off = [make_plan(tmp_path, scores={"image_draws": d, "image_bootstrap": 0}) for d in ("shared", "own")]
+    assert off[0].score_key(off[0].full_key) == off[1].score_key(off[1].full_key)

@@ -241,3 +241,16 @@ def test_a_write_that_fails_on_a_full_disk_says_so(tmp_path, monkeypatch, free_m
         assert str(tmp_path) in str(info.value) and "unexpected pos" in str(info.value.__cause__)
     else:
         assert isinstance(info.value, RuntimeError) and "unexpected pos" in str(info.value)
+
+
+def test_other_failures_on_a_nearly_full_disk_keep_their_own_message(monkeypatch, tmp_path):
+    import diffcredit.runner as runner
+    from diffcredit.stages import STAGES
+
+    def fails(job, progress=True):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(type(STAGES["prune"]), "function", lambda self: fails)
+    monkeypatch.setattr(runner, "_free", lambda path: 1 << 20)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        runner.run_job({"rule": "prune", "out": str(tmp_path / "x")})

@@ -84,7 +84,7 @@ def resolve(entries: list[dict], sizes: dict[str, int]) -> list[dict]:
             raise ValueError(f"{where}: {kind.name} is made from the pooled images; 'of' applies to duplicate only")
         if not kind.pooled and of not in sizes:
             raise ValueError(f"{where}: duplicate needs 'of', one of the contributors {sorted(sizes)}; got {of!r}")
-        size = sizes[of] if not kind.pooled else e.get("size") or (median // 4 if kind.name == "subsample"
+        size = sizes[of] if not kind.pooled else e.get("size") or (max(1, median // 4) if kind.name == "subsample"
                                                                    else median)
         total = sum(sizes.values())
         if kind.pooled and size > total:
@@ -143,8 +143,10 @@ def check(values: pd.DataFrame, canaries: list[dict], quality: Callable[[str], b
                 other = float(t.loc[c["of"], "credit"])
                 o_low, o_high = interval(c["of"])
                 finite = np.isfinite([low, high, o_low, o_high]).all()
-                holds = bool(low <= o_high and o_low <= high) if finite else bool(np.isclose(credit, other))
+                holds = bool(low <= o_high and o_low <= high) if finite else None  # no intervals: not checked
                 detail = f"credit {credit:.4g} [{low:.4g}, {high:.4g}]; {c['of']} {other:.4g} [{o_low:.4g}, {o_high:.4g}]"
+                if not finite:
+                    detail += "; without intervals (n_boot: 0) a copy cannot be checked"
             elif kind.name == "subsample":
                 median = float(real["credit"].median())
                 holds = credit < median
@@ -154,5 +156,5 @@ def check(values: pd.DataFrame, canaries: list[dict], quality: Callable[[str], b
                 holds = credit < lowest
                 detail = f"credit {credit:.4g}; lowest real contributor {lowest:.4g} ({real['credit'].idxmin()})"
             rows.append({"property": prop, "canary": c["name"], "kind": c["kind"], "expectation": kind.expectation,
-                         "holds": bool(holds), "credit": credit, "detail": detail})
+                         "holds": None if holds is None else bool(holds), "credit": credit, "detail": detail})
     return pd.DataFrame(rows, columns=["property", "canary", "kind", "expectation", "holds", "credit", "detail"])

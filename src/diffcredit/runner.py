@@ -27,7 +27,9 @@ def run_job(job: dict, progress: bool = True) -> None:
     try:
         get(job["rule"]).function()(job, progress=progress)
     except (OSError, RuntimeError) as exc:
-        full = _full_disk(job.get("out"))
+        # What a write on a full disk raises: ENOSPC, or torch.save's bare enforce failure.
+        write_failed = getattr(exc, "errno", None) == errno.ENOSPC or "unexpected pos" in str(exc)
+        full = _full_disk(job.get("out")) if write_failed else None
         if full is None:
             raise
         # torch.save on a full disk says only "[enforce fail ...] unexpected pos".

@@ -17,6 +17,8 @@ from .values import read_values
 def summary_job(job: dict, progress: bool = True) -> None:
     inputs, outputs = job["inputs"], job["outputs"]
     tables = [read_values(p) for p in inputs["values"]]
+    for table, label in zip(tables, job["labels"]):  # which entry made each row
+        table.insert(0, "estimate", label)
     if job.get("canaries"):
         tables = _with_canaries(tables, job["labels"], job["canaries"], job["quality"], outputs["canaries"])
     values = pd.concat(tables, ignore_index=True)
@@ -53,8 +55,9 @@ def _with_canaries(tables: list, labels: list, canaries: list[dict], quality: di
             found = check(table, canaries, lambda p: quality[p])
             checks.append(found.assign(estimate=label))
             for r in found.itertuples():
-                table.loc[(table["property"] == r.property) & (table["contributor"] == r.canary),
-                          "canary_holds"] = r.holds
+                if r.holds is not None:
+                    table.loc[(table["property"] == r.property) & (table["contributor"] == r.canary),
+                              "canary_holds"] = r.holds
         out_tables.append(table)
     found = pd.concat(checks, ignore_index=True) if checks else pd.DataFrame(columns=["estimate"])
     found.insert(0, "estimate", found.pop("estimate"))
@@ -102,8 +105,10 @@ def print_summary(plan, stream=None) -> None:
     table = pd.read_csv(path)
     table["retrains"] = table["retrains"].fillna(0).astype(int) if "retrains" in table else 0
     cols = ["contributor", "value", "ci_low", "ci_high", "rank"]
-    groups = ["method", "shrink", "scheme", "budget", "strategy", "retrains", "property"]
-    for (method, shrink, scheme, budget, strategy, retrains, prop), t in table.groupby(groups, sort=False):
+    if "estimate" not in table:  # a table written before the column existed
+        table["estimate"] = ""
+    groups = ["estimate", "method", "shrink", "scheme", "budget", "strategy", "retrains", "property"]
+    for (label, method, shrink, scheme, budget, strategy, retrains, prop), t in table.groupby(groups, sort=False):
         better = "higher" if bool(t["higher_is_better"].iloc[0]) else "lower"
         shrunk = ", shrunk toward the equal split" if shrink else ""
         if retrains:
@@ -113,7 +118,9 @@ def print_summary(plan, stream=None) -> None:
                   file=stream)
             shown, fmt = (cols if t["ci_low"].notna().any() else ["contributor", "value", "rank"]), "{:.4g}"
         else:
-            print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions ({strategy}){shrunk}:",
+            named = f" [{label}]" if label else ""
+            print(f"\n{prop} ({better} is better), {method} on {budget} {scheme} coalitions ({strategy}){shrunk}"
+                  f"{named}:",
                   file=stream)
             shown, fmt = cols, "{:.4f}"
         print(t.sort_values("rank")[shown].to_string(index=False, float_format=fmt.format), file=stream)
@@ -149,7 +156,7 @@ def print_summary(plan, stream=None) -> None:
     if canaries and Path(canaries).is_file():
         print("\ncanaries (players too: an audit of the method on this data, not values to pay from):", file=stream)
         for r in pd.read_csv(canaries).itertuples():
-            verdict = "holds" if r.holds else "DOES NOT HOLD"
+            verdict = "not checked" if pd.isna(r.holds) else "holds" if r.holds else "DOES NOT HOLD"
             print(f"  {r.estimate}, {r.property}: {r.canary} {verdict}: {r.expectation}; {r.detail}", file=stream)
     for name, out in plan.summary_outputs.items():
         if name not in ("values", "samples"):

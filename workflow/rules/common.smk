@@ -81,11 +81,19 @@ def stage_log(stage):
     return f"{R}/logs/{stage.name}/{stage.log}"
 
 
+# A checkpoint runs alone: it takes every slot, so no job is running when Snakemake
+# updates the DAG after it (Snakemake 9 can lose a running job's dependents then, and
+# end the run without the summary).
+CHECKPOINT_SLOTS = 1_000_000
+workflow.register_resource("diffcredit_slots", CHECKPOINT_SLOTS)
+
+
 def stage_resources(stage):
     """mem_mb (doubled on the first retry, tripled on the second), gpu (stages that may
     use one) and the SLURM wall time of a stage's jobs; the profile may override any."""
     res = plan.resources(stage.name)
-    out = {"runtime": lambda wc, attempt: stage.runtime * attempt}
+    out = {"runtime": lambda wc, attempt: stage.runtime * attempt,
+           "diffcredit_slots": CHECKPOINT_SLOTS if stage.checkpoint else 1}
     if stage.gpu:
         out["gpu"] = res["gpu"]
     if res["mem_mb"] is not None:

@@ -71,16 +71,18 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None  # JSON has no NaN or infinity
 
 
-def round_record(table: pd.DataFrame, target: dict) -> dict:
+def round_record(table: pd.DataFrame, target: dict, exclude: tuple = ()) -> dict:
     """Whether a round's values table meets `target`, with what was measured per
     property. A missing interval (NaN) meets no criterion; nor does `relative` when
-    every contributor has the same value."""
+    every contributor has the same value. `exclude`: contributors left out (canaries,
+    whose outlying values would widen the spread the target is relative to)."""
     out, met = {}, True
+    table = table[~table["contributor"].isin(exclude)]
     for prop, t in table.groupby("property", sort=False):
         half = float(np.max((t["ci_high"] - t["ci_low"]).to_numpy(float) / 2))
         spread = float(np.std(t["value"].to_numpy(float)))
         relative = half / spread if spread > 0 else math.inf
-        rec = {"half_width": _finite(half), "spread": spread, "relative": _finite(relative)}
+        rec = {"half_width": _finite(half), "spread": _finite(spread), "relative": _finite(relative)}
         checks = {}
         width = target.get("half_width")
         if width is not None:

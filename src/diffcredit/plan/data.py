@@ -52,7 +52,10 @@ class DataNodes:
             raise ConfigError(f"invalid config: {exc}") from None
         for c in self.canaries:
             sources = [self.shard_keys[c["of"]]] if c["of"] else self.all_shards
-            self.shard_keys[c["name"]] = self.add("canary_shard", {**c, **self.transform}, {"shards": sources})
+            # Keyed by what it is made of (the parent shards cover the original), not by names.
+            keyed = {k: c[k] for k in ("kind", "size", "strength", "seed")}
+            self.shard_keys[c["name"]] = self.add("canary_shard", {**keyed, **self.transform}, {"shards": sources},
+                                                  {"name": c["name"]})
             self.names.append(c["name"])
         self.n = len(self.names)
 
@@ -85,7 +88,7 @@ class DataNodes:
         if ref == "data" or (isinstance(ref, dict) and ref.get("source") == "data"):
             labels = {lab for c in self.contributors for lab in c.labels}
             self.reference = {"source": "data", "labelled": -1 not in labels, "n_classes": len(labels - {-1}),
-                              "n_contributors": self.n, "stats_file": None}
+                              "n_contributors": len(self.all_shards), "stats_file": None}
             self.reference_key = self.add("reference_data", {"source": "data", **self.transform},
                                           {"shards": self.all_shards})
             return
@@ -96,7 +99,7 @@ class DataNodes:
             from ..artifacts import file_sha256
 
             digest = self._cache.get_or_compute(path, lambda: {"sha256": file_sha256(path)})
-            self.reference = {"source": "stats", "labelled": False, "n_classes": 0, "n_contributors": self.n,
+            self.reference = {"source": "stats", "labelled": False, "n_classes": 0, "n_contributors": len(self.all_shards),
                               "stats_file": str(path), "stats_sha256": digest["sha256"]}
             self.reference_key = None
             return
@@ -107,7 +110,7 @@ class DataNodes:
         items = [h for g in groups for h in g.item_hashes]
         labels = [lab for g in groups for lab in g.labels]
         self.reference = {"source": ref["source"], "labelled": labelled, "n_classes": len(set(labels) - {-1}),
-                          "n_contributors": self.n, "stats_file": None}
+                          "n_contributors": len(self.all_shards), "stats_file": None}
         self.reference_key = self.add(
             "reference_data",
             {"source": ref["source"], **self.transform,

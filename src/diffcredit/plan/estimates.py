@@ -146,14 +146,14 @@ class EstimateNodes:
         if not e["n_boot"]:
             raise ConfigError(f"invalid config: {here}: needs intervals, but n_boot is 0")
         try:
-            check_target(target, self.names, self.properties)
+            check_target(target, self.names[:len(self.all_shards)], self.properties)  # canaries are not judged
             rounds = schedule(e["budget"], e.get("retrains", 0), cap)
         except ValueError as exc:
             raise ConfigError(f"invalid config: {here}: {exc}") from None
         plain = {**e, "target": None}
         self._design({**plain, "budget": rounds[-1][0], "retrains": rounds[-1][1]}, f"{here}.max_budget")
         first = self.add_estimator({**plain, "budget": rounds[0][0], "retrains": rounds[0][1]}, where)
-        check = self.add("estimate_round", {"target": target}, {"values": first.key})
+        check = self.add("estimate_round", self._round_spec(target), {"values": first.key})
         key = self.add("adaptive_estimate", {"target": target, "max_budget": cap}, {"rounds": [check]},
                        {"schedule": rounds})
         self._adaptive.setdefault(key, {"entry": plain, "where": where, "target": target, "schedule": rounds,
@@ -179,5 +179,10 @@ class EstimateNodes:
             budget, retrains = a["schedule"][done]
             est = self.add_estimator({**a["entry"], "budget": budget, "retrains": retrains}, a["where"])
             a["estimates"].append(est.key)
-            a["rounds"].append(self.add("estimate_round", {"target": a["target"]}, {"values": est.key}))
+            a["rounds"].append(self.add("estimate_round", self._round_spec(a["target"]), {"values": est.key}))
             self._dynamic[key] = {"rounds": list(a["rounds"])}
+
+    def _round_spec(self, target: dict) -> dict:
+        """A round checkpoint's spec: the target, judged on the real contributors only."""
+        canaries = [c["name"] for c in self.canaries]
+        return {"target": target, **({"canaries": canaries} if canaries else {})}

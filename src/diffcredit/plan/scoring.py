@@ -47,8 +47,11 @@ class ScoringNodes:
         self._add_reference_stats()
         self._resolve_generate()
         self.features_spec = {"extractors": self.extractor_specs}
-        # `own` draws are keyed as before the option existed, so their scores stay where they were.
-        options = {k: v for k, v in self.cfg["scores"].items() if (k, v) != ("image_draws", "own")}
+        # `own` draws are keyed as before the option existed, so their scores stay where they were;
+        # without replicates the draws change nothing.
+        scores = self.cfg["scores"]
+        drop = scores["image_draws"] == "own" or not scores["image_bootstrap"]
+        options = {k: v for k, v in scores.items() if not (k == "image_draws" and drop)}
         self.score_spec = {"properties": sorted(self.properties), "options": options}
 
     def _add_networks(self) -> None:

@@ -34,8 +34,7 @@ def canary_shard(job: dict, progress: bool = True) -> None:
     arrays = data_mod.read_shard_arrays(job["inputs"]["shards"])
     images, labels, captions = make(job["spec"], arrays["images"], arrays["labels"], arrays.get("captions"))
     data_mod.write_shard(job["out"], images, labels, captions)
-    log.info("wrote %d images of canary %s (%s) to %s", len(images), job["spec"]["name"], job["spec"]["kind"],
-             job["out"])
+    log.info("wrote %d images of canary %s (%s) to %s", len(images), job["name"], job["spec"]["kind"], job["out"])
 
 
 def prepare_data(job: dict, progress: bool = True) -> None:

@@ -177,7 +177,7 @@ def estimate_round(job: dict, progress: bool = True) -> None:
 
     table = read_values(job["inputs"]["values"])
     compute = read_json(Path(job["inputs"]["values"]) / "diagnostics.json").get("compute", {})
-    record = round_record(table, job["spec"]["target"])
+    record = round_record(table, job["spec"]["target"], tuple(job["spec"].get("canaries", ())))
     log.info("round of %d coalitions: target %s", table["budget"].iloc[0], "met" if record["met"] else "not met")
     write_json(job["out"], {"budget": int(table["budget"].iloc[0]), "retrains": int(table["retrains"].iloc[0]),
                             "compute": compute, **record}, seal=True)
