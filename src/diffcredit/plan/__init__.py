@@ -73,9 +73,10 @@ class Plan(NodeTable, DataNodes, ModelNodes, ScoringNodes, EstimateNodes, Attrib
         self.extra_targets = [k for s in STAGES.values() for k in s.plan_nodes(self)]
         self._cache.flush()
 
-    def load_checkpoints(self) -> None:
+    def load_checkpoints(self) -> bool:
         """Add the nodes that checkpoints written since the plan was built make known:
-        an adaptive estimate's next rounds, the counterfactual's retrains."""
+        an adaptive estimate's next rounds, the counterfactual's retrains. True when the
+        counterfactual's retrains are known."""
         for key in self._adaptive:
             self._load_rounds(key)
-        self._load_counterfactual()
+        return self._load_counterfactual()

@@ -90,8 +90,10 @@ def score(job: dict, progress: bool = True) -> None:
     # shared: replicate b draws the same image indices (the same generation seeds) for every
     # model; own: seeded by the key, every model's resampling its own.
     n_replicates = int(options.get("image_bootstrap", 0))
-    seed = SHARED_DRAWS_SEED if options.get("image_draws", "own") == "shared" else int(job["key"], 16)
-    replicates = image_replicates(names, feats, refs, options, n_replicates, seed=seed) if n_replicates else {}
+    replicates = {}
+    if n_replicates:
+        seed = SHARED_DRAWS_SEED if options.get("image_draws", "own") == "shared" else int(job["key"], 16)
+        replicates = image_replicates(names, feats, refs, options, n_replicates, seed=seed)
     write_json(job["out"], {
         "n_images": n_images,
         "properties": {n: {"value": values[n], "higher_is_better": get(n).higher_is_better,
