@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from correction import _noise, exact_values, load_game, metrics
+from correction import _noise, exact_values, load_game, metrics, run_plan, setup_seconds
 
 
 def round_values(masks, cheap, retrain, k, method, seed, n_boot):
@@ -71,21 +71,12 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    from diffcredit.artifacts import read_json
     from diffcredit.coalitions import sample_design
-    from diffcredit.config import deep_update, load_yaml
     from diffcredit.estimators.adaptive import round_record, schedule
-    from diffcredit.evaluation.fidelity import compute_seconds
-    from diffcredit.plan import Plan
 
-    cfg = load_yaml(REPO / "config.yaml")
-    for f in args.configfile:
-        cfg = deep_update(cfg, load_yaml(f))
-    cfg["results"] = str(args.workdir / cfg["results"])
-    plan = Plan(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    plan = run_plan(args.workdir, args.configfile)
     n = plan.n
-    setup = compute_seconds(read_json(Path(plan.nodes[plan.pruned_key].path) / "training.json"))
-    setup = setup if args.strategy in ("sft", "ga") else 0.0
+    setup = setup_seconds(plan, args.strategy)
     rounds = schedule(args.budget, args.retrains, args.max_budget)
     print(f"rounds (coalitions, retrains): {rounds}", flush=True)
     games = {}

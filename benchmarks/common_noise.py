@@ -36,6 +36,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from correction import run_plan
 
 
 def exact_matrix(n: int) -> np.ndarray:
@@ -69,17 +72,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     from diffcredit.artifacts import read_json, read_npz
-    from diffcredit.config import deep_update, load_yaml
-    from diffcredit.plan import Plan
     from diffcredit.properties import image_replicates
     from diffcredit.stages.scoring import _grouped
 
-    cfg = load_yaml(REPO / "config.yaml")
-    for f in args.configfile:
-        cfg = deep_update(cfg, load_yaml(f))
-    cfg["results"] = str(args.workdir / cfg["results"])
-    plans = {s: Plan(deep_update(cfg, {"generate": {"seed": s}}), REPO / "workflow" / "schemas" /
-                     "config.schema.yaml") for s in args.seeds}
+    plans = {s: run_plan(args.workdir, args.configfile, generate={"seed": s}) for s in args.seeds}
     first = plans[args.seeds[0]]
     n, props = first.n, first.properties
     weights = exact_matrix(n)

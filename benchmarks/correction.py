@@ -55,6 +55,30 @@ def load_game(plan, strategy: str, prop: str):
     return values, seconds
 
 
+def run_plan(workdir: Path, configfiles, **override):
+    """The Plan of the embedded default and `configfiles` (then `override`), its results
+    under `workdir`: the run whose artifacts a benchmark reads."""
+    from diffcredit.config import deep_update, load_yaml
+    from diffcredit.plan import Plan
+
+    cfg = load_yaml(REPO / "config.yaml")
+    for f in configfiles:
+        cfg = deep_update(cfg, load_yaml(f))
+    cfg = deep_update(cfg, override)
+    cfg["results"] = str(workdir / cfg["results"])
+    return Plan(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def setup_seconds(plan, strategy: str) -> float:
+    """The pruned model's recovery fine-tune, which sft and ga coalitions start from."""
+    from diffcredit.artifacts import read_json
+    from diffcredit.evaluation.fidelity import compute_seconds
+
+    if strategy not in ("sft", "ga"):
+        return 0.0
+    return compute_seconds(read_json(Path(plan.nodes[plan.pruned_key].path) / "training.json"))
+
+
 def exact_values(n: int, table: dict) -> np.ndarray:
     from diffcredit.estimators import estimate
 
@@ -148,19 +172,11 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    from diffcredit.artifacts import read_json
-    from diffcredit.config import deep_update, load_yaml
-    from diffcredit.evaluation.fidelity import compute_seconds
     from diffcredit.coalitions import sample_design
-    from diffcredit.plan import Plan
 
-    cfg = load_yaml(REPO / "config.yaml")
-    for f in args.configfile:
-        cfg = deep_update(cfg, load_yaml(f))
-    cfg["results"] = str(args.workdir / cfg["results"])
-    plan = Plan(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    plan = run_plan(args.workdir, args.configfile)
     n = plan.n
-    setup = compute_seconds(read_json(Path(plan.nodes[plan.pruned_key].path) / "training.json"))
+    setup = setup_seconds(plan, args.strategy)
     rows = []
     for prop in plan.properties:
         cheap, seconds_c = load_game(plan, args.strategy, prop)
@@ -177,7 +193,7 @@ def main() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 for arm, k, df, cost in arms(masks, codes, cheap, retrain, seconds_c, seconds_r,
-                                             setup if args.strategy in ("sft", "ga") else 0.0,
+                                             setup,
                                              args.method, args.retrains, seed, args.n_boot):
                     rows.append({"property": prop, "arm": arm, "k": k, "design_seed": seed,
                                  **metrics(df, truth), "compute": cost / truth_cost})
