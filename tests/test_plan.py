@@ -172,6 +172,41 @@ def test_a_corrected_estimate_that_cannot_work_is_refused(tmp_path, entry, needl
         make_plan(tmp_path, estimators=[{"method": "stratified", "budget": 8, **entry}])
 
 
+def test_training_noise_trains_the_first_rows_again_with_the_next_seed(tmp_path):
+    """training_noise: k adds the design's first k coalitions fine-tuned with the recipe's
+    seed + 1: new models (their keys differ from the rows'), which a larger k keeps; the
+    estimate without it keeps its key."""
+    est = {"method": "stratified", "budget": 8}
+    plan = make_plan(tmp_path, estimators=[est, {**est, "training_noise": 3}, {**est, "training_noise": 5}])
+    plain, three, five = plan.estimators
+    assert three.label == "stratified-stratified-8-sft+noise3"
+    assert "training_noise" not in plan.nodes[plain.key].spec
+    rows = plan.nodes[plain.key].parents["models"]
+    again = plan.nodes[five.key].parents["again_models"]
+    assert plan.nodes[three.key].parents["again_models"] == again[:3]
+    assert len(set(again) | set(rows)) == len(rows) + 5
+    for row, other in zip(rows, again):
+        a, b = plan.nodes[row], plan.nodes[other]
+        assert a.parents == b.parents  # same start model, same shards
+        assert b.spec["recipe"]["seed"] == a.spec["recipe"]["seed"] + 1
+        def unseeded(spec):
+            return {**spec, "recipe": {**spec["recipe"], "seed": 0}}
+
+        assert unseeded(b.spec) == unseeded(a.spec)
+    assert plan.nodes[five.key].parents["again"] == [plan.score_key(m) for m in again]
+
+
+@pytest.mark.parametrize("entry, needle", [
+    ({"training_noise": 1}, "at least 2 rows"),
+    ({"training_noise": 9}, "more than the design's 8 coalitions"),
+    ({"training_noise": 4, "n_boot": 0}, "n_boot is 0"),
+    ({"training_noise": 4, "retrains": 5}, "training_noise with retrains is not supported"),
+])
+def test_training_noise_that_cannot_work_is_refused(tmp_path, entry, needle):
+    with pytest.raises(ConfigError, match=needle):
+        make_plan(tmp_path, estimators=[{"method": "stratified", "budget": 8, **entry}])
+
+
 def test_fidelity_judges_corrected_estimates_on_its_own_retrains(tmp_path):
     plan = make_plan(tmp_path, evaluations={"fidelity": {"strategies": ["sft", "ft"], "method": "stratified",
                                                          "budget": 8, "retrains": [5]}})

@@ -57,6 +57,7 @@ def test_the_printout_says_what_the_intervals_cover(tiny_run):
     assert "class_entropy (higher is better), leverage on 8 leverage coalitions (sft)" in text
     assert "intervals: 95%, over the sampled coalitions and the generated images" in text
     assert "they do not include the error of sft against retraining" in text
+    assert "the others leave out the randomness of training" in text
 
 
 def test_touched_artifacts_plan_nothing(tiny_run):
@@ -429,6 +430,38 @@ def test_a_corrected_estimate_retrains_only_its_rows_and_pairs_them_right(tiny_r
     assert "6 also retrained: values of the retrained game" in printout
     assert "also include the error of sft against retraining" in printout
     assert re.search(r"training: [\d,]+ s of coalitions \+ [\d,]+ s of retrains", printout)
+
+
+def test_training_noise_trains_its_rows_again_and_widens_the_intervals(tiny_run, tmp_path):
+    """training_noise: 4 on the tiny design fine-tunes its first four coalitions again and
+    nothing else; the estimate keeps the plain one's values, reports the spread those
+    four pairs measured (recomputed here from the score files) and widens every interval."""
+    from diffcredit.estimators.training_noise import pooled_variance
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    est = load_yaml(TINY)["estimators"][0]
+    cfg = write_config(tmp_path / "noise.yaml", {"estimators": [est, {**est, "training_noise": 4}]})
+    assert planned(work, configs=[cfg]) == {"fine_tune": 4, "generate": 4, "features": 4, "score": 4,
+                                            "shapley_estimate": 1, "summary": 1, "all": 1}
+    proc = run(work, configs=[cfg])
+    plan = tiny_plan(work, cfg)
+    plain, noisy = plan.estimators
+    a = pd.read_parquet(Path(plan.values_dir(plain)) / "values.parquet")
+    b = pd.read_parquet(Path(plan.values_dir(noisy)) / "values.parquet")
+    np.testing.assert_allclose(b["value"], a["value"])
+    assert ((b["ci_high"] - b["ci_low"]) > (a["ci_high"] - a["ci_low"])).all()
+    diagnostics = json.loads((Path(plan.values_dir(noisy)) / "diagnostics.json").read_text())
+
+    def scores(keys, prop):
+        return [json.loads((work / plan.nodes[k].path).read_text())["properties"][prop]["value"] for k in keys]
+
+    node = plan.nodes[noisy.key]
+    for prop in plan.properties:
+        variance, df = pooled_variance(scores(node.parents["rows"][:4], prop), scores(node.parents["again"], prop))
+        assert diagnostics[prop]["training_noise"] == {"rows": 4, "sd": pytest.approx(np.sqrt(variance)), "df": df}
+        assert f"{prop}: training changes a coalition's value by sd {np.sqrt(variance):.4g}" in proc.stdout
+    assert "also include the randomness of training" in proc.stdout
 
 
 def test_an_adaptive_budget_runs_rounds_until_its_target_and_a_larger_cap_continues(tiny_run, tmp_path):

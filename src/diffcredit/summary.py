@@ -128,12 +128,19 @@ def print_summary(plan, stream=None) -> None:
         print(f"plots: {plan.values_dir(est)}/{_compute_note(plan, est)}", file=stream)
         if est.max_budget:
             print(_adaptive_note(plan, est), file=stream)
-        for line in _pair_notes(plan, est) + _warnings(plan, est):
+        for line in _training_notes(plan, est) + _pair_notes(plan, est) + _warnings(plan, est):
             print(line, file=stream)
     shortcuts = sorted({e.strategy for e in plan.estimators if not e.retrains} - {"retrain"})
     corrected = sorted({e.strategy for e in plan.estimators if e.retrains})
     images = "and the generated images" if plan.cfg["scores"]["image_bootstrap"] else "only"
     print(f"\nintervals: 95%, over the sampled coalitions {images}", file=stream)
+    noisy = [e for e in plan.estimators if e.training_noise]
+    if noisy:
+        print("those of the estimates marked +noise also include the randomness of training, measured on their "
+              "coalitions trained twice", file=stream)
+    if len(noisy) < len(plan.estimators):
+        print("the others leave out the randomness of training, which can move credits more than the intervals "
+              "(docs/estimators.md): set training_noise on the estimator to include it", file=stream)
     if corrected:
         print(f"those of the estimates with retrained coalitions also include the error of {', '.join(corrected)} "
               "against retraining, as far as their retrains measure it", file=stream)
@@ -183,6 +190,18 @@ def _warnings(plan, est) -> list[str]:
         return []
     found = [m for prop in plan.properties for m in (diagnostics.get(prop) or {}).get("warnings", [])]
     return [f"  warning: {m}" for m in dict.fromkeys(found)]
+
+
+def _training_notes(plan, est) -> list[str]:
+    """Per property, the spread of training that the estimate's coalitions trained twice
+    measured, beside the estimate's widest half-width."""
+    try:
+        diagnostics = read_json(Path(plan.values_dir(est)) / "diagnostics.json")
+    except (OSError, ValueError):
+        return []
+    found = [(prop, (diagnostics.get(prop) or {}).get("training_noise")) for prop in plan.properties]
+    return [f"  {prop}: training changes a coalition's value by sd {t['sd']:.4g} ({t['rows']} coalitions trained "
+            f"twice, {t['df']} df)" for prop, t in found if t]
 
 
 def _pair_notes(plan, est) -> list[str]:

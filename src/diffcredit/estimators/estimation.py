@@ -25,6 +25,7 @@ import pandas as pd
 from .base import IdentificationError, Method
 from .common import check_design, is_paired, zero_sum_basis
 from .methods import SHRINKABLE_METHODS, get_method
+from .training_noise import training_draws
 
 CI_LEVEL = 0.95
 
@@ -49,6 +50,7 @@ def estimate(
     n_players: int | None = None,
     shrink: bool = False,
     noise: tuple | None = None,
+    training: tuple | None = None,
 ) -> pd.DataFrame:
     """Estimate each contributor's value from an evaluated design.
 
@@ -73,6 +75,11 @@ def estimate(
             rows' share of it already (in its resampled rows or residuals), so its
             replicate b adds draw b mod r of the anchors' share alone; for the
             deterministic methods the interval is this error, rows and anchors.
+        training: (variance, df) of the rows' training randomness, from rows
+            trained twice (`training_noise.pooled_variance`): each replicate
+            also adds the values' error under independent errors of that
+            variance on every row (`training_noise.training_draws`). Needs
+            n_boot > 0 (its draws are the replicates).
 
     Returns:
         DataFrame indexed by player 0..n-1 with columns ``value``, ``ci_low``
@@ -92,7 +99,7 @@ def estimate(
         IdentificationError: the design cannot identify the values.
     """
     value, replicates = estimate_draws(masks, values, v_empty, v_full, method, seed, n_boot, paired,
-                                       n_players=n_players, shrink=shrink, noise=noise)
+                                       n_players=n_players, shrink=shrink, noise=noise, training=training)
     if replicates is None:
         low = high = np.full_like(value, np.nan)
     else:
@@ -109,7 +116,7 @@ def values_frame(value, low, high) -> pd.DataFrame:
 
 
 def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, paired=None, *,
-                   n_players=None, shrink=False, noise=None):
+                   n_players=None, shrink=False, noise=None, training=None):
     """`estimate`'s point values (n,) and its replicates (n_boot, n) before the
     percentiles: one row per bootstrap replicate, or the value plus each noise draw
     for a deterministic method; None where there are no intervals (n_boot = 0)."""
@@ -131,8 +138,13 @@ def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, p
     # A bootstrap already sees the rows' measurement noise (in its resampled rows or
     # residuals): only the anchors' is added to it; a deterministic method takes both.
     errors = _noise_draws(record.point, masks, noise, values if not record.deterministic else None)
+    trained = None
+    if training is not None and n_boot:
+        trained = training_draws(record.point, masks, values, v_empty, v_full, *training, n_draws=n_boot, seed=seed)
     if record.deterministic:
-        return value, (value[None, :] if errors is None else value + errors)
+        if trained is None:
+            return value, (value[None, :] if errors is None else value + errors)
+        return value, value + trained + (0.0 if errors is None else errors[np.arange(n_boot) % len(errors)])
     if n_boot == 0:
         return value, None
     if record.bootstrap == "wild":
@@ -141,6 +153,8 @@ def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, p
         replicates = _bootstrap(record.point, masks, values, v_empty, v_full, paired, n_boot, seed)
     if errors is not None:
         replicates = replicates + errors[np.arange(len(replicates)) % len(errors)]
+    if trained is not None:
+        replicates = replicates + trained
     return value, replicates
 
 

@@ -27,6 +27,7 @@ class PlannedEstimate:
     replicate: int = 0  # retrain's seed replicate (fidelity's noise floor)
     retrains: int = 0  # the design's first rows also retrained: a corrected estimate
     max_budget: int = 0  # an adaptive budget's cap; masks are then its first round's
+    training_noise: int = 0  # the design's first rows also trained with another seed
 
     @property
     def label(self) -> str:
@@ -36,8 +37,9 @@ class PlannedEstimate:
         if self.max_budget:
             size = f"{size}to{self.max_budget}"
         corrected = f"+retrain{self.retrains}" if self.retrains else ""
+        noise = f"+noise{self.training_noise}" if self.training_noise else ""
         return (f"{self.method}{'-shrunk' if self.shrink else ''}-{self.scheme}-{size}{design}-{self.strategy}"
-                f"{corrected}{rep}")
+                f"{corrected}{noise}{rep}")
 
 
 class EstimateNodes:
@@ -63,6 +65,7 @@ class EstimateNodes:
             return self._add_adaptive(e, where)
         scheme, strategy, masks = self._design(e, where)
         retrains = e.get("retrains", 0)
+        noise = e.get("training_noise", 0)
         design_spec = {"scheme": scheme, "budget": e["budget"], "seed": e["seed"], "players": self.names}
         design_key = self.add("coalition_sample", design_spec, {})
         rep = e.get("replicate", 0)
@@ -82,9 +85,14 @@ class EstimateNodes:
             parents["retrained_models"] = retrained
             parents["retrained_empty"] = self.score_key(self.model_key((), "retrain"))
             parents["retrained_full"] = self.score_key(self.model_key(self.names, "retrain"))
+        if noise:
+            spec["training_noise"] = noise
+            again = [self.model_key(self._members(r), strategy, rep + 1) for r in masks[:noise]]
+            parents["again"] = [self.score_key(m) for m in again]
+            parents["again_models"] = again
         key = self.add("shapley_estimate", spec, parents)
         return PlannedEstimate(e["method"], scheme, e["budget"], e["seed"], e["n_boot"], e["shrink"], strategy,
-                               design_key, key, masks, rep, retrains)
+                               design_key, key, masks, rep, retrains, training_noise=noise)
 
     def _design(self, e: dict, where: str) -> tuple[str, str, np.ndarray]:
         """An entry's scheme, strategy and design, refused when the estimate could not be made."""
@@ -108,7 +116,26 @@ class EstimateNodes:
             raise ConfigError(f"invalid config: {where}: budget {e['budget']} is too small: {exc}") from None
         if e.get("retrains", 0):
             self._check_retrains(e, where, strategy, masks)
+        if e.get("training_noise", 0):
+            self._check_training_noise(e, where, masks)
         return scheme, strategy, masks
+
+    def _check_training_noise(self, e: dict, where: str, masks: np.ndarray) -> None:
+        """Rows trained again need intervals to go into, and are rows of the design."""
+        k = e["training_noise"]
+        if k < 2:
+            raise ConfigError(f"invalid config: {where}: training_noise: {k} gives the spread of training one "
+                              "degree of freedom; train at least 2 rows again (6 or more for a usable interval)")
+        if k > len(masks):
+            raise ConfigError(f"invalid config: {where}: training_noise: {k} is more than the design's {len(masks)} "
+                              "coalitions; train fewer again")
+        if not e["n_boot"]:
+            raise ConfigError(f"invalid config: {where}: training_noise widens the intervals, but n_boot is 0 "
+                              "(no intervals); set n_boot or drop training_noise")
+        if e.get("retrains", 0):
+            raise ConfigError(f"invalid config: {where}: training_noise with retrains is not supported: the "
+                              "correction's residuals already hold the retrained rows' training randomness; "
+                              "drop one")
 
     def _check_retrains(self, e: dict, where: str, strategy: str, masks: np.ndarray) -> None:
         """A corrected estimate needs a cheap strategy, a Shapley method and retrained rows

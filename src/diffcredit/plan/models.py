@@ -79,33 +79,36 @@ class ModelNodes:
 
     def model_key(self, members, strategy: str | None = None, seed: int = 0) -> str:
         """The key of the model that stands for coalition `members` under `strategy`
-        (`seed`: the retrain replicate; only the retrain strategy has replicates)."""
+        (`seed` > 0: a replicate whose training seed is offset by `seed`; the empty and
+        full coalitions of a fine-tuning strategy are its fixed anchors and have none)."""
         from ..strategies import get_strategy
 
         strategy = strategy or self.cfg["fine_tune"]["strategy"]
         members = tuple(members)
-        if seed and strategy != "retrain":
-            raise ValueError(f"only retrain has seed replicates, not {strategy}")
         cached = self._model_keys.get((strategy, members, seed))
         if cached is not None:
             return cached
+        s = get_strategy(strategy)
+        if seed and s.start != "init" and len(members) in (0, self.n):
+            raise ValueError(f"{strategy}'s empty and full coalitions are its fixed anchors: no seed replicates")
         if not members:
             key = self.init_key_of(seed)
         elif len(members) == self.n:
             key = self.full_key if not seed else self._retrain(members, "train_full", seed)
         else:
-            s = get_strategy(strategy)
             if s.start == "init":
                 key = self._retrain(members, "fine_tune", seed)
             else:
                 trained = members if s.data == "members" else tuple(n for n in self.names if n not in members)
                 section = _section(self.cfg, s.recipe)
+                if seed:
+                    section = {**section, "seed": section["seed"] + seed}
+                desc = f"{s.name}[{len(members)}/{self.n}]" + (f" seed+{seed}" if seed else "")
                 start = {"full": self.full_key, "pruned": self.pruned_key}[s.start]
                 key = self.add(
                     "fine_tune", {"strategy": s.name, "recipe": recipe(section)},
                     {"start": start, "shards": self._shards_of(trained)},
-                    self._train_job(section, trained, f"{s.name}[{len(members)}/{self.n}]", ascent=s.ascent,
-                                    threads=self.threads),
+                    self._train_job(section, trained, desc, ascent=s.ascent, threads=self.threads),
                 )
             self.coalitions[key] = members
         self._model_keys[(strategy, members, seed)] = key

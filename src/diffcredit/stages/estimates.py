@@ -62,6 +62,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     )
     from ..estimators import estimate, get_method
     from ..estimators.correction import corrected_estimate, correction_convergence
+    from ..estimators.training_noise import pooled_variance
     from ..evaluation.fidelity import model_seconds
 
     design = pd.read_parquet(verify_file(inputs["design"]))
@@ -73,6 +74,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     if retrains:
         retrained = [read_scores(p) for p in inputs["retrained"]]
         r_empty, r_full = read_scores(inputs["retrained_empty"]), read_scores(inputs["retrained_full"])
+    again = [read_scores(p) for p in inputs.get("again", [])]  # the first rows trained with another seed
     options = {"seed": spec["seed"], "n_boot": spec["n_boot"], "shrink": spec["shrink"]}
     tables, diagnostics, conv_tables, pair_tables = [], {}, [], []
     for prop in spec["properties"]:
@@ -90,7 +92,13 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
             conv = correction_convergence(*cheap, r_values, v_empty, v_full, noise=noise, **options)
             diagnostics[prop]["correction"] = fit
         else:
-            df, warned = _warned(estimate, masks, values, v_empty, v_full, spec["method"], noise=noise, **options)
+            training = None
+            if again:
+                training = pooled_variance(values[:len(again)], [r[prop]["value"] for r in again])
+                diagnostics[prop]["training_noise"] = {"rows": len(again), "sd": float(np.sqrt(training[0])),
+                                                       "df": training[1]}
+            df, warned = _warned(estimate, masks, values, v_empty, v_full, spec["method"], noise=noise,
+                                 training=training, **options)
             conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"],
                                shrink=spec["shrink"])
         if not retrains:  # a corrected estimate's rows are the cheap game's: its interactions are the plain one's
@@ -112,11 +120,13 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
     # The compute the estimate's coalitions took (their training records; anchors and the
     # one-off pruning excluded): CPU seconds on a CPU, wall seconds on a GPU. In the
     # diagnostics, not the values: those are the same on every rerun, timings are not.
-    compute = {"coalition_seconds": float(sum(map(model_seconds, inputs.get("models", [])))),
+    trained = inputs.get("models", []) + inputs.get("again_models", [])
+    compute = {"coalition_seconds": float(sum(map(model_seconds, trained))),
                "retrain_seconds": float(sum(map(model_seconds, inputs.get("retrained_models", []))))}
     conv_all = pd.concat(conv_tables, ignore_index=True)
     shrunk = ", shrunk" if spec["shrink"] else ""
     corrected = f", {retrains} of them retrained" if retrains else ""
+    corrected += f", {len(again)} trained twice" if again else ""
     label = f"{spec['method']} ({spec['scheme']}, {len(masks)} {spec['strategy']} coalitions{corrected}{shrunk})"
     with atomic_dir(out) as tmp:
         write_values(tmp, table, {prop: f"{prop}: {label}" for prop in spec["properties"]})
