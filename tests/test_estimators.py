@@ -688,11 +688,33 @@ def test_noise_free_replicates_leave_the_intervals_unchanged_and_noise_widens_th
                      noise=(values[:, None] + 0.3 * rng.normal(size=(len(masks), 50)),
                             0.3 * rng.normal(size=50), 1 + 0.3 * rng.normal(size=50)))
     assert ((noisy["ci_high"] - noisy["ci_low"]) > (base["ci_high"] - base["ci_low"])).all()
-    # The rows' noise is in the bootstrap already (its rows or residuals): counting it
-    # again would double it, so noise of the rows alone leaves the intervals as they are.
+    # The rows' noise counts too: a bootstrap cannot see all of it.
     rows_only = estimate(masks, values, 0.0, 1.0, method, n_boot=300,
                          noise=(values[:, None] + 0.3 * rng.normal(size=(len(masks), 50)), np.zeros(50), np.ones(50)))
-    np.testing.assert_allclose(rows_only[["ci_low", "ci_high"]], base[["ci_low", "ci_high"]])
+    assert ((rows_only["ci_high"] - rows_only["ci_low"]) > (base["ci_high"] - base["ci_low"])).all()
+
+
+def test_image_noise_of_the_rows_reaches_the_stratified_designs_enumerated_strata():
+    """The stratified design of 30 coalitions of 11 players is the singletons, the
+    complements and 8 single rows: its fit matches every pair's difference exactly, so
+    the wild bootstrap sees no measurement noise. With the rows' image replicates in the
+    draws, the intervals hold the true values about 95% of the time."""
+    n, sigma, reps = 11, 1.0, 100
+    w = np.random.default_rng(0).normal(size=n)
+    masks = sample_design(n, 30, "stratified", 0)
+    truth = w.copy()
+    hits = []
+    for t in range(100):
+        rng = np.random.default_rng(t + 1)
+        values = masks @ w + sigma * rng.normal(size=len(masks))
+        # Replicates scatter around the measured value as the measurement scatters around the truth.
+        noise = (values[:, None] + sigma * rng.normal(size=(len(masks), reps)), np.zeros(reps),
+                 np.full(reps, w.sum()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BootstrapWarning)
+            d = estimate(masks, values, 0.0, w.sum(), "stratified", seed=t, noise=noise)
+        hits.append(np.mean((d["ci_low"] <= truth) & (truth <= d["ci_high"])))
+    assert np.mean(hits) >= 0.9
 
 
 def test_noise_of_the_wrong_shape_is_refused():

@@ -71,10 +71,12 @@ def estimate(
         noise: replicates of the measurements themselves, (rows (m, r), v_empty
             (r,), v_full (r,)): each coalition's property recomputed on resampled
             generated images. The estimate on replicate j minus its mean is a draw
-            of the error that a finite sample of images adds. A bootstrap sees the
-            rows' share of it already (in its resampled rows or residuals), so its
-            replicate b adds draw b mod r of the anchors' share alone; for the
-            deterministic methods the interval is this error, rows and anchors.
+            of the error that a finite sample of images adds, rows and anchors:
+            bootstrap replicate b adds draw b mod r; for the deterministic methods
+            the interval is this error. (A bootstrap cannot see the part shared by
+            the coalitions that hold a contributor, nor, in the ``stratified``
+            design's enumerated strata, any of it; where its residuals do hold
+            some, that part is counted twice and the interval errs wide.)
         training: (variance, df) of the rows' training randomness, from rows
             trained twice (`training_noise.pooled_variance`): each replicate
             also adds the values' error under independent errors of that
@@ -135,9 +137,7 @@ def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, p
         value = _shrunk(record, masks, values, v_empty, v_full, paired)
     else:
         value = record.point(masks, values, v_empty, v_full)
-    # A bootstrap already sees the rows' measurement noise (in its resampled rows or
-    # residuals): only the anchors' is added to it; a deterministic method takes both.
-    errors = _noise_draws(record.point, masks, noise, values if not record.deterministic else None)
+    errors = _noise_draws(record.point, masks, noise)
     trained = None
     if training is not None and n_boot:
         trained = training_draws(record.point, masks, values, v_empty, v_full, *training, n_draws=n_boot, seed=seed)
@@ -169,9 +169,8 @@ def check_shrink(method: str, shrink) -> None:
         )
 
 
-def _noise_draws(point, masks, noise, rows_fixed=None) -> np.ndarray | None:
-    """(r, n) centred draws of the values' error from replicated measurements, or None.
-    With `rows_fixed` (the rows' measured values), only the anchors' replicates vary."""
+def _noise_draws(point, masks, noise) -> np.ndarray | None:
+    """(r, n) centred draws of the values' error from replicated measurements, or None."""
     if noise is None:
         return None
     rows, empty, full = (np.asarray(x, dtype=float) for x in noise)
@@ -180,8 +179,6 @@ def _noise_draws(point, masks, noise, rows_fixed=None) -> np.ndarray | None:
                          f"{rows.shape}, {empty.shape}, {full.shape}")
     if rows.shape[1] == 0:
         return None
-    if rows_fixed is not None:
-        rows = np.repeat(np.asarray(rows_fixed, dtype=float)[:, None], rows.shape[1], axis=1)
     draws = np.stack([point(masks, rows[:, j], empty[j], full[j]) for j in range(rows.shape[1])])
     return draws - draws.mean(axis=0)
 

@@ -100,7 +100,7 @@ STAGES = {s.name: s for s in (
     # designs and estimates
     Stage("coalition_sample", "designs/{key}.parquet", "diffcredit.stages.estimates:coalition_sample", key="design"),
     Stage("shapley_estimate", "values/{key}", "diffcredit.stages.estimates:shapley_estimate", key="estimate",
-          version=4, folder=True, runtime=60, report=("values.rst", "Values", None), counted=True),
+          version=5, folder=True, runtime=60, report=("values.rst", "Values", None), counted=True),
     # an adaptive budget: a checkpoint per round (met the target?), the last round's values
     Stage("estimate_round", "rounds/{key}.json", "diffcredit.stages.estimates:estimate_round", checkpoint=True),
     Stage("adaptive_estimate", "adaptive/{key}", "diffcredit.stages.estimates:adaptive_estimate", folder=True,
