@@ -71,6 +71,15 @@ def test_checks_say_what_holds_in_credit_terms(higher):
                   "canary-subsample": 0.1}, higher=higher)
     found = check(ok, canaries, lambda p: True).set_index("canary")
     assert found["holds"].all() and len(found) == 3
+    # Decided: the noise's interval (up to 0.0) lies below every real lower end (c's, 0.1);
+    # the subsample's (up to 0.2) not below the median real lower end (b's, 0.2).
+    assert found.loc["canary-noise", "decided"] is True and found.loc["canary-subsample", "decided"] is False
+    assert found.loc["canary-duplicate-a", "decided"] is None
+    wide = check(_values({"a": 0.5, "b": 0.3, "c": 0.2, "canary-duplicate-a": 0.62, "canary-noise": -0.1,
+                          "canary-subsample": 0.1}, half=0.2, higher=higher), canaries, lambda p: True)
+    noise = wide.set_index("canary").loc["canary-noise"]
+    assert noise["holds"] and noise["decided"] is False  # below in value, not beyond the noise
+    assert "its interval's upper end 0.1, the real contributors' lowest lower end 0" in noise["detail"]
     bad = _values({"a": 0.5, "b": 0.3, "c": 0.2, "canary-duplicate-a": 0.75, "canary-noise": 0.25,
                    "canary-subsample": 0.35}, higher=higher)
     found = check(bad, canaries, lambda p: True).set_index("canary")

@@ -121,14 +121,19 @@ def make(canary: dict, images: np.ndarray, labels: np.ndarray, captions: np.ndar
 
 def check(values: pd.DataFrame, canaries: list[dict], quality: Callable[[str], bool]) -> pd.DataFrame:
     """Per property and canary of one estimate's values table (credit: positive helps):
-    the expectation, whether it holds, and the numbers. `quality(property)`: whether the
-    property judges image quality (else only duplicate and subsample are expected)."""
+    the expectation, whether it holds, whether the intervals decide it, and the numbers.
+    `quality(property)`: whether the property judges image quality (else only duplicate
+    and subsample are expected). An order (below every real contributor, below the
+    median one) is decided when the canary's interval lies below the other side's
+    lower ends (every real contributor's, or their median); a duplicate's equality is
+    what its intervals say, so decided is empty for it."""
     planted = {c["name"] for c in canaries}
     rows = []
     for prop, t in values.groupby("property", sort=False):
         t = t.set_index("contributor")
         real = t[~t.index.isin(planted)]
         sign = 1.0 if bool(t["higher_is_better"].iloc[0]) else -1.0
+        lows = np.minimum(sign * real["ci_low"], sign * real["ci_high"])  # the real credits' lower ends
 
         def interval(who, t=t, sign=sign):  # the credit's interval
             return sorted((sign * t.loc[who, "ci_low"], sign * t.loc[who, "ci_high"]))
@@ -139,6 +144,7 @@ def check(values: pd.DataFrame, canaries: list[dict], quality: Callable[[str], b
                 continue
             credit = float(t.loc[c["name"], "credit"])
             low, high = interval(c["name"])
+            decided = None
             if kind.name == "duplicate":
                 other = float(t.loc[c["of"], "credit"])
                 o_low, o_high = interval(c["of"])
@@ -147,14 +153,22 @@ def check(values: pd.DataFrame, canaries: list[dict], quality: Callable[[str], b
                 detail = f"credit {credit:.4g} [{low:.4g}, {high:.4g}]; {c['of']} {other:.4g} [{o_low:.4g}, {o_high:.4g}]"
                 if not finite:
                     detail += "; without intervals (n_boot: 0) a copy cannot be checked"
-            elif kind.name == "subsample":
-                median = float(real["credit"].median())
-                holds = credit < median
-                detail = f"credit {credit:.4g}; median real contributor {median:.4g}"
             else:
-                lowest = float(real["credit"].min())
-                holds = credit < lowest
-                detail = f"credit {credit:.4g}; lowest real contributor {lowest:.4g} ({real['credit'].idxmin()})"
+                if kind.name == "subsample":
+                    median = float(real["credit"].median())
+                    holds, bound = credit < median, float(lows.median())
+                    detail = f"credit {credit:.4g}; median real contributor {median:.4g}"
+                else:
+                    lowest = float(real["credit"].min())
+                    holds, bound = credit < lowest, float(lows.min())
+                    detail = f"credit {credit:.4g}; lowest real contributor {lowest:.4g} ({real['credit'].idxmin()})"
+                if np.isfinite([high, bound]).all():
+                    decided = bool(high < bound)
+                    which = "median lower end" if kind.name == "subsample" else "lowest lower end"
+                    detail += (f"; its interval's upper end {high + 0.0:.4g}, the real contributors' {which} "
+                               f"{bound + 0.0:.4g}")
             rows.append({"property": prop, "canary": c["name"], "kind": c["kind"], "expectation": kind.expectation,
-                         "holds": None if holds is None else bool(holds), "credit": credit, "detail": detail})
-    return pd.DataFrame(rows, columns=["property", "canary", "kind", "expectation", "holds", "credit", "detail"])
+                         "holds": None if holds is None else bool(holds), "decided": decided, "credit": credit,
+                         "detail": detail})
+    return pd.DataFrame(rows, columns=["property", "canary", "kind", "expectation", "holds", "decided", "credit",
+                                       "detail"])

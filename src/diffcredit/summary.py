@@ -164,6 +164,8 @@ def print_summary(plan, stream=None) -> None:
         print("\ncanaries (players too: an audit of the method on this data, not values to pay from):", file=stream)
         for r in pd.read_csv(canaries).itertuples():
             verdict = "not checked" if pd.isna(r.holds) else "holds" if r.holds else "DOES NOT HOLD"
+            if getattr(r, "decided", None) is not None and not pd.isna(r.decided):
+                verdict += ", decided by the intervals" if r.decided else ", within the intervals' noise"
             print(f"  {r.estimate}, {r.property}: {r.canary} {verdict}: {r.expectation}; {r.detail}", file=stream)
     for name, out in plan.summary_outputs.items():
         if name not in ("values", "samples"):

@@ -121,7 +121,7 @@ STAGES = {s.name: s for s in (
           "diffcredit.evaluation.counterfactual:counterfactual_job", version=2, folder=True,
           report=("counterfactual.rst", "Evaluation", "counterfactual"), waits_for="removal_sets", counted=True),
     # the run's fixed-name tables: its one node's outputs besides the keyed stamp
-    Stage("summary", "summary/{key}.json", "diffcredit.summary:summary_job"),
+    Stage("summary", "summary/{key}.json", "diffcredit.summary:summary_job", version=2),
 )}
 
 KEY_VERSIONS = {s.key_name: s.version for s in STAGES.values()}
