@@ -17,6 +17,8 @@ from diffcredit.estimators.correction import (
     correction_dof,
 )
 
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")  # a NaN likelihood is a bug
+
 
 def brute_force_shapley(n, v):
     """Shapley values of the game v (a function of a frozenset) by the permutation-weight formula."""

@@ -196,14 +196,22 @@ class _Fit:
         gram0, gram1 = self.F[:, :half] @ self.F[:, :half].T, self.F[:, half:] @ self.F[:, half:].T
 
         def nll(p):
-            cov = np.exp(p[0]) * gram0 + np.exp(p[1]) * gram1 + (np.exp(p[2]) + floor) * np.eye(m)
-            _, logdet = np.linalg.slogdet(cov)
+            # Variances so large or small that the covariance is numerically singular
+            # (a negative determinant or information) are outside the search, not NaN.
+            with np.errstate(over="ignore"):
+                cov = np.exp(p[0]) * gram0 + np.exp(p[1]) * gram1 + (np.exp(p[2]) + floor) * np.eye(m)
+            sign, logdet = np.linalg.slogdet(cov)
+            if sign <= 0 or not np.isfinite(logdet):
+                return np.inf
             inv_r, inv_c = np.linalg.solve(cov, self.ur), np.linalg.solve(cov, self.uc)
             if flat:
                 return 0.5 * (logdet + float(self.ur @ inv_r))
             info = float(self.uc @ inv_c)
+            if not info > 0:
+                return np.inf
             resid = self.ur - (float(self.uc @ inv_r) / info) * self.uc
-            return 0.5 * (logdet + float(resid @ np.linalg.solve(cov, resid)) + np.log(info))
+            out = 0.5 * (logdet + float(resid @ np.linalg.solve(cov, resid)) + np.log(info))
+            return out if np.isfinite(out) else np.inf
 
         start, off = np.log(total), -np.inf
 
