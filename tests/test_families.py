@@ -43,6 +43,24 @@ def test_build_is_seeded():
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
 
 
+def test_pruning_shrinks_with_the_ratio_up_to_the_norm_groups_limit_and_is_refused_past_it():
+    """Widths [32, 64] with 8 norm groups: the model shrinks as the ratio grows up to
+    1 - 8/32 = 0.75; past it the pruner prunes less (0.9 keeps more than 0.75), which is
+    why the family refuses such a ratio before any job."""
+    config = {**MODEL, "block_out_channels": [32, 64]}
+    spec = DDPM.resolve({**config, "seed": 0, "beta_schedule": "linear"}, {"resolution": 8, "channels": 1})
+    kept = {}
+    for ratio in (0.25, 0.5, 0.75, 0.9):
+        model = tiny_unet(block_out_channels=[32, 64])
+        prune_unet(model, ratio)
+        kept[ratio] = n_parameters(model)
+    assert kept[0.25] > kept[0.5] > kept[0.75] < kept[0.9]
+    DDPM.check_prune(spec, 0.75)
+    with pytest.raises(ValueError, match="prune.ratio 0.9 would leave the narrowest level .32 channels. fewer than "
+                                         "its 8 norm groups.*at most 0.75"):
+        DDPM.check_prune(spec, 0.9)
+
+
 @pytest.mark.parametrize("attention", [False, True])
 def test_pruned_model_runs_and_round_trips(tmp_path, attention):
     over = {"attention_levels": [1], "mid_attention": True, "attention_head_dim": 8} if attention else {}

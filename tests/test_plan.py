@@ -270,6 +270,7 @@ def test_a_bare_method_name_is_an_entry_with_that_method(tmp_path):
 @pytest.mark.parametrize("override, needle", [
     ({"features": {"classifier": {"holdout": 0.999}}}, "features.classifier.holdout: 0.999 is greater than the maximum"),
     ({"model": {"beta_schedule": "linear", "beta_start": 0.5, "beta_end": 2.0}}, "model.beta_end: 2.0 is greater than"),
+    ({"prune": {"ratio": 0.6}}, "prune.ratio 0.6 would leave the narrowest level .16 channels. fewer than its 8 norm"),
 ])
 def test_values_no_training_can_use_are_refused(tmp_path, override, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -150,6 +150,9 @@ class Family:
     def prune(self, model: Model, ratio: float, importance: str) -> None:
         raise NotImplementedError
 
+    def check_prune(self, spec: dict, ratio: float) -> None:
+        """Refuse (ValueError) a prune.ratio that `prune` could not honour on this model."""
+
     def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
         """`n_images` seeded samples as uint8 (N, C, H, W); image i depends only on
         (spec["seed"], i), never on the batch size."""

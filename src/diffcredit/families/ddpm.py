@@ -323,6 +323,17 @@ class DDPM(Family):
     def prune(self, model: Model, ratio: float, importance: str) -> None:
         prune_unet(model.net, ratio, importance)
 
+    def check_prune(self, spec: dict, ratio: float) -> None:
+        """Every GroupNorm keeps at least one channel per group: past 1 - groups / narrowest
+        width, torch-pruning prunes less rather than more (on widths [16, 32] with 8 groups,
+        0.9 kept three times the parameters of 0.5, and 0.99 pruned nothing)."""
+        widths, groups = spec["unet"]["block_out_channels"], spec["unet"]["norm_num_groups"]
+        top = 1.0 - groups / min(widths)
+        if ratio > top + 1e-12:
+            raise ValueError(f"prune.ratio {ratio} would leave the narrowest level ({min(widths)} channels) fewer "
+                             f"than its {groups} norm groups, and the pruner would then prune less, not more; use at "
+                             f"most {top:.4g}, or more channels per level")
+
     def denoise(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
         """Seeded DDIM samples in the UNet's space (pixels here, latents for ldm), float on the CPU."""
         import torch

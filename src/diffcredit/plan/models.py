@@ -39,6 +39,10 @@ class ModelNodes:
             self.family_runtime = self.family.runtime(cfg["model"])
         except ValueError as exc:
             raise ConfigError(f"invalid config: {exc}") from None
+        try:
+            self.family.check_prune(self.model_spec, cfg["prune"]["ratio"])
+        except ValueError as exc:
+            raise ConfigError(f"invalid config: {exc}") from None
         self.n_parameters = self.family.estimate_parameters(self.model_spec)
         self.n_trainable = self.family.estimate_trainable(self.model_spec)
         self._model_keys: dict = {}
