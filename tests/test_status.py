@@ -252,11 +252,15 @@ def test_status_reports_snakemake_incomplete_markers(run_copy, tmp_path, capsys)
     more = larger_budget(tmp_path, 2)
     plan = load_plan(REPO, [TINY, more])
     new = sorted(k for k in plan.coalitions if not os.path.isdir(plan.model_dir(k)))[0]
+    done = sorted(k for k in plan.coalitions if os.path.isdir(plan.model_dir(k)))[0]
     root = run_copy / ".snakemake" / "incomplete"
-    for path in (plan.model_dir(new), "elsewhere/out.txt"):
+    # A killed job's output that a rerun then finished keeps its marker: stale, not incomplete.
+    for path in (plan.model_dir(new), "elsewhere/out.txt", plan.model_dir(done)):
         (root / base64.urlsafe_b64encode(path.encode()).decode()).write_text('{"external_jobid": null}')
     rc, out = cli(capsys, "status", "--configfile", str(TINY), str(more))
     assert "snakemake: 2 outputs marked incomplete" in out
+    assert "snakemake: 1 stale incomplete markers, of outputs finished and verified since" in out
+    assert plan.model_dir(done) not in out
     assert f"fine_tune {new} (missing): {plan.model_dir(new)}" in out
     assert "(not in this plan): elsewhere/out.txt" in out
 

@@ -187,12 +187,18 @@ def format_status(plan, st: Status) -> str:
     lines.append(f"corrupt: {len(st.corrupt)} artifacts do not match their sidecars ({checked} checked)")
     for node, problem in st.corrupt:
         lines.append(f"  {node.rule} {node.key}: {problem}")
-    if st.marked:
-        # The profile ignores these markers: outputs are atomic, so what exists is complete
-        # unless listed as corrupt above. They show which jobs were running or were killed.
-        lines.append(f"snakemake: {len(st.marked)} outputs marked incomplete (jobs running, or killed)")
-        for node, path, state in st.marked:
+    # The profile ignores these markers: outputs are atomic, so what exists is complete
+    # unless listed as corrupt above. They show which jobs were running or were killed;
+    # one whose output has finished since (a rerun that kept the output) is stale.
+    live = [m for m in st.marked if m[2] != "done"]
+    stale = len(st.marked) - len(live)
+    if live:
+        lines.append(f"snakemake: {len(live)} outputs marked incomplete (jobs running, or killed)")
+        for node, path, state in live:
             lines.append(f"  {node.rule} {node.key} ({state}): {path}" if node else f"  (not in this plan): {path}")
+    if stale:
+        lines.append(f"snakemake: {stale} stale incomplete markers, of outputs finished and verified since "
+                     "(harmless; Snakemake leaves them when a rerun keeps the output)")
     lines.append("disk: " + ", ".join(f"{k} {human(v)}" for k, v in st.disk.items())
                  + f"; total {human(sum(st.disk.values()))}")
     return "\n".join(lines)
