@@ -147,10 +147,15 @@ def test_one_run_per_results_folder_and_odd_characters_in_its_path(tiny_run, tmp
     ("results: r\nthreads: 2\nresults: s\n", "line 3: key 'results' is given twice in one mapping (first on line 1)"),
     ("fine_tune:\n  training:\n    steps: 3\n    steps: 4\n", "line 4: key 'steps' is given twice"),
     ("- results: r\n", "the top level must be a mapping"),
+    ("", "is empty (Snakemake refuses an empty config file too)"),
+    ("# only a comment\n", "is empty"),
+    ("results: r\xe9sultats\n".encode("latin-1"), "is not UTF-8 text (byte 0xe9 at offset 10); save it as UTF-8"),
 ])
 def test_config_file_errors_name_the_file_and_line(tmp_path, text, needle):
     path = tmp_path / "cfg.yaml"
-    if text is not None:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
         path.write_text(text)
     with pytest.raises(ConfigError) as err:
         load_yaml(path)

@@ -283,7 +283,10 @@ def load_yaml(path: str | Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
+    except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     try:
         obj = yaml.load(text, Loader=_StrictLoader)
@@ -295,7 +298,8 @@ def load_yaml(path: str | Path) -> dict:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}{where}: not valid YAML ({problem}); check the indentation there") from None
     if obj is None:
-        return {}
+        raise ConfigError(f"config file {path} is empty (Snakemake refuses an empty config file too); add a key "
+                          "or leave the file out")
     if not isinstance(obj, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (e.g. 'results: ...'), "
                           f"not a {type(obj).__name__}")
