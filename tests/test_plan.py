@@ -143,6 +143,25 @@ def test_every_node_path_is_unique_and_parents_exist(tmp_path):
                 assert p in plan.nodes or node.rule == "prepare_shard", (node.rule, p)
 
 
+def test_unfinished_training_jobs_wait_for_one_shard_stamp_and_finished_ones_for_nothing(tmp_path):
+    """A coalition's rule inputs do not grow with its members: an unfinished training job
+    waits for the shard set's stamp (which waits for every training shard, canaries
+    included), a finished one for no shard; the job itself still reads its members'."""
+    plan = make_plan(tmp_path, canaries=[{"kind": "uniform", "size": 10}],
+                     estimators=[{"method": "stratified", "budget": 10, "strategy": "retrain"}])
+    stamp = plan.nodes[plan.shard_set_key]
+    assert stamp.parents["shards"] == sorted(plan.train_shards[n] for n in plan.names)
+    key = max(plan.coalitions, key=lambda k: len(plan.coalitions[k]))  # a complement: several shards
+    members = [plan.nodes[plan.train_shards[n]].path for n in plan.coalitions[key]]
+    assert sorted(plan.job(key)["inputs"]["shards"]) == sorted(members)
+    assert plan.rule_inputs(key)["shards"] == [stamp.path]
+    assert plan.rule_inputs(key)["start"] == plan.inputs(key)["start"]
+    Path(plan.nodes[key].path).mkdir(parents=True)  # finished (outputs are atomic)
+    assert "shards" not in plan.rule_inputs(key) and sorted(plan.job(key)["inputs"]["shards"]) == sorted(members)
+    # Data stages keep every shard as an input.
+    assert plan.rule_inputs(plan.manifest_key)["shards"] == plan.inputs(plan.manifest_key)["shards"]
+
+
 def test_a_corrected_estimate_retrains_the_first_rows_and_shares_them(tmp_path):
     """The retrains are the design's first k coalitions under retrain: the same models a
     fidelity evaluation of the same design retrains, and more retrains keep the earlier."""

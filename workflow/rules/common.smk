@@ -34,7 +34,7 @@ def node_inputs(rule):
             plan.load_checkpoints()
         return {
             role: [ancient(p) for p in path] if isinstance(path, list) else ancient(path)
-            for role, path in plan.inputs(node.key).items()
+            for role, path in plan.rule_inputs(node.key).items()
         }
 
     return inputs

@@ -83,6 +83,11 @@ class DataNodes:
         for name in self.names:
             self.train_shards[name] = self.add("encode", spec, {"shard": self.shard_keys[name]}, job)
 
+    def _add_shard_set(self) -> None:
+        """The stamp that every training shard exists, which unfinished training jobs wait
+        for instead of each member's shard (`rule_inputs`)."""
+        self.shard_set_key = self.add("shard_set", {}, {"shards": sorted(set(self.train_shards.values()))})
+
     def _add_reference(self) -> None:
         ref = self.cfg["reference"]
         if ref == "data" or (isinstance(ref, dict) and ref.get("source") == "data"):

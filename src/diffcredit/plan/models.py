@@ -48,6 +48,7 @@ class ModelNodes:
         self._model_keys: dict = {}
         self.init_key = self.init_key_of(0)
         self._add_encoded()
+        self._add_shard_set()
         self.full_key = self._retrain(self.names, "train_full")
         prune = cfg["prune"]
         self.pruned_key = self.add(

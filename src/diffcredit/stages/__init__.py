@@ -73,6 +73,8 @@ STAGES = {s.name: s for s in (
     Stage("prepare_shard", "data/shards/{key}.npz", "diffcredit.stages.data:prepare_shard", key="data"),
     Stage("canary_shard", "data/canaries/{key}.npz", "diffcredit.stages.data:canary_shard", key="canary"),
     Stage("prepare_data", "data/{key}/manifest.parquet", "diffcredit.stages.data:prepare_data", key="manifest"),
+    # unfinished training jobs wait for this one stamp, not for each member's shard
+    Stage("shard_set", "data/sets/{key}.json", "diffcredit.stages.data:shard_set"),
     Stage("reference_data", "data/reference/{key}.npz", "diffcredit.stages.data:reference_data"),
     Stage("encode", "data/encoded/{key}.npz", "diffcredit.stages.data:encode", env="torch", threads="threads",
           gpu=True, memory="model", runtime=60),

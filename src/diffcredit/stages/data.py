@@ -37,6 +37,15 @@ def canary_shard(job: dict, progress: bool = True) -> None:
     log.info("wrote %d images of canary %s (%s) to %s", len(images), job["name"], job["spec"]["kind"], job["out"])
 
 
+def shard_set(job: dict, progress: bool = True) -> None:
+    """A stamp that every training shard exists: training jobs wait for it instead of
+    for each member's shard, so a coalition's DAG edges do not grow with its members."""
+    from ..artifacts import verify_file, write_json
+
+    shards = [str(verify_file(p)) for p in job["inputs"]["shards"]]
+    write_json(job["out"], {"shards": shards}, seal=True)
+
+
 def prepare_data(job: dict, progress: bool = True) -> None:
     import pandas as pd
 
