@@ -7,6 +7,13 @@ Both run in this process's interpreter, alternately, several times; the ratio of
 medians is the overhead of diffcredit's parse-time work.
 
     python benchmarks/dry_run.py [--coalitions 1000] [--repeats 3]
+    python benchmarks/dry_run.py --contributors 258 --coalitions 1290   # paper scale
+
+`--contributors N` plans an image folder of N contributors (four 8x8 images each,
+made here) with the stratified design instead of the digits. Snakemake imports the
+SLURM executor plugin on every run, which asks `scontrol show config` and waits up to
+10 s where SLURM's client is installed but its controller is down: time it where
+`scontrol` answers or is absent.
 """
 
 from __future__ import annotations
@@ -143,19 +150,36 @@ def job_total(text: str) -> int:
     raise ValueError("no job total in dry-run output")
 
 
+def folder_config(root: Path, n: int) -> dict:
+    """An image folder of `n` contributors with four seeded 8x8 images each."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / f"c{i:04d}"
+        folder.mkdir(parents=True)
+        for j in range(4):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{j}.png")
+    return {"data": {"source": "folder", "root": str(root), "resolution": 8, "channels": 1},
+            "properties": ["classifier_fd"], "features": {"classifier": {"min_accuracy": 0.0}}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--coalitions", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--contributors", type=int, default=0, help="an image folder of this many contributors")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dryrun-"))
     cfg = work / "big.yaml"
     # A paired kernel design without repeats would need more players; count the
     # distinct coalitions the plan ends up with and give the bare DAG as many.
-    cfg.write_text(yaml.safe_dump({
-        "results": str(work / "results"),
-        "estimators": [{"method": "leverage", "budget": args.coalitions}],
-    }))
+    config = {"results": str(work / "results"), "estimators": [{"method": "leverage", "budget": args.coalitions}]}
+    if args.contributors:
+        config.update(folder_config(work / "data", args.contributors))
+        config["estimators"] = [{"method": "stratified", "budget": args.coalitions}]
+    cfg.write_text(yaml.safe_dump(config))
     sys.path.insert(0, str(REPO / "src"))
     from diffcredit.status import load_plan
 
