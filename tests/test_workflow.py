@@ -365,7 +365,7 @@ def test_four_strategies_share_every_common_artifact(tiny_run, tmp_path):
     n = 4  # leave-one-out coalitions of the tiny config
     assert planned(tmp_path / "fresh", configs=[four]) == {
         "prepare_shard": n, "prepare_data": 1, "reference_data": 1, "init_model": 1, "train_full": 1, "prune": 1,
-        "train_classifier": 1, "reference_stats": 1, "coalition_sample": 1,
+        "train_classifier": 1, "reference_stats": 1, "coalition_sample": 1, "shard_set": 1,
         "fine_tune": n * len(STRATEGIES), "generate": n * len(STRATEGIES) + 2, "features": n * len(STRATEGIES) + 2,
         "score": n * len(STRATEGIES) + 2, "shapley_estimate": len(STRATEGIES), "summary": 1, "all": 1,
     }
