@@ -125,10 +125,11 @@ def print_summary(plan, stream=None) -> None:
             shown, fmt = cols, "{:.4f}"
         print(t.sort_values("rank")[shown].to_string(index=False, float_format=fmt.format), file=stream)
     for est in plan.estimators:
-        print(f"plots: {plan.values_dir(est)}/{_compute_note(plan, est)}", file=stream)
+        diagnostics = _diagnostics(plan, est)
+        print(f"plots: {plan.values_dir(est)}/{_compute_note(diagnostics)}", file=stream)
         if est.max_budget:
-            print(_adaptive_note(plan, est), file=stream)
-        for line in _training_notes(plan, est) + _pair_notes(plan, est) + _warnings(plan, est):
+            print(_adaptive_note(plan, est, diagnostics), file=stream)
+        for line in _training_notes(plan, diagnostics) + _pair_notes(plan, est) + _warnings(plan, diagnostics):
             print(line, file=stream)
     shortcuts = sorted({e.strategy for e in plan.estimators if not e.retrains} - {"retrain"})
     corrected = sorted({e.strategy for e in plan.estimators if e.retrains})
@@ -173,34 +174,33 @@ def print_summary(plan, stream=None) -> None:
     print(f"table: {path}", file=stream)
 
 
-def _compute_note(plan, est) -> str:
-    """" (training: 120 s of coalitions + 900 s of retrains)" from the estimate's diagnostics."""
+def _diagnostics(plan, est) -> dict:
+    """The estimate's diagnostics.json, or {} where it cannot be read."""
     try:
-        compute = read_json(Path(plan.values_dir(est)) / "diagnostics.json")["compute"]
-    except (OSError, ValueError, KeyError):
+        return read_json(Path(plan.values_dir(est)) / "diagnostics.json")
+    except (OSError, ValueError):
+        return {}
+
+
+def _compute_note(diagnostics: dict) -> str:
+    """" (training: 120 s of coalitions + 900 s of retrains)" from the estimate's diagnostics."""
+    compute = diagnostics.get("compute")
+    if not compute:
         return ""
     retrains = f" + {compute['retrain_seconds']:,.0f} s of retrains" if compute.get("retrain_seconds") else ""
     return f" (training: {compute['coalition_seconds']:,.0f} s of coalitions{retrains})"
 
 
-def _warnings(plan, est) -> list[str]:
+def _warnings(plan, diagnostics: dict) -> list[str]:
     """The warnings the estimate raised (a design some sizes of which teach the method
     nothing, resamples that could not identify the values), once each."""
-    try:
-        diagnostics = read_json(Path(plan.values_dir(est)) / "diagnostics.json")
-    except (OSError, ValueError):
-        return []
     found = [m for prop in plan.properties for m in (diagnostics.get(prop) or {}).get("warnings", [])]
     return [f"  warning: {m}" for m in dict.fromkeys(found)]
 
 
-def _training_notes(plan, est) -> list[str]:
+def _training_notes(plan, diagnostics: dict) -> list[str]:
     """Per property, the spread of training that the estimate's coalitions trained twice
-    measured, beside the estimate's widest half-width."""
-    try:
-        diagnostics = read_json(Path(plan.values_dir(est)) / "diagnostics.json")
-    except (OSError, ValueError):
-        return []
+    measured."""
     found = [(prop, (diagnostics.get(prop) or {}).get("training_noise")) for prop in plan.properties]
     return [f"  {prop}: training changes a coalition's value by sd {t['sd']:.4g} ({t['rows']} coalitions trained "
             f"twice, {t['df']} df)" for prop, t in found if t]
@@ -222,11 +222,11 @@ def _pair_notes(plan, est) -> list[str]:
     return out
 
 
-def _adaptive_note(plan, est) -> str:
+def _adaptive_note(plan, est, diagnostics: dict) -> str:
     """Why an adaptive estimate's rounds stopped, and what its last round measured."""
     folder = Path(plan.values_dir(est))
     try:
-        a = read_json(folder / "diagnostics.json")["adaptive"]
+        a = diagnostics["adaptive"]
         rounds = pd.read_csv(folder / "rounds.csv")
     except (OSError, ValueError, KeyError):
         return ""
