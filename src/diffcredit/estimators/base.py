@@ -10,6 +10,11 @@ class IdentificationError(ValueError):
     """The design does not determine the values (too few or degenerate coalitions)."""
 
 
+# The schemes whose designs are complementary pairs (row 2k+1 the complement of
+# row 2k); the others draw or list single coalitions.
+PAIRED_SCHEMES = ("kernel_paired", "leverage", "stratified")
+
+
 class Method:
     """One estimation method; a subclass per module, named in `methods.ESTIMATORS`."""
 
@@ -48,6 +53,14 @@ class Method:
         (necessary, not sufficient: a random design this size may still fail).
         `scheme` is one of `schemes`, n at least 2."""
         raise NotImplementedError
+
+    def min_rows(self, n: int, paired: bool) -> tuple[int, tuple[str, ...]]:
+        """Fewest rows a design of n players can have for `point` to work, whatever
+        scheme it came from: the smallest `min_budget` among the method's schemes
+        that are paired (or not) as the design is (among all of them if none
+        is), and those schemes."""
+        matching = tuple(s for s in self.schemes if (s in PAIRED_SCHEMES) == paired) or self.schemes
+        return min(self.min_budget(s, n) for s in matching), matching
 
     def scheme_for(self, paired: bool) -> str:
         """The scheme a design of unknown origin is taken to come from, by whether

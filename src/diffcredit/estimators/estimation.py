@@ -98,7 +98,9 @@ def estimate(
 
     Raises:
         ValueError: malformed inputs or unknown method, before any work.
-        IdentificationError: the design cannot identify the values.
+        IdentificationError: fewer rows than the method's minimum budget for a
+            design like this one (before any work; `check_rows`), or a design
+            that cannot identify the values.
     """
     value, replicates = estimate_draws(masks, values, v_empty, v_full, method, seed, n_boot, paired,
                                        n_players=n_players, shrink=shrink, noise=noise, training=training)
@@ -132,6 +134,7 @@ def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, p
         paired = is_paired(masks)
     elif paired and not is_paired(masks):
         raise ValueError("paired=True but row 2k+1 is not the complement of row 2k for every k")
+    check_rows(record, masks, is_paired(masks))
 
     if shrink:
         value = _shrunk(record, masks, values, v_empty, v_full, paired)
@@ -156,6 +159,27 @@ def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, p
     if trained is not None:
         replicates = replicates + trained
     return value, replicates
+
+
+def check_rows(record: Method, masks, paired: bool) -> None:
+    """Refuse, before any fit, a design with fewer rows than the method's minimum
+    budget for designs like it (`Method.min_rows`). The methods with a fixed
+    design (``loo``, ``exact``) check it in their fit, before any work.
+
+    Raises:
+        IdentificationError: naming the budget, the method and the minimum.
+    """
+    if record.deterministic:
+        return  # loo and exact take one fixed design, and their fits refuse any other, naming it
+    m, n = masks.shape
+    needed, schemes = record.min_rows(n, paired)
+    if m < needed:
+        kind = "a paired" if paired else "an unpaired"
+        raise IdentificationError(
+            f"budget {m} is too small for method {record.name!r} with {n} players: it needs at least "
+            f"{needed} coalitions on {kind} design (schemes {', '.join(schemes)}); evaluate more "
+            "coalitions, several times the minimum for a usable estimate (docs/estimators.md)"
+        )
 
 
 def check_shrink(method: str, shrink) -> None:
