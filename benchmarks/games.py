@@ -54,17 +54,18 @@ def interactions_game(n: int, seed: int, noise: float = 0.0, name: str | None = 
 
 def harmful_game(n: int, seed: int, share: float = 0.05) -> Game:
     """Additive + pairwise + three-way terms where a `share` of the players (at
-    least one) lower v: additive parts -U(2, 4) for them, U(0.5, 1.5) for the
-    others, interactions half as strong as in `interactions_game`, so that the
-    harmful players' Shapley values are clearly negative and the others' positive."""
+    least one) lower v: additive parts -U(2, 4) for them, U(1, 2) for the
+    others, interactions a quarter as strong as in `interactions_game`, so that
+    the harmful players' Shapley values are clearly negative and the others'
+    positive (checked in estimators_large.py)."""
     rng = np.random.default_rng([seed, n, 3])
     harmful = rng.choice(n, max(1, round(share * n)), replace=False)
-    additive = rng.uniform(0.5, 1.5, n)
+    additive = rng.uniform(1.0, 2.0, n)
     additive[harmful] = -rng.uniform(2.0, 4.0, len(harmful))
-    pairwise = np.triu(rng.normal(0.0, 0.5 / math.sqrt(n), (n, n)), 1)
+    pairwise = np.triu(rng.normal(0.0, 0.25 / math.sqrt(n), (n, n)), 1)
     pairwise += pairwise.T
     triples = np.array([rng.choice(n, 3, replace=False) for _ in range(n)])
-    triple_weights = rng.normal(0.0, 0.5, n)
+    triple_weights = rng.normal(0.0, 0.25, n)
     return _polynomial_game("harmful", n, seed, additive, pairwise, triples, triple_weights)
 
 
