@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Extractor, mean_and_covariance
+from .base import CLASSIFIER_CONFIG, Extractor, mean_and_covariance
 
 
 class Classifier(Extractor):
@@ -31,9 +31,8 @@ class Classifier(Extractor):
 
     def check_network(self, cfg: dict, folder: Path) -> None:
         from ..artifacts import read_json
-        from .classifier_net import CONFIG
 
-        accuracy = read_json(folder / CONFIG).get("heldout_accuracy")
+        accuracy = read_json(folder / CLASSIFIER_CONFIG).get("heldout_accuracy")
         if accuracy is not None and accuracy < cfg["min_accuracy"]:
             raise ValueError(
                 f"the trained classifier ({folder}) has held-out accuracy {accuracy:.4f}, below "

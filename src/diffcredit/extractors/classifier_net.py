@@ -16,10 +16,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .base import CLASSIFIER_CONFIG as CONFIG
+
 log = logging.getLogger(__name__)
 
 WEIGHTS = "classifier.safetensors"
-CONFIG = "classifier.json"
 
 
 class SmallCNN(nn.Module):
