@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..config import ConfigError
+from ..keys import canonical_json, sha256_hex
+from ..stages import STAGES
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class EstimateNodes:
         """An entry's scheme, strategy and design, refused when the estimate could not be made."""
         from ..coalitions import sample_design
         from ..coalitions import validate as validate_design
-        from ..estimators import check_shrink, estimate, get_method
+        from ..estimators import check_shrink, get_method
         from ..strategies import get_strategy
 
         scheme = e["scheme"] or get_method(e["method"]).default_scheme
@@ -110,8 +112,12 @@ class EstimateNodes:
             masks = sample_design(self.n, e["budget"], scheme, e["seed"])
         except ValueError as exc:
             raise ConfigError(f"invalid config: {where}: {exc}") from None
-        try:  # a sampled design can still be degenerate (repeated coalitions)
-            estimate(masks, np.zeros(len(masks)), 0.0, 0.0, e["method"], n_boot=0)
+        # A sampled design can still be degenerate (repeated coalitions). The check is a fit,
+        # costly at hundreds of players, so its success is remembered by the design's content.
+        design = canonical_json({"masks": sha256_hex(np.packbits(masks, axis=1).tobytes()), "shape": masks.shape,
+                                 "method": e["method"], "version": STAGES["shapley_estimate"].version})
+        try:
+            self._cache.get_memo(f"identified:{sha256_hex(design)}", lambda: _fits(masks, e["method"]))
         except ValueError as exc:
             raise ConfigError(f"invalid config: {where}: budget {e['budget']} is too small: {exc}") from None
         if e.get("retrains", 0):
@@ -213,3 +219,11 @@ class EstimateNodes:
         """A round checkpoint's spec: the target, judged on the real contributors only."""
         canaries = [c["name"] for c in self.canaries]
         return {"target": target, **({"canaries": canaries} if canaries else {})}
+
+
+def _fits(masks: np.ndarray, method: str) -> bool:
+    """True when `method` can estimate from the design `masks`; raises ValueError otherwise."""
+    from ..estimators import estimate
+
+    estimate(masks, np.zeros(len(masks)), 0.0, 0.0, method, n_boot=0)
+    return True
