@@ -19,6 +19,7 @@ sys.path.insert(0, _src)
 from diffcredit.config import ConfigError, load_yaml
 from diffcredit.devices import visible_gpus
 from diffcredit.plan import Plan
+from diffcredit.plan import cache as plan_cache
 from diffcredit.stages import STAGES
 
 
@@ -39,7 +40,11 @@ try:
     # Snakemake has read these already, silently keeping the last of a repeated key.
     for _file in [Path(workflow.basedir) / "config.yaml", *workflow.config_settings.configfiles]:
         load_yaml(_file)
-    plan = Plan(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    # A cluster job takes the plan of the process that scheduled it (diffcredit.plan.cache).
+    _fingerprint = plan_cache.fingerprint(config, workflow.basedir)
+    plan = plan_cache.load(os.environ.get(plan_cache.ENV), _fingerprint) if workflow.remote_exec else None
+    if plan is None:
+        plan = Plan(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 except ConfigError as exc:
     raise WorkflowError(f"diffcredit: {exc}") from None
 
@@ -82,6 +87,8 @@ include: "workflow/rules/stages.smk"
 _dry_run = any(a in ("-n", "--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in sys.argv[1:])
 # workflow.local_exec is not known yet either: a profile or executor may send the jobs elsewhere.
 _elsewhere = any(a.startswith(("--executor", "--profile")) or a == "-e" for a in sys.argv[1:])
+if not _dry_run and workflow.is_main_process:
+    os.environ[plan_cache.ENV] = plan_cache.save(plan, _fingerprint)
 if plan.device == "cuda" and _dry_run and not _elsewhere and not visible_gpus():
     print("diffcredit: warning: device is 'cuda' but this machine has no GPU: a run here would be refused before "
           "any job; run on a GPU cluster (--profile slurm), or set device: cpu or auto", file=sys.stderr)
