@@ -135,6 +135,21 @@ def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b)
 
 
+LABELLED = 20  # contributors a convergence plot can tell apart by colour and legend
+
+
+def labelled_players(conv_df: pd.DataFrame) -> list:
+    """The players a convergence plot names: all, up to LABELLED; beyond, the
+    LABELLED // 4 with the highest final values (highest first), then as many lowest."""
+    players = sorted(conv_df["player"].unique())
+    if len(players) <= LABELLED:
+        return players
+    last = conv_df[conv_df["prefix"] == conv_df["prefix"].max()].set_index("player")["value"]
+    order = last.reindex(players).sort_values(kind="stable").index.tolist()
+    k = LABELLED // 4
+    return order[-k:][::-1] + order[:k]
+
+
 def plot_convergence(
     conv_df: pd.DataFrame,
     path,
@@ -143,7 +158,9 @@ def plot_convergence(
 ) -> Path:
     """Write a PNG of each contributor's value against the prefix length.
 
-    One line per contributor, with its 95% interval shaded where available.
+    One line per contributor, with its 95% interval shaded where available;
+    beyond LABELLED contributors, the five highest and five lowest final
+    values in colour and named, the rest thin and grey.
     `names` maps player ids to labels (a sequence indexed by player, or a
     mapping); players default to "contributor i".
     """
@@ -157,10 +174,16 @@ def plot_convergence(
     fig = Figure(figsize=(7.5, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for player in players:
+    named = labelled_players(conv_df)
+    if len(named) < len(players):
+        for player in players:
+            rows = conv_df[conv_df["player"] == player].sort_values("prefix")
+            ax.plot(rows["prefix"], rows["value"], color="0.75", lw=0.6, zorder=1)
+        title = f"{title or ''} ({len(named) // 2} highest and lowest of {len(players)}; the rest grey)".strip()
+    for player in named:
         rows = conv_df[conv_df["player"] == player].sort_values("prefix")
         label = names[player] if names is not None else f"contributor {player}"
-        (line,) = ax.plot(rows["prefix"], rows["value"], marker="o", markersize=3, label=label)
+        (line,) = ax.plot(rows["prefix"], rows["value"], marker="o", markersize=3, label=label, zorder=2)
         if {"ci_low", "ci_high"} <= set(rows.columns) and rows["ci_low"].notna().any():
             ax.fill_between(rows["prefix"], rows["ci_low"], rows["ci_high"],
                             color=line.get_color(), alpha=0.15, linewidth=0)
@@ -168,7 +191,7 @@ def plot_convergence(
     ax.set_ylabel("value")
     if title:
         ax.set_title(title)
-    if len(players) <= 20:
+    if len(named) <= LABELLED:
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small", frameon=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

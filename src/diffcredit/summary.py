@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import atomic_path, read_json, read_npz, verify_dir, write_json
-from .values import read_values
+from .values import ends, read_values
 
 
 def summary_job(job: dict, progress: bool = True) -> None:
@@ -64,6 +64,16 @@ def _with_canaries(tables: list, labels: list, canaries: list[dict], quality: di
     with atomic_path(out, suffix=".csv") as tmp:
         found.to_csv(tmp, index=False)
     return out_tables
+
+
+def values_text(t: pd.DataFrame, columns: list[str], fmt: str, table: Path) -> str:
+    """One property's values by rank as text: all of them, or the best and the worst
+    with a line that says how many more `table` holds."""
+    best, worst, hidden = ends(t)
+    text = pd.concat([best, worst])[columns].to_string(index=False, float_format=fmt.format).splitlines()
+    if hidden:
+        text.insert(len(best) + 1, f"  ... {hidden} more between, in {table}")
+    return "\n".join(text)
 
 
 def _caption(members: list[str]) -> str:
@@ -123,7 +133,7 @@ def print_summary(plan, stream=None) -> None:
                   f"{named}:",
                   file=stream)
             shown, fmt = cols, "{:.4f}"
-        print(t.sort_values("rank")[shown].to_string(index=False, float_format=fmt.format), file=stream)
+        print(values_text(t, shown, fmt, path), file=stream)
     for est in plan.estimators:
         diagnostics = _diagnostics(plan, est)
         print(f"plots: {plan.values_dir(est)}/{_compute_note(diagnostics)}", file=stream)
