@@ -43,6 +43,10 @@ try:
     # A cluster job takes the plan of the process that scheduled it (diffcredit.plan.cache).
     _fingerprint = plan_cache.fingerprint(config, workflow.basedir)
     plan = plan_cache.load(os.environ.get(plan_cache.ENV), _fingerprint) if workflow.remote_exec else None
+    if workflow.remote_exec:
+        _saved = os.environ.get(plan_cache.ENV) or "none"
+        print(f"diffcredit: job uses the run's saved plan {_saved}" if plan else
+              f"diffcredit: no usable saved plan ({_saved}); building the plan", file=sys.stderr)
     if plan is None:
         plan = Plan(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 except ConfigError as exc:

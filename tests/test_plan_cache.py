@@ -82,11 +82,13 @@ def test_a_cluster_job_takes_the_runs_plan_and_builds_its_own_otherwise(tmp_path
 
     loaded = remote_job(value)
     assert "does not exist" not in loaded.stdout + loaded.stderr
+    assert f"job uses the run's saved plan {value}" in loaded.stderr
     assert "no coalition_sample with key 0000000000000000 in this plan" in loaded.stdout + loaded.stderr
     rebuilt = remote_job(value[:-1] + ("0" if value[-1] != "0" else "1"))
     assert rebuilt.returncode != 0
     assert str(data) in rebuilt.stdout + rebuilt.stderr
     assert "no coalition_sample with key" not in rebuilt.stdout + rebuilt.stderr
+    assert "no usable saved plan" in rebuilt.stderr
 
 
 def test_a_dry_run_saves_no_plan(tmp_path):

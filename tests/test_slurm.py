@@ -97,6 +97,16 @@ def test_slurm_run_completes_with_the_local_values(slurm_run, slow_cfg, local_va
     pd.testing.assert_frame_equal(values(workdir, slow_cfg), local_values, check_exact=True)
 
 
+def test_every_job_used_the_plan_of_the_run(slurm_run):
+    """No job built the plan again: each took the one its run saved (diffcredit.plan.cache)."""
+    workdir, _, _, rc, out = slurm_run
+    assert rc == 0, out[-4000:]
+    logs = list((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert len(logs) > 10
+    unused = [p for p in logs if "job uses the run's saved plan" not in p.read_text()]
+    assert not unused, unused[0].read_text()[-3000:]
+
+
 def test_scancelled_fine_tune_is_retried_from_its_checkpoint(slurm_run):
     workdir, plan, victim, rc, out = slurm_run
     assert victim is not None, "no running fine_tune with a checkpoint was seen"
