@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from diffcredit.plan import cache as plan_cache
 
 from conftest import REPO, TINY, snakemake, write_config
@@ -58,6 +60,7 @@ def test_the_fingerprint_follows_the_config_and_every_code_file(tmp_path):
     assert plan_cache.fingerprint(cfg, base) == first
 
 
+@pytest.mark.workflow
 def test_a_cluster_job_takes_the_runs_plan_and_builds_its_own_otherwise(tmp_path):
     """A run saves its plan; a job parsed in remote mode uses it, and so does not read
     the data again (here: removed after the run started), unless the plan file was
@@ -91,6 +94,7 @@ def test_a_cluster_job_takes_the_runs_plan_and_builds_its_own_otherwise(tmp_path
     assert "no usable saved plan" in rebuilt.stderr
 
 
+@pytest.mark.workflow
 def test_a_dry_run_saves_no_plan(tmp_path):
     plans = tmp_path / "results-tiny" / ".cache" / "plans"
     snakemake(tmp_path, "--dry-run", "--quiet")
@@ -99,6 +103,7 @@ def test_a_dry_run_saves_no_plan(tmp_path):
     assert len(list(plans.glob("*.pickle"))) == 1
 
 
+@pytest.mark.workflow
 def test_planning_a_finished_run_imports_no_torch(tiny_run):
     """The plan reads what finished artifacts say (the classifier's held-out accuracy)
     without importing the libraries that made them."""
