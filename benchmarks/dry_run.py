@@ -19,6 +19,8 @@ SLURM executor plugin on every run, which asks `scontrol show config` and waits 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import re
 import statistics
 import subprocess
@@ -142,6 +144,30 @@ def dry_run(args: list[str], cwd: Path) -> tuple[float, str]:
     return elapsed, proc.stdout
 
 
+def remote_job(args: list[str], cwd: Path, target: str, env: dict | None = None) -> float:
+    """Wall time of a cluster job's Snakemake up to its job: the Snakefile parsed again
+    and the job's DAG built, in remote mode (dry-run, so the job's command is not run)."""
+    rule = target.split(":", 1)[0]
+    cmd = [sys.executable, "-m", "snakemake", "--mode", "remote", "--target-jobs", target, "--allowed-rules", rule,
+           "--cores", "1", "--nolock", "--force", "--dry-run", "--quiet", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(proc.stdout + proc.stderr)
+    return elapsed
+
+
+def peak_memory_mb(args: list[str], cwd: Path) -> float:
+    """Peak resident memory of a dry-run (its own process), from wait4's rusage."""
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--dry-run", "--quiet", "all", *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status:
+        raise SystemExit(f"dry-run failed ({status})")
+    return usage.ru_maxrss / 1024
+
+
 def job_total(text: str) -> int:
     for line in text.splitlines():
         parts = line.split()
@@ -204,6 +230,28 @@ def main() -> None:
     print(f"coalitions: {n}; jobs planned: diffcredit {jobs[0]}, bare {jobs[1]}, matched bare {jobs[2]}")
     print(f"dry-run median of {args.repeats}: diffcredit {mo:.2f} s, bare {mb:.2f} s, matched bare {mm:.2f} s")
     print(f"ratio to bare {mo / mb:.3f}; ratio to matched bare {mo / mm:.3f}")
+    print(f"dry-run peak memory: diffcredit {peak_memory_mb(ours_args, REPO):.0f} MB, "
+          f"bare {peak_memory_mb([], bare_dir):.0f} MB")
+
+    # One coalition's fine-tune as a cluster job: parsed again in remote mode, with the
+    # plan the scheduling process saved (what a run hands its jobs) and without it.
+    from diffcredit.plan import cache as plan_cache
+
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules", *ours_args], cwd=REPO,
+                         capture_output=True, text=True)  # not a dry-run: saves the plan as a run does
+    if run.returncode != 0:
+        raise SystemExit(run.stdout + run.stderr)
+    saved = sorted((plan.results / ".cache" / "plans").glob("*.pickle"))[-1]
+    env = {plan_cache.ENV: f"{saved.resolve()}#{hashlib.sha256(saved.read_bytes()).hexdigest()}"}
+    key = plan.keys("fine_tune")[0]
+    rebuilt, loaded, bare_job = [], [], []
+    for _ in range(args.repeats):
+        rebuilt.append(remote_job(ours_args, REPO, f"fine_tune:key={key}", {plan_cache.ENV: ""}))
+        loaded.append(remote_job(ours_args, REPO, f"fine_tune:key={key}", env))
+        bare_job.append(remote_job([], bare_dir, "fine_tune:k=3"))
+    rr, rl, rb = (statistics.median(x) for x in (rebuilt, loaded, bare_job))
+    print(f"remote job (one fine_tune) median of {args.repeats}: plan built again {rr:.2f} s, "
+          f"saved plan {rl:.2f} s, bare {rb:.2f} s; ratios to bare {rr / rb:.3f} and {rl / rb:.3f}")
 
 
 if __name__ == "__main__":
