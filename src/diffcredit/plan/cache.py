@@ -62,7 +62,10 @@ def load(value: str | None, fp: str):
         return None
     if hashlib.sha256(data).hexdigest() != digest:
         return None
-    saved_fp, plan = pickle.loads(data)
+    try:  # written by this code, but perhaps under other versions of its libraries
+        saved_fp, plan = pickle.loads(data)
+    except Exception:
+        return None
     if saved_fp != fp:
         return None
     plan.load_checkpoints()  # what finished since it was saved
