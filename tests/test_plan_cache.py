@@ -116,3 +116,21 @@ def test_planning_a_finished_run_imports_no_torch(tiny_run):
                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_identification_fit_runs_once_per_design_and_code(tmp_path, monkeypatch):
+    """The parse-time fit that proves a design identifies the values is remembered in the
+    results folder's cache, by the design and the estimators' code."""
+    from diffcredit.plan import estimates
+
+    calls = []
+    fits = estimates._fits
+    monkeypatch.setattr(estimates, "_fits", lambda masks, method: calls.append(method) or fits(masks, method))
+    make_plan(tmp_path)
+    first = len(calls)
+    assert first >= 1
+    make_plan(tmp_path)
+    assert len(calls) == first  # remembered
+    monkeypatch.setattr(estimates, "_estimator_code", lambda: "other code")
+    make_plan(tmp_path)
+    assert len(calls) == 2 * first  # another version of the estimators checks again

@@ -3,13 +3,14 @@ of its coalitions, and the estimate."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from ..config import ConfigError
 from ..keys import canonical_json, sha256_hex
-from ..stages import STAGES
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,10 @@ class EstimateNodes:
         except ValueError as exc:
             raise ConfigError(f"invalid config: {where}: {exc}") from None
         # A sampled design can still be degenerate (repeated coalitions). The check is a fit,
-        # costly at hundreds of players, so its success is remembered by the design's content.
+        # costly at hundreds of players, so its success is remembered by the design's content
+        # and the estimators' code.
         design = canonical_json({"masks": sha256_hex(np.packbits(masks, axis=1).tobytes()), "shape": masks.shape,
-                                 "method": e["method"], "version": STAGES["shapley_estimate"].version})
+                                 "method": e["method"], "code": _estimator_code()})
         try:
             self._cache.get_memo(f"identified:{sha256_hex(design)}", lambda: _fits(masks, e["method"]))
         except ValueError as exc:
@@ -219,6 +221,15 @@ class EstimateNodes:
         """A round checkpoint's spec: the target, judged on the real contributors only."""
         canaries = [c["name"] for c in self.canaries]
         return {"target": target, **({"canaries": canaries} if canaries else {})}
+
+
+@functools.lru_cache(maxsize=1)
+def _estimator_code() -> str:
+    """sha256 of the estimators' source files, which decide whether a design fits."""
+    from .. import estimators
+
+    folder = Path(estimators.__file__).parent
+    return sha256_hex(b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in sorted(folder.glob("*.py"))))
 
 
 def _fits(masks: np.ndarray, method: str) -> bool:
