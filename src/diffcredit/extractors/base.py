@@ -65,13 +65,14 @@ def mean_and_covariance(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"mu": x.mean(0), "sigma": np.cov(x, rowvar=False)}
 
 
-# ---------------------------------------------------------------- pretrained image encoders
-
-# OpenAI CLIP's normalisation (also BLIP's).
 # The classifier network's settings and held-out accuracy, in its folder; here, not
 # beside the network, so that the plan reads it without importing torch.
 CLASSIFIER_CONFIG = "classifier.json"
 
+
+# ---------------------------------------------------------------- pretrained image encoders
+
+# OpenAI CLIP's normalisation (also BLIP's).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
