@@ -41,12 +41,12 @@ try:
     for _file in [Path(workflow.basedir) / "config.yaml", *workflow.config_settings.configfiles]:
         load_yaml(_file)
     # A cluster job takes the plan of the process that scheduled it (diffcredit.plan.cache).
-    _fingerprint = plan_cache.fingerprint(config, workflow.basedir)
-    plan = plan_cache.load(os.environ.get(plan_cache.ENV), _fingerprint) if workflow.remote_exec else None
+    plan = None
     if workflow.remote_exec:
-        _saved = os.environ.get(plan_cache.ENV) or "none"
+        _saved = os.environ.get(plan_cache.ENV)
+        plan = plan_cache.load(_saved, plan_cache.fingerprint(config, workflow.basedir))
         print(f"diffcredit: job uses the run's saved plan {_saved}" if plan else
-              f"diffcredit: no usable saved plan ({_saved}); building the plan", file=sys.stderr)
+              f"diffcredit: no usable saved plan ({_saved or 'none'}); building the plan", file=sys.stderr)
     if plan is None:
         plan = Plan(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 except ConfigError as exc:
@@ -92,7 +92,7 @@ _dry_run = any(a in ("-n", "--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*
 # workflow.local_exec is not known yet either: a profile or executor may send the jobs elsewhere.
 _elsewhere = any(a.startswith(("--executor", "--profile")) or a == "-e" for a in sys.argv[1:])
 if not _dry_run and workflow.is_main_process:
-    os.environ[plan_cache.ENV] = plan_cache.save(plan, _fingerprint)
+    os.environ[plan_cache.ENV] = plan_cache.save(plan, plan_cache.fingerprint(config, workflow.basedir))
 if plan.device == "cuda" and _dry_run and not _elsewhere and not visible_gpus():
     print("diffcredit: warning: device is 'cuda' but this machine has no GPU: a run here would be refused before "
           "any job; run on a GPU cluster (--profile slurm), or set device: cpu or auto", file=sys.stderr)

@@ -30,6 +30,15 @@ def sha256_hex(data: bytes | str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def files_sha256(files, root) -> str:
+    """sha256 of files (source code, say) by their paths under `root` and their bytes."""
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def artifact_key(stage: str, spec: dict, parents: dict | list | None = None) -> str:
     """The key of an artifact made by `stage` from `spec` and `parents`."""
     if stage not in STAGE_VERSIONS:

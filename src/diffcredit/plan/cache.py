@@ -13,13 +13,13 @@ scheduled them; checkpoints written since are read as usual.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
 from pathlib import Path
 
 from ..artifacts import write_bytes
+from ..keys import files_sha256, sha256_hex
 
 ENV = "DIFFCREDIT_PLAN"
 
@@ -28,14 +28,9 @@ def fingerprint(config: dict, basedir: str | os.PathLike) -> str:
     """What a plan is a function of besides the data: the config as read, and the
     library's, Snakefile's and schema's code."""
     base = Path(basedir)
-    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    files = sorted((base / "src" / "diffcredit").rglob("*.py"))
-    files += [base / "Snakefile", *sorted((base / "workflow").rglob("*.smk")),
-              *sorted((base / "workflow" / "schemas").glob("*.yaml"))]
-    for f in files:
-        h.update(str(f.relative_to(base)).encode() + b"\0")
-        h.update(f.read_bytes())
-    return h.hexdigest()
+    code = [*(base / "src" / "diffcredit").rglob("*.py"), base / "Snakefile", *(base / "workflow").rglob("*.smk"),
+            *(base / "workflow" / "schemas").glob("*.yaml")]
+    return sha256_hex(json.dumps(config, sort_keys=True, default=str) + files_sha256(code, base))
 
 
 def save(plan, fp: str) -> str:
@@ -47,7 +42,7 @@ def save(plan, fp: str) -> str:
         write_bytes(path, data)
     except OSError:
         return ""
-    return f"{path.resolve()}#{hashlib.sha256(data).hexdigest()}"
+    return f"{path.resolve()}#{sha256_hex(data)}"
 
 
 def load(value: str | None, fp: str):
@@ -60,7 +55,7 @@ def load(value: str | None, fp: str):
         data = Path(path).read_bytes()
     except OSError:
         return None
-    if hashlib.sha256(data).hexdigest() != digest:
+    if sha256_hex(data) != digest:
         return None
     try:  # written by this code, but perhaps under other versions of its libraries
         saved_fp, plan = pickle.loads(data)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ConfigError
-from ..keys import canonical_json, sha256_hex
+from ..keys import canonical_json, files_sha256, sha256_hex
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ def _estimator_code() -> str:
     from .. import estimators
 
     folder = Path(estimators.__file__).parent
-    return sha256_hex(b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in sorted(folder.glob("*.py"))))
+    return files_sha256(folder.glob("*.py"), folder)
 
 
 def _fits(masks: np.ndarray, method: str) -> bool:
