@@ -134,14 +134,18 @@ def matched_snakefile(bare: str) -> str:
     return "\n".join([out[0], head] + out[1:])
 
 
-def dry_run(args: list[str], cwd: Path) -> tuple[float, str]:
+def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, str]:
+    """Wall time and stdout of a command that must succeed (`env`: added to this one's)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--quiet", "all", *args],
-                          cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(proc.stdout + proc.stderr)
     return elapsed, proc.stdout
+
+
+def dry_run(args: list[str], cwd: Path) -> tuple[float, str]:
+    return timed([sys.executable, "-m", "snakemake", "--dry-run", "--quiet", "all", *args], cwd)
 
 
 def remote_job(args: list[str], cwd: Path, target: str, env: dict | None = None) -> float:
@@ -150,12 +154,7 @@ def remote_job(args: list[str], cwd: Path, target: str, env: dict | None = None)
     rule = target.split(":", 1)[0]
     cmd = [sys.executable, "-m", "snakemake", "--mode", "remote", "--target-jobs", target, "--allowed-rules", rule,
            "--cores", "1", "--nolock", "--force", "--dry-run", "--quiet", *args]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(proc.stdout + proc.stderr)
-    return elapsed
+    return timed(cmd, cwd, env)[0]
 
 
 def peak_memory_mb(args: list[str], cwd: Path) -> float:
@@ -241,7 +240,7 @@ def main() -> None:
                          capture_output=True, text=True)  # not a dry-run: saves the plan as a run does
     if run.returncode != 0:
         raise SystemExit(run.stdout + run.stderr)
-    saved = sorted((plan.results / ".cache" / "plans").glob("*.pickle"))[-1]
+    saved = max((plan.results / ".cache" / "plans").glob("*.pickle"))
     env = {plan_cache.ENV: f"{saved.resolve()}#{hashlib.sha256(saved.read_bytes()).hexdigest()}"}
     key = plan.keys("fine_tune")[0]
     rebuilt, loaded, bare_job = [], [], []

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from dry_run import BARE, folder_config  # noqa: E402
+from dry_run import BARE, folder_config, timed  # noqa: E402
 
 
 def finish(plan) -> int:
@@ -62,15 +61,6 @@ def finish_bare(folder: Path, n: int, c: int) -> None:
         path = folder / out
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
-
-
-def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(proc.stdout + proc.stderr)
-    return elapsed, proc.stdout
 
 
 def main() -> None:
