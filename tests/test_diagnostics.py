@@ -216,4 +216,4 @@ def test_an_estimates_warnings_are_kept_in_its_diagnostics(tmp_path):
               "empty": score("empty", np.zeros(n)), "full": score("full", np.ones(n))}
     estimate_values(spec, inputs, str(tmp_path / "values"))
     (warning,) = json.loads((tmp_path / "values" / "diagnostics.json").read_text())["p"]["warnings"]
-    assert "8 rows are the only ones of their size" in warning
+    assert "8 of the 10 coalition sizes teach method 'stratified' nothing (sizes 2, 3, 4, 5, 6, 7, 8, 9: 8 with a single coalition)" in warning

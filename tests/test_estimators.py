@@ -392,18 +392,38 @@ def test_paired_designs_bootstrap_whole_pairs(scheme, method):
     assert (rows["ci_high"] - rows["ci_low"]).min() > 1e-3
 
 
-def test_stratified_intervals_at_the_smallest_budget():
-    """The design is kept in every replicate, so the intervals exist as soon
-    as the values do (a resampling bootstrap would lose singletons)."""
+def test_stratified_at_the_smallest_budget_warns_that_its_intervals_miss_the_model_error():
+    """At budget 2n the stratified design is every singleton and its complement:
+    nothing is sampled, so the intervals have zero width, while the airport game's
+    higher-order interactions put the values well off (checked against an
+    independent computation). The user is told that sizes 2..n-2 are extrapolated."""
     n = 7
     game = airport_game(n)
+    truth = shapley_by_permutations(game)
     masks = design(n, 2 * n, "stratified", seed=0)
+    with pytest.warns(BootstrapWarning, match=r"4 of the 6 coalition sizes teach method 'stratified' nothing "
+                                              r"\(sizes 2, 3, 4, 5: 4 with none\)"):
+        result = game.estimate(masks, "stratified", seed=4, n_boot=300)
+        again = game.estimate(masks, "stratified", seed=4, n_boot=300)
+    pd.testing.assert_frame_equal(result, again)
+    assert np.abs(result["ci_high"] - result["ci_low"]).max() < 1e-9
+    assert np.linalg.norm(result["value"] - truth) > 0.2 * np.linalg.norm(truth)
+
+
+@pytest.mark.parametrize("method", ["kernelshap", "leverage"])
+def test_shapley_fits_warn_about_sizes_the_design_lacks(method):
+    """The regression fits weigh every size by its kernel mass; a design without
+    some sizes (here, kernel rows of sizes 1..3 only) is warned about, and one with
+    every size is not."""
+    n = 8
+    game = airport_game(n)
+    masks = design(n, 40 * n, "kernel", seed=1)
+    small = masks[masks.sum(axis=1) <= 3]
+    with pytest.warns(BootstrapWarning, match=r"4 of the 7 coalition sizes .* \(sizes 4, 5, 6, 7: 4 with none\)"):
+        game.estimate(small, method, n_boot=20, paired=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", BootstrapWarning)
-        result = game.estimate(masks, "stratified", seed=4, n_boot=300)
-    assert (result["ci_low"] <= result["value"]).all() and (result["value"] <= result["ci_high"]).all()
-    assert (result["ci_high"] > result["ci_low"]).any()
-    pd.testing.assert_frame_equal(result, game.estimate(masks, "stratified", seed=4, n_boot=300))
+        game.estimate(masks, method, n_boot=20, paired=False)
 
 
 def test_stratified_warns_about_rows_alone_in_their_size():
@@ -413,7 +433,10 @@ def test_stratified_warns_about_rows_alone_in_their_size():
     n = 10
     game = airport_game(n)
     masks = design(n, 3 * n, "stratified", seed=0)
-    with pytest.warns(BootstrapWarning, match="only ones of their size"):
+    counts = np.bincount(masks.sum(axis=1), minlength=n)
+    alone = np.flatnonzero(counts == 1)
+    assert alone.size and 1 not in alone
+    with pytest.warns(BootstrapWarning, match=f"{alone.size} with a single coalition"):
         game.estimate(masks, "stratified", n_boot=20)
     masks = design(n, 5 * n, "stratified", seed=0)
     assert np.bincount(masks.sum(axis=1)).max() > 1 and 1 not in np.bincount(masks.sum(axis=1))
@@ -437,6 +460,7 @@ def test_paired_true_requires_pairs():
         game.estimate(design(6, 20, "kernel"), "kernelshap", paired=True)
 
 
+@pytest.mark.filterwarnings("ignore:.*coalition sizes teach method")  # a minimal design lacks sizes too
 def test_bootstrap_warns_when_resamples_do_not_identify():
     n = 6
     game = airport_game(n)

@@ -32,9 +32,9 @@ CI_LEVEL = 0.95
 
 class BootstrapWarning(RuntimeWarning):
     """The bootstrap intervals are unreliable at this budget: some resamples could
-    not identify the values and were dropped, or (wild bootstrap, method
-    ``stratified``) some rows are alone in their size and the intervals ignore
-    the sizes they stand for."""
+    not identify the values and were dropped, or the design teaches a Shapley fit
+    nothing about some coalition sizes (none of them, or for ``stratified`` a
+    single one), so the fit extrapolates to them, an error no resample can show."""
 
 
 def estimate(
@@ -150,6 +150,8 @@ def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, p
         return value, value + trained + (0.0 if errors is None else errors[np.arange(n_boot) % len(errors)])
     if n_boot == 0:
         return value, None
+    if record.efficient:
+        _warn_unused_sizes(masks, record)
     if record.bootstrap == "wild":
         replicates = _wild_bootstrap(record, masks, values, v_empty, v_full, paired, n_boot, seed)
     else:
@@ -180,6 +182,33 @@ def check_rows(record: Method, masks, paired: bool) -> None:
             f"{needed} coalitions on {kind} design (schemes {', '.join(schemes)}); evaluate more "
             "coalitions, several times the minimum for a usable estimate (docs/estimators.md)"
         )
+
+
+def _warn_unused_sizes(masks, record: Method) -> None:
+    """Warn that a Shapley design teaches the fit nothing about some coalition sizes:
+    it has none of them, or (method ``stratified``, which centres each size on its
+    mean) a single one. The fit then takes their part of the values from the sizes
+    it has, which is exact only for games it models exactly (for ``stratified``,
+    additive plus a function of size, or paired designs and interactions of order
+    at most 2). That error is the same in every resample, so the intervals cannot
+    hold it: ``stratified`` at budget 2n (sizes 1 and n - 1 only) has intervals of
+    zero width."""
+    n = masks.shape[1]
+    counts = np.bincount(masks.sum(axis=1), minlength=n)[1:]
+    alone = np.flatnonzero(counts == 1) + 1 if record.bootstrap == "wild" else np.array([], dtype=int)
+    missing = np.flatnonzero(counts == 0) + 1
+    unused = np.union1d(alone, missing)
+    if not unused.size:
+        return
+    sizes = ", ".join(map(str, unused[:10])) + (", ..." if unused.size > 10 else "")
+    why = [f"{k} with {what}" for k, what in ((missing.size, "none"), (alone.size, "a single coalition")) if k]
+    warnings.warn(
+        f"{unused.size} of the {n - 1} coalition sizes teach method {record.name!r} nothing (sizes {sizes}: "
+        f"{' and '.join(why)}); the fit extrapolates their part of the values, an error the intervals do not "
+        "include: evaluate more coalitions",
+        BootstrapWarning,
+        stacklevel=3,
+    )
 
 
 def check_shrink(method: str, shrink) -> None:
@@ -242,16 +271,6 @@ def _wild_bootstrap(record: Method, masks, values, v_empty, v_full, paired, n_bo
     replicate is theta + P (e* s), with P the fit's fixed linear map.
     """
     n = masks.shape[1]
-    counts = np.bincount(masks.sum(axis=1), minlength=n + 1)
-    alone = np.flatnonzero(counts == 1)
-    if alone.size:
-        warnings.warn(
-            f"{alone.size} rows are the only ones of their size (sizes {alone[:10].tolist()}); "
-            f"method {record.name!r} learns nothing from them, and the intervals do not cover "
-            "what those sizes would add: evaluate more coalitions",
-            BootstrapWarning,
-            stacklevel=3,
-        )
     theta, inflated, projector, unit_of_row = _fit_parts(record, masks, values, v_empty, v_full, paired)
     rng = np.random.default_rng(seed)
     signs = rng.choice(np.array([-1.0, 1.0]), size=(n_boot, unit_of_row.max() + 1))[:, unit_of_row]
