@@ -19,6 +19,7 @@ from diffcredit.data import (
     write_shard,
 )
 from diffcredit.artifacts import CorruptArtifactError
+from diffcredit.data.images import FACTS_TAG
 
 
 def make_folders(root, n_per=3, names=("ann", "bob")):
@@ -140,13 +141,15 @@ def test_hash_cache_is_used_and_invalidated_by_mtime(tmp_path):
     cache = HashCache(cache_path)
     calls = []
     target = sorted((root / "ann").iterdir())[0]
-    cache.get_or_compute(target, lambda: calls.append(1) or {"hash": "x"}, tag="image")
+    cache.get_or_compute(target, lambda: calls.append(1) or {"hash": "x"}, tag=FACTS_TAG)
     assert calls == []  # served from the cache
+    cache.get_or_compute(target, lambda: calls.append(0) or {"hash": "x"}, tag="image")
+    assert calls == [0]  # facts of another version are computed again
     cache.get_or_compute(target, lambda: calls.append(2) or {"hash": "x"})
-    assert calls == [2]  # a result of another kind is not served
+    assert calls == [0, 2]  # a result of another kind is not served
     os.utime(target, (time.time() + 10, time.time() + 10))
     cache.get_or_compute(target, lambda: calls.append(3) or {"hash": "x"})
-    assert calls == [2, 3]
+    assert calls == [0, 2, 3]
 
 
 def test_folder_images_are_resized_and_canonically_ordered(tmp_path):
@@ -494,3 +497,46 @@ def test_split_shares_size_the_groups_within_every_class():
         split_labelled({"by": "class", "groups": 1, "shares": [1]}, hashes, labels, 4, str)
     with pytest.raises(DataError, match="group1 without images"):
         split_labelled({"by": "split", "groups": 2, "shares": [1000, 1]}, hashes, labels, 4, str)
+
+
+def test_hidden_files_and_tool_folders_are_not_images(tmp_path):
+    """What macOS, Jupyter and unzipping leave beside the images is skipped: a "._x.png"
+    resource fork (not an image at all), a checkpoint copy in ".ipynb_checkpoints" (a
+    duplicate), a "__MACOSX" folder at the root (it would be a contributor)."""
+    root = make_folders(tmp_path / "d")
+    clean = describe({"source": "folder", "root": str(root)}, HashCache(None))
+    (root / "ann" / "._0.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    (root / "bob" / ".ipynb_checkpoints").mkdir()
+    (root / "bob" / ".ipynb_checkpoints" / "1-checkpoint.png").write_bytes((root / "bob" / "1.png").read_bytes())
+    (root / "__MACOSX" / "ann").mkdir(parents=True)
+    (root / "__MACOSX" / "ann" / "._1.png").write_bytes(b"\x00\x05\x16\x07")
+    (root / "ann" / "nested").mkdir()  # an ordinary subfolder still counts
+    (root / "ann" / "nested" / "9.png").write_bytes((root / "bob" / "2.png").read_bytes())
+    found = describe({"source": "folder", "root": str(root), "allow_duplicates": True}, HashCache(None))
+    assert [c.name for c in found] == ["ann", "bob"]
+    assert [c.sources for c in found] == [clean[0].sources + [str(root / "ann" / "nested" / "9.png")],
+                                          clean[1].sources]
+
+
+@pytest.mark.parametrize("orientation, turn", [(3, lambda a: a[::-1, ::-1]), (6, lambda a: np.rot90(a, -1)),
+                                               (8, lambda a: np.rot90(a, 1)), (2, lambda a: a[:, ::-1])])
+def test_exif_orientation_is_applied_as_viewers_do(tmp_path, orientation, turn):
+    """Phones store photos unrotated with an EXIF orientation; the pixels trained on are
+    the ones a viewer shows (independent check: the array turned by numpy), and the item
+    hash names the rule, so the shards of rotated images are remade after this change."""
+    rng = np.random.default_rng(orientation)
+    pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    root = tmp_path / "d"
+    for name in ("ann", "bob"):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / name / "plain.png")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(root / "ann" / "photo.png", exif=exif)
+    spec = {"source": "folder", "root": str(root), "resolution": 8, "channels": 3}
+    ann = describe(spec, HashCache(None))[0]
+    images, _ = load_items(spec, ann)
+    index = ann.sources.index(str(root / "ann" / "photo.png"))
+    position = int(np.flatnonzero(np.argsort(ann.item_hashes, kind="stable") == index)[0])  # canonical order
+    assert np.array_equal(images[position], turn(pixels).transpose(2, 0, 1))
+    assert ann.item_hashes[index] != hashlib.sha256((root / "ann" / "photo.png").read_bytes()).hexdigest()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, TINY, dry_run_error, snakemake, write_config
 from diffcredit.config import ConfigError, deep_update, load_yaml
@@ -194,6 +195,12 @@ def test_unusable_results_paths_budgets_and_repeats_are_refused(tmp_path, cfg, n
     ({"data": {"by": "split", "groups": 25, "per_class": None}, "estimators": [{"method": "exact", "budget": 100}]},
      "limited to 16 players, got n_players=25"),
     ({"model": {"block_out_channels": [16, 33]}}, "must be multiples of norm_num_groups 8"),
+    (yaml.safe_load("data: {source: folder, contributors: [{name: no, path: a}, {name: 1, path: b}]}"),
+     "data.contributors.0.name: False is not of type 'string': YAML reads unquoted yes, no, on, off, true and "
+     "false as booleans and unquoted digits as numbers; put the value in quotes"),
+    (yaml.safe_load("results: 2026"), "results: 2026 is not of type 'string': YAML reads"),
+    ({"estimators": [{"method": "stratified", "budget": 12, "target": {"half_width": "x", "max_budget": 14}}]},
+     "half_width: 'x' is not of type 'number' and 'x' is not of type 'object'"),
 ])
 def test_bad_values_are_config_errors_not_tracebacks(tmp_path, monkeypatch, cfg, needle):
     monkeypatch.chdir(tmp_path)
@@ -201,6 +208,17 @@ def test_bad_values_are_config_errors_not_tracebacks(tmp_path, monkeypatch, cfg,
     with pytest.raises(ConfigError) as err:
         Plan(deep_update(base, cfg), REPO / "workflow" / "schemas" / "config.schema.yaml", read_only=True)
     assert needle in str(err.value)
+
+
+def test_a_value_of_one_allowed_type_is_told_that_type_s_rules_only(tmp_path, monkeypatch):
+    """half_width is a number or a mapping: 0 breaks the number's minimum, and saying
+    that it is not a mapping either would only confuse."""
+    monkeypatch.chdir(tmp_path)
+    base = deep_update(load_yaml(REPO / "config.yaml"), load_yaml(TINY))
+    cfg = {"estimators": [{"method": "stratified", "budget": 12, "target": {"half_width": 0, "max_budget": 14}}]}
+    with pytest.raises(ConfigError) as err:
+        Plan(deep_update(base, cfg), REPO / "workflow" / "schemas" / "config.schema.yaml", read_only=True)
+    assert str(err.value).endswith("estimators.0.target.half_width: 0 is less than or equal to the minimum of 0")
 
 
 def test_a_held_results_lock_names_its_holder_and_a_lockless_file_system_only_warns(tmp_path, monkeypatch):

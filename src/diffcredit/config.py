@@ -158,11 +158,27 @@ def _seed_error(where: tuple, value) -> list:
 
 def _message(error) -> str:
     """The schema's message; for a value that fits none of several forms (anyOf, oneOf),
-    what each form says, not "is not valid under any of the given schemas"."""
+    what each form says (only the forms of the value's type, where there are such),
+    not "is not valid under any of the given schemas"; for text
+    that YAML read as a boolean or a number, how to keep it text."""
+    if error.validator == "type" and _yaml_scalar_for_text(error):
+        return (f"{error.message}: YAML reads unquoted yes, no, on, off, true and false as booleans and "
+                "unquoted digits as numbers; put the value in quotes")
     if error.validator not in ("anyOf", "oneOf") or not error.context:
         return error.message
-    seen = dict.fromkeys(e.message for e in error.context if not e.path)
+    own = [e for e in error.context if not e.path]
+    # A value of one form's type that breaks that form's other rules (a number out of
+    # range where a number or a mapping is allowed) is told only that form's rules.
+    wrong_type = {e.relative_schema_path[0] for e in own if e.validator == "type"}
+    right_type = [e for e in own if e.relative_schema_path[0] not in wrong_type]
+    seen = dict.fromkeys(e.message for e in (right_type or own))
     return " and ".join(seen) if seen else error.message
+
+
+def _yaml_scalar_for_text(error) -> bool:
+    """A key that takes text given a boolean or a number (YAML's reading of no, on, 1...)."""
+    expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    return "string" in expected and isinstance(error.instance, (bool, int, float))
 
 
 def _error_order(error):

@@ -1,8 +1,10 @@
 """Image files: what describing needs of them, and decoding to uint8 (C, H, W).
 
-An image file whose decoded pixels depend on more than its bytes (16-bit values
-scaled to 8 bits, transparent pixels composited over `data.background`) has that
-rule in its item hash.
+Images are decoded as viewers show them: an EXIF orientation (what phones and
+cameras write instead of rotating the pixels) is applied. An image file whose
+decoded pixels depend on more than its bytes' plain decoding (16-bit values
+scaled to 8 bits, transparent pixels composited over `data.background`, an EXIF
+rotation) has that rule in its item hash.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ EIGHT_BIT_MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "CMYK", "YCbCr"}
 ALPHA_MODES = {"RGBA", "LA", "PA"}
 WIDE_GRAY_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 WHITE = (255, 255, 255)
+# The version of `image_facts`' record: cached facts of another version are computed again.
+FACTS_TAG = "image-2"
+EXIF_ORIENTATION = 0x0112  # 1 = as stored; 2..8 = mirrored and/or rotated
 
 
 def image_facts(path: Path) -> dict:
@@ -37,6 +42,9 @@ def image_facts(path: Path) -> dict:
             im.verify()
         with Image.open(io.BytesIO(data)) as im:
             facts = {"hash": sha256_hex(data), "mode": im.mode}
+            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+            if orientation in range(2, 9):
+                facts["orientation"] = int(orientation)
             if getattr(im, "n_frames", 1) > 1:
                 facts["frames"] = int(im.n_frames)
             if im.mode == "I":
@@ -76,6 +84,8 @@ def file_item_hash(facts: dict, background: tuple) -> str:
         rules.append("16-bit/257")
     if facts.get("transparent"):
         rules.append("over {},{},{}".format(*background))
+    if facts.get("orientation"):
+        rules.append(f"exif orientation {facts['orientation']}")
     return sha256_hex(f"{facts['hash']} {'; '.join(rules)}") if rules else facts["hash"]
 
 
@@ -153,10 +163,13 @@ def conform(images: np.ndarray, resolution: int, channels: int) -> np.ndarray:
 
 
 def load_image(path: str, resolution: int, channels: int, background: tuple = WHITE) -> np.ndarray:
-    """An image file, centre-cropped to a square, as uint8 (C, H, W)."""
-    from PIL import Image
+    """An image file, turned by its EXIF orientation and centre-cropped to a square,
+    as uint8 (C, H, W)."""
+    from PIL import Image, ImageOps
 
     with Image.open(path) as im:
+        if im.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+            im = ImageOps.exif_transpose(im)
         im = flatten(im, channels, background)
     w, h = im.size
     side = min(w, h)

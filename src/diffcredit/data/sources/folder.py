@@ -19,7 +19,7 @@ import numpy as np
 
 from ...keys import sha256_hex
 from ..contributors import Contributor, DataError
-from ..images import IMAGE_SUFFIXES, background_of, file_item_hash, image_facts, load_image, unsupported
+from ..images import FACTS_TAG, IMAGE_SUFFIXES, background_of, file_item_hash, image_facts, load_image, unsupported
 from .base import Source
 
 METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
@@ -106,10 +106,17 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data.root {root} is not a folder: expected {LAYOUT}")
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not hidden(p.name))
     if not dirs:
         raise DataError(f"data.root {root} has no contributor folders: expected {LAYOUT}")
     return [(p.name, p) for p in dirs]
+
+
+def hidden(name: str) -> bool:
+    """A file or folder that holds no training images: hidden (macOS's "._x.png"
+    resource forks, ".ipynb_checkpoints" copies, ".thumbnails") or a tool's
+    ("__MACOSX" in unzipped archives). Skipped, wherever it is under the root."""
+    return name.startswith((".", "__"))
 
 
 def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contributor]:
@@ -126,7 +133,8 @@ def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contribu
         if not os.access(folder, os.R_OK | os.X_OK):
             raise DataError(f"contributor {name!r}: folder {folder} cannot be read (permission denied)")
         found = folder.rglob("*") if recursive else folder.iterdir()
-        files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                       and not any(hidden(part) for part in p.relative_to(folder).parts))
         if not files:
             raise DataError(
                 f"contributor {name!r}: folder {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
@@ -135,7 +143,7 @@ def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contribu
         hashes = []
         for path in files:
             try:
-                facts = cache.get_or_compute(path, lambda path=path: image_facts(path), tag="image")
+                facts = cache.get_or_compute(path, lambda path=path: image_facts(path), tag=FACTS_TAG)
             except OSError as exc:
                 raise DataError(f"contributor {name!r}: cannot read image {path} ({exc.strerror}); "
                                 "fix its permissions or remove it") from None
@@ -257,7 +265,7 @@ def describe_metadata(spec: dict, cache) -> list[Contributor]:
             caption = row.get(caption_col)
             if caption is None or not isinstance(caption, str):
                 raise DataError(f"{where}: image {name} has no caption (column {caption_col!r})")
-        facts = cache.get_or_compute(file, lambda file=file: image_facts(file), tag="image")
+        facts = cache.get_or_compute(file, lambda file=file: image_facts(file), tag=FACTS_TAG)
         if "error" in facts:
             raise DataError(f"{where}: cannot read image {name} ({facts['error']}); fix or remove it")
         problem = unsupported(facts)
