@@ -279,6 +279,26 @@ def test_a_path_with_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
     assert cfg["reference"]["file"] == str(tmp_path / "home" / "ref.npz")
 
 
+def test_environment_variables_in_paths_are_expanded_or_named_when_unset(tmp_path, monkeypatch):
+    """results: $SCRATCH/x (what cluster users write) is that folder, not ./$SCRATCH; a
+    variable that is not set is refused by name, not made into a folder. A $ that starts
+    no variable name stays as written."""
+    from diffcredit.config import ConfigError, validate
+
+    monkeypatch.setenv("DC_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.delenv("DC_UNSET", raising=False)
+    root = folders(tmp_path / "scratch" / "img")
+    plan = make_plan(tmp_path, data={"source": "folder", "root": "${DC_SCRATCH}/img"})
+    assert plan.cfg["data"]["root"] == str(root)
+    assert validate({"results": "$DC_SCRATCH/runs"}, SCHEMA)["results"] == str(tmp_path / "scratch" / "runs")
+    assert validate({"results": "a $(b) 5$"}, SCHEMA)["results"] == "a $(b) 5$"
+    with pytest.raises(ConfigError) as err:
+        validate({"results": "$DC_UNSET/runs", "reference": {"source": "stats", "file": "${DC_UNSET}/r.npz"}},
+                 SCHEMA)
+    assert "results: '$DC_UNSET/runs' names the environment variable(s) DC_UNSET, which are not set" in str(err.value)
+    assert "reference.file: '${DC_UNSET}/r.npz' names" in str(err.value)
+
+
 def test_a_bare_method_name_is_an_entry_with_that_method(tmp_path):
     plan = make_plan(tmp_path, estimators=["loo"], attributions=["pixel_similarity"])
     assert [e.method for e in plan.estimators] == ["loo"]

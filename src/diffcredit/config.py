@@ -32,6 +32,7 @@ import copy
 import importlib
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
         for where, instance in _instances(config, path):
             if isinstance(instance, dict):  # else the main schema said so
                 errors += _plugin_errors(cls, config, where, instance, section)
-    _expand_paths(config, schema)
+    errors += _expand_paths(config, schema)
     flagged = {tuple(path) for path, _ in errors}
     errors += [e for e in _number_errors(config) if tuple(e[0]) not in flagged]
     if errors:
@@ -104,23 +105,43 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
     return config
 
 
-def _expand_paths(config, schema: dict) -> None:
+def _expand_paths(config, schema: dict, where: tuple = ()) -> list:
     """Paths (schema keys marked `x-path`) read as a shell user expects: a leading ~ is
-    the home folder (a literal ./~ folder is never what was meant)."""
+    the home folder and $NAME or ${NAME} an environment variable, expanded where the
+    config is read (a literal ./~ or ./$SCRATCH folder is never what was meant). A
+    variable that is not set is an error naming it."""
+    errors = []
     if isinstance(config, dict):
         for key, sub in schema.get("properties", {}).items():
             if key not in config or not isinstance(sub, dict):
                 continue
-            if sub.get("x-path") and isinstance(config[key], str) and config[key].startswith("~"):
-                config[key] = os.path.expanduser(config[key])
+            if sub.get("x-path") and isinstance(config[key], str):
+                config[key], unset = _expand_path(config[key])
+                if unset:
+                    errors.append(([*where, key], f"{config[key]!r} names the environment variable(s) "
+                                                  f"{', '.join(unset)}, which are not set here; set them (on "
+                                                  "every node that runs jobs) or write the path out"))
             else:
-                _expand_paths(config[key], sub)
+                errors += _expand_paths(config[key], sub, (*where, key))
     elif isinstance(config, list) and isinstance(schema.get("items"), dict):
-        for item in config:
-            _expand_paths(item, schema["items"])
+        for i, item in enumerate(config):
+            errors += _expand_paths(item, schema["items"], (*where, i))
     for branch in schema.get("oneOf", []) + schema.get("anyOf", []):
         if isinstance(branch, dict):
-            _expand_paths(config, branch)
+            errors += _expand_paths(config, branch, where)
+    return errors
+
+
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _expand_path(value: str) -> tuple[str, list[str]]:
+    """`value` with ~ and the environment variables that are set expanded, and the names
+    of those that are not."""
+    if value.startswith("~"):
+        value = os.path.expanduser(value)
+    unset = list(dict.fromkeys(a or b for a, b in _VARIABLE.findall(value) if (a or b) not in os.environ))
+    return (value if unset else os.path.expandvars(value)), unset
 
 
 SEED_LIMIT = 2**32  # numpy's and torch's seeds: non-negative and below 2**32
