@@ -183,6 +183,44 @@ def test_an_offline_hub_id_that_is_not_cached_says_what_to_do(tmp_path, monkeypa
     assert "'lambdalabs/miniSD-diffusers'" in msg and "offline" in msg and "huggingface-cli download" in msg
 
 
+@pytest.mark.parametrize("proxy", [False, True])
+def test_an_unreachable_hub_is_said_at_once_not_after_retries(tmp_path, monkeypatch, proxy):
+    """Without HF_HUB_OFFLINE, a node with no network would retry the download for half a
+    minute per parse; one failed connection says it instead. Behind a proxy only the
+    download can tell, so it is left to try."""
+    import socket
+
+    import huggingface_hub
+
+    from diffcredit import pretrained
+
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    if proxy:
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.invalid:8443")
+    tried = []
+
+    def refuse(address, timeout=None):
+        tried.append(address)
+        raise OSError(-2, "Name or service not known")
+
+    def download(*args, **kwargs):
+        raise OSError("download tried")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    with pytest.raises(pretrained.PretrainedError) as err:
+        pretrained.describe("someone/uncached-model", "model.pretrained", None, "model_index.json")
+    if proxy:
+        assert not tried and "download tried" in str(err.value)
+    else:
+        assert tried == [("hub.example.invalid", 8443)]
+        assert "the hub cannot be reached from here (hub.example.invalid:8443: Name or service not known)" in str(err.value)
+        assert "huggingface-cli download someone/uncached-model" in str(err.value)
+
+
 def test_a_bad_pretrained_part_fails_the_dry_run_with_the_message(tmp_path, parts):
     data = folder_spec(metadata_folder(tmp_path / "d", {"monet": 2, "degas": 2}))
     out = dry_run_error(tmp_path, {"data": data, "model": {"family": "ldm", "autoencoder": str(parts["pipe"])}})

@@ -72,11 +72,35 @@ def _hub_file(ref: dict, filename: str) -> Path:
         return Path(hit)
     if offline():
         raise PretrainedError("it is not a local directory, and the hub is offline with no cached copy")
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise PretrainedError(f"it is not a local directory nor in the hub's cache, and the hub cannot be reached "
+                              f"from here ({unreachable})")
     try:
         return Path(hf_hub_download(ref["path"], filename, **kwargs))
     except Exception as exc:  # network, missing repository or file
         raise PretrainedError(f"it is not a local directory, and the hub did not give {filename} "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub's host cannot be reached (one connection, `timeout` seconds), or None.
+    On a node without network a download would retry for half a minute first. Behind
+    a proxy only the download itself can tell."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                                       "all_proxy")):
+        return None
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def describe(value, what: str, cache, config_name: str = "config.json") -> dict:
