@@ -168,9 +168,26 @@ def test_bad_folders_give_specific_errors(tmp_path):
     root = make_folders(tmp_path / "a", names=("only",))
     with pytest.raises(DataError, match="at least 2"):
         describe({"source": "folder", "root": str(root)}, HashCache(None))
-    bad = make_folders(tmp_path / "b", names=("x y", "z"))
-    with pytest.raises(DataError, match="name 'x y' is not allowed"):
+    bad = make_folders(tmp_path / "b", names=("x  y", "z"))
+    with pytest.raises(DataError, match="name 'x  y' is not allowed"):
         describe({"source": "folder", "root": str(bad)}, HashCache(None))
+
+
+def test_names_people_write_are_contributor_names(tmp_path):
+    """Spaces between words, accents, apostrophes and other scripts name contributors
+    (artists' folders); a name decomposed as macOS stores it matches the composed one a
+    config names; what cannot be a name is refused."""
+    import unicodedata
+
+    names = ("Claude Monet", unicodedata.normalize("NFD", "Zoë"), "O'Keeffe", "葛飾北斎", "C.-M. (1840)")
+    root = make_folders(tmp_path / "a", names=names)
+    found = describe({"source": "folder", "root": str(root)}, HashCache(None))
+    assert sorted(c.name for c in found) == sorted(unicodedata.normalize("NFC", n) for n in names)
+    assert "Zoë" in [c.name for c in found]
+    for bad in (" lead", "trail ", "tab\tname", "_under", "semi;colon"):
+        folders = make_folders(tmp_path / f"b{len(bad)}{bad.strip()[:2]}", names=(bad, "ok"))
+        with pytest.raises(DataError, match="is not allowed: use letters and digits"):
+            describe({"source": "folder", "root": str(folders)}, HashCache(None))
 
 
 def test_shards_round_trip_and_detect_truncation(tmp_path):

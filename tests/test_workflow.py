@@ -190,10 +190,15 @@ def test_two_runs_give_identical_values(tiny_run, tmp_path):
 # ---------------------------------------------------------------- image folders
 
 
+# Contributors' folder names as people write them: class 3's has spaces, an accent, an
+# apostrophe and another script, and goes through the whole workflow in retrain_run.
+FOLDER_NAMES = {3: "Zoë O'Keeffe (北斎)"}
+
+
 def write_digit_folders(root, classes=(0, 1, 2, 3), per_class=30):
     images, labels = load_digits_arrays()
     for c in classes:
-        folder = root / f"artist{c}"
+        folder = root / FOLDER_NAMES.get(c, f"artist{c}")
         folder.mkdir(parents=True)
         for i, idx in enumerate(np.flatnonzero(labels == c)[:per_class]):
             Image.fromarray(images[idx, 0]).save(folder / f"{i:03d}.png")
@@ -216,6 +221,13 @@ def retrain_run(tmp_path_factory):
     workdir.mkdir()
     run(workdir, configs=[cfg])
     return workdir, root, cfg
+
+
+def test_names_as_people_write_them_go_through_the_workflow(retrain_run):
+    workdir, root, cfg = retrain_run
+    values = pd.read_csv(workdir / "results" / "values.csv")
+    assert FOLDER_NAMES[3] in set(values["contributor"])
+    assert (root / FOLDER_NAMES[3]).is_dir()
 
 
 def test_touched_input_images_plan_nothing(retrain_run):

@@ -11,7 +11,9 @@ import numpy as np
 from ..keys import sha256_hex
 from .cache import combine_hashes
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A name people write: letters and digits of any script, then also _ . - ' & ( ) and
+# single spaces between words ("Claude Monet", "Zoë", "O'Keeffe", "北斎").
+NAME_PATTERN = re.compile(r"^[^\W_][\w.'&()-]*( [\w.'&()-]+)*$")
 
 
 class DataError(ValueError):
@@ -56,8 +58,8 @@ def check_contributors(contributors: list[Contributor]) -> None:
     for n in names:
         if not NAME_PATTERN.match(n):
             raise DataError(
-                f"contributor name {n!r} is not allowed: use letters, digits, '_', '-' and '.', "
-                "starting with a letter or digit"
+                f"contributor name {n!r} is not allowed: use letters and digits (any script), "
+                "_ . - ' & ( ) and single spaces between words, starting with a letter or digit"
             )
     for c in contributors:
         if c.n_items == 0:

@@ -85,7 +85,7 @@ def counterfactual_job(job: dict, progress: bool = True) -> None:
         mean, low, high = t_interval(change)
         sign = 1.0 if base[0][prop]["higher_is_better"] else -1.0
         rows.append({"method": s["method"], "property": prop, "direction": s["direction"],
-                     "removed": " ".join(s["removed"]), "n_removed": len(s["removed"]), "change": mean,
+                     "removed": "; ".join(s["removed"]), "n_removed": len(s["removed"]), "change": mean,
                      "ci_low": low, "ci_high": high, "credit_change": sign * mean, "n_seeds": len(seeds),
                      "full": float(np.mean([b[prop]["value"] for b in base])),
                      "per_seed": " ".join(f"{x:.6g}" for x in change)})

@@ -13,6 +13,7 @@ import codecs
 import io
 import json
 import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,7 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
         raise DataError("data.root and data.contributors are both set, and only one can say who the contributors "
                         "are; keep one")
     if listed:
-        return [(c["name"], Path(c["path"])) for c in listed]
+        return [(_nfc(c["name"]), Path(c["path"])) for c in listed]
     root = spec.get("root")
     if not root:
         raise DataError("data.source 'folder' needs data.root or a data.contributors list")
@@ -109,7 +110,13 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not hidden(p.name))
     if not dirs:
         raise DataError(f"data.root {root} has no contributor folders: expected {LAYOUT}")
-    return [(p.name, p) for p in dirs]
+    return [(_nfc(p.name), p) for p in dirs]
+
+
+def _nfc(name: str) -> str:
+    """A name in Unicode's composed form: macOS keeps "Zoë" in file names decomposed, as
+    "Zoe" and a combining diaeresis, which would not match the "Zoë" typed in a config."""
+    return unicodedata.normalize("NFC", name)
 
 
 def hidden(name: str) -> bool:
@@ -257,7 +264,7 @@ def describe_metadata(spec: dict, cache) -> list[Contributor]:
         if not file.is_file():
             raise DataError(f"{where} names {name}, which is not a file under {base}")
         who = row.get(column)
-        who = "" if who is None else str(who).strip()
+        who = "" if who is None else _nfc(str(who).strip())
         if not who:
             raise DataError(f"{where}: image {name} has no contributor (column {column!r} is empty)")
         caption = None
