@@ -89,6 +89,29 @@ def test_checks_say_what_holds_in_credit_terms(higher):
     assert list(check(bad, canaries, lambda p: False)["kind"]) == ["duplicate", "subsample"]
 
 
+@pytest.mark.parametrize("higher", [True, False])
+def test_a_ladder_of_one_kind_is_checked_step_by_step(higher):
+    """Blurs of the same images at sigma 0.5, 1 and 2: each stronger step is expected below
+    the weaker one for a quality property (two rows), decided where the intervals part;
+    a blur of other images (another seed) is on no ladder; diversity expects nothing."""
+    canaries = resolve([{"kind": "blur", "strength": s, "name": f"b{s}"} for s in (2.0, 0.5, 1.0)]
+                       + [{"kind": "blur", "strength": 3.0, "seed": 1, "name": "other"}], SIZES)
+    values = _values({"a": 0.5, "b": 0.3, "c": 0.2, "b0.5": 0.1, "b1.0": 0.05, "b2.0": -0.3, "other": 0.4},
+                     higher=higher)
+    found = check(values, canaries, lambda p: True)
+    steps = found[found["expectation"].str.startswith("below b")].set_index("canary")
+    assert list(steps.index) == ["b1.0", "b2.0"]
+    assert steps["holds"].all()
+    assert not steps.loc["b1.0", "decided"] and steps.loc["b2.0", "decided"]
+    assert steps.loc["b2.0", "expectation"] == "below b1.0: the same images, blur 2 against 1"
+    assert "b1.0 0.05; its interval's upper end -0.2, b1.0's lower end -0.05" in steps.loc["b2.0", "detail"]
+    swapped = _values({"a": 0.5, "b": 0.3, "c": 0.2, "b0.5": 0.1, "b1.0": 0.15, "b2.0": -0.3, "other": 0.4},
+                      higher=higher)
+    steps = check(swapped, canaries, lambda p: True).set_index("canary")
+    assert not steps[steps["expectation"].str.startswith("below b0.5")]["holds"].any()
+    assert check(values, canaries, lambda p: False).empty
+
+
 def test_canaries_are_players_after_the_real_contributors(tmp_path):
     canaries = [{"kind": "duplicate", "of": "digit1"}, {"kind": "uniform", "size": 20}]
     plan = make_plan(tmp_path, canaries=canaries, estimators=[{"method": "stratified", "budget": 12}])

@@ -60,6 +60,11 @@ KINDS = {k.name: k for k in (
 )}
 
 
+# Kinds whose strength degrades the same images more: several of one kind, made alike
+# but for the strength, form a ladder whose order is known.
+LADDER_KINDS = ("noise", "blur")
+
+
 def kind_names() -> list[str]:
     return list(KINDS)
 
@@ -170,5 +175,35 @@ def check(values: pd.DataFrame, canaries: list[dict], quality: Callable[[str], b
             rows.append({"property": prop, "canary": c["name"], "kind": c["kind"], "expectation": kind.expectation,
                          "holds": None if holds is None else bool(holds), "decided": decided, "credit": credit,
                          "detail": detail})
+        if quality(prop):
+            rows += _ladder_rows(prop, t, canaries, interval)
     return pd.DataFrame(rows, columns=["property", "canary", "kind", "expectation", "holds", "decided", "credit",
                                        "detail"])
+
+
+def _ladder_rows(prop: str, t: pd.DataFrame, canaries: list[dict], interval: Callable) -> list[dict]:
+    """A ladder: canaries of one degrading kind (noise, blur) made alike but for their
+    strength. Each step's stronger canary is expected below the weaker one, for a
+    property that judges quality; decided when its interval lies below the weaker one's."""
+    rows = []
+    ladders: dict[tuple, list[dict]] = {}
+    for c in canaries:
+        if c["kind"] in LADDER_KINDS and c["name"] in t.index:
+            ladders.setdefault((c["kind"], c["size"], c["seed"]), []).append(c)
+    for (kind, _, _), steps in ladders.items():
+        steps = sorted(steps, key=lambda c: c["strength"])
+        for weak, strong in zip(steps, steps[1:]):
+            if strong["strength"] == weak["strength"]:
+                continue
+            credit, other = float(t.loc[strong["name"], "credit"]), float(t.loc[weak["name"], "credit"])
+            (_, high), (low, _) = interval(strong["name"]), interval(weak["name"])
+            finite = bool(np.isfinite([high, low]).all())
+            rows.append({
+                "property": prop, "canary": strong["name"], "kind": kind,
+                "expectation": f"below {weak['name']}: the same images, {kind} {strong['strength']:g} against "
+                               f"{weak['strength']:g}",
+                "holds": bool(credit < other), "decided": bool(high < low) if finite else None, "credit": credit,
+                "detail": f"credit {credit:.4g}; {weak['name']} {other:.4g}"
+                          + (f"; its interval's upper end {high + 0.0:.4g}, {weak['name']}'s lower end {low + 0.0:.4g}"
+                             if finite else "")})
+    return rows

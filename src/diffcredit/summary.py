@@ -42,7 +42,8 @@ def summary_job(job: dict, progress: bool = True) -> None:
 
 def _with_canaries(tables: list, labels: list, canaries: list[dict], quality: dict, out: str) -> list:
     """Write canaries.csv (each canary's check per estimate and property); return the
-    tables with `canary` (its kind) and `canary_holds` (empty where nothing is expected)."""
+    tables with `canary` (its kind) and `canary_holds` (whether all its checks hold; empty
+    where nothing is expected)."""
     from .canaries import check
 
     kinds = {c["name"]: c["kind"] for c in canaries}
@@ -54,10 +55,10 @@ def _with_canaries(tables: list, labels: list, canaries: list[dict], quality: di
         if (table["scheme"] != "attribution").all():
             found = check(table, canaries, lambda p: quality[p])
             checks.append(found.assign(estimate=label))
-            for r in found.itertuples():
-                if r.holds is not None:
-                    table.loc[(table["property"] == r.property) & (table["contributor"] == r.canary),
-                              "canary_holds"] = r.holds
+            for (prop, name), rows in found.groupby(["property", "canary"], sort=False):
+                held = [bool(h) for h in rows["holds"] if h is not None and not pd.isna(h)]
+                if held:  # every check of the canary (below the real ones, below its ladder's weaker step)
+                    table.loc[(table["property"] == prop) & (table["contributor"] == name), "canary_holds"] = all(held)
         out_tables.append(table)
     found = pd.concat(checks, ignore_index=True) if checks else pd.DataFrame(columns=["estimate"])
     found.insert(0, "estimate", found.pop("estimate"))

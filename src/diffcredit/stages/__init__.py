@@ -120,10 +120,10 @@ STAGES = {s.name: s for s in (
     Stage("removal_sets", "evaluation/removal/{key}.json", "diffcredit.evaluation.counterfactual:removal_sets_job",
           checkpoint=True),
     Stage("counterfactual", "evaluation/counterfactual/{key}",
-          "diffcredit.evaluation.counterfactual:counterfactual_job", version=2, folder=True,
+          "diffcredit.evaluation.counterfactual:counterfactual_job", version=3, folder=True,
           report=("counterfactual.rst", "Evaluation", "counterfactual"), waits_for="removal_sets", counted=True),
     # the run's fixed-name tables: its one node's outputs besides the keyed stamp
-    Stage("summary", "summary/{key}.json", "diffcredit.summary:summary_job", version=2),
+    Stage("summary", "summary/{key}.json", "diffcredit.summary:summary_job", version=3),
 )}
 
 KEY_VERSIONS = {s.key_name: s.version for s in STAGES.values()}
