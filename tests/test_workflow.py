@@ -1,5 +1,6 @@
 """Real Snakemake runs on configs/tiny.yaml: what reruns after which change."""
 
+import io
 import json
 import os
 import re
@@ -228,6 +229,13 @@ def test_names_as_people_write_them_go_through_the_workflow(retrain_run):
     values = pd.read_csv(workdir / "results" / "values.csv")
     assert FOLDER_NAMES[3] in set(values["contributor"])
     assert (root / FOLDER_NAMES[3]).is_dir()
+    # The printout on a terminal whose encoding lacks the name's script escapes it.
+    from diffcredit.summary import print_summary
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    print_summary(tiny_plan(workdir, cfg), out)
+    out.flush()
+    assert "Zo\xeb O'Keeffe (\\u5317\\u658e)" in out.buffer.getvalue().decode("latin-1")
 
 
 def test_touched_input_images_plan_nothing(retrain_run):

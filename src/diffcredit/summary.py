@@ -110,6 +110,8 @@ def print_summary(plan, stream=None) -> None:
     import sys
 
     stream = stream or sys.stdout
+    if hasattr(stream, "reconfigure"):  # a name a Latin-1 terminal cannot show is escaped, not an error
+        stream.reconfigure(errors="backslashreplace")
     path = Path(plan.summary_outputs["values"])
     if not path.is_file():
         return
