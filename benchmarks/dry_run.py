@@ -10,10 +10,12 @@ medians is the overhead of diffcredit's parse-time work.
     python benchmarks/dry_run.py --contributors 258 --coalitions 1290   # paper scale
 
 `--contributors N` plans an image folder of N contributors (four 8x8 images each,
-made here) with the stratified design instead of the digits. Snakemake imports the
-SLURM executor plugin on every run, which asks `scontrol show config` and waits up to
-10 s where SLURM's client is installed but its controller is down: time it where
-`scontrol` answers or is absent.
+made here) with the stratified design instead of the digits. The bare Snakefiles keep
+the old shape (a training job lists its members' shards); `--stamp-only` times
+diffcredit against a bare Snakefile of today's shape instead (one shard-set stamp).
+Snakemake imports the SLURM executor plugin on every run, which asks `scontrol show
+config` and waits up to 10 s where SLURM's client is installed but its controller is
+down: time it where `scontrol` answers or is absent.
 """
 
 from __future__ import annotations
@@ -109,6 +111,19 @@ rule shapley_estimate:
 '''
 
 
+def stamped_snakefile(bare: str) -> str:
+    """The bare DAG in today's shape: a training job waits for one stamp of the shard
+    set, not for its members' shards (a DAG whose edges grow with coalitions only)."""
+    old = 'input: "models/pruned/done", lambda wc: [f"shards/{j}.npz" for j in range(C) if (int(wc.k) >> (j % 9)) & 1 or j == 0]'
+    assert old in bare
+    out = bare.replace(old, 'input: "models/pruned/done", "data/shard_set.done"')
+    return out + '''rule shard_set:
+    input: expand("shards/{i}.npz", i=range(C))
+    output: "data/shard_set.done"
+    shell: "touch {output}"
+'''
+
+
 # The same DAG with the real rules' per-job features (log, threads, conda env,
 # per-job JSON params from a function, a memory resource that grows with the
 # attempt, long shell commands), so the difference is only the plan: keys, hashing
@@ -195,6 +210,8 @@ def main() -> None:
     ap.add_argument("--coalitions", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--contributors", type=int, default=0, help="an image folder of this many contributors")
+    ap.add_argument("--stamp-only", action="store_true",
+                    help="time diffcredit against the bare DAG of today's shape only (one shard-set stamp per job)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dryrun-"))
     cfg = work / "big.yaml"
@@ -216,6 +233,20 @@ def main() -> None:
     matched_dir.mkdir()
     (matched_dir / "Snakefile").write_text(matched_snakefile(BARE.format(n=n, c=plan.n)))
     ours_args = ["-s", str(REPO / "Snakefile"), "-d", str(work / "ours"), "--configfile", str(cfg)]
+    if args.stamp_only:
+        stamp_dir = work / "stamp"
+        stamp_dir.mkdir()
+        (stamp_dir / "Snakefile").write_text(stamped_snakefile(BARE.format(n=n, c=plan.n)))
+        ours, stamp = [], []
+        for _ in range(args.repeats):
+            t, text_ours = dry_run(ours_args, REPO)
+            ours.append(t)
+            t, text_stamp = dry_run([], stamp_dir)
+            stamp.append(t)
+        mo, ms = statistics.median(ours), statistics.median(stamp)
+        print(f"coalitions: {n}; jobs planned: diffcredit {job_total(text_ours)}, stamped bare {job_total(text_stamp)}")
+        print(f"dry-run median of {args.repeats}: diffcredit {mo:.2f} s, stamped bare {ms:.2f} s; ratio {mo / ms:.3f}")
+        return
     ours, bare, match = [], [], []
     for _ in range(args.repeats):
         t, text_ours = dry_run(ours_args, REPO)

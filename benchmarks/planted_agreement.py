@@ -56,9 +56,9 @@ def agreement(credit: pd.Series, prop: str) -> dict:
 
 def label(t: pd.DataFrame) -> str:
     row = t.iloc[0]
-    if "strategy" in t and pd.notna(row.get("strategy")):
-        return f"{row['method']} ({row['budget']} {row['strategy']} coalitions)"
-    return str(row["method"])
+    if row.get("scheme") == "attribution":
+        return f"{row['method']} (attribution)"
+    return f"{row['method']} ({row['budget']} {row['strategy']} coalitions)"
 
 
 def main() -> None:
@@ -82,7 +82,8 @@ def main() -> None:
                     raise SystemExit(f"{f}: not the known world (no {sorted(missing)})")
                 rows.append({"method": label(t), "property": prop, **agreement(credit, prop)})
     table = pd.DataFrame(rows).sort_values(["property", "method"]).reset_index(drop=True)
-    text = table.to_string(index=False, float_format=lambda x: f"{x:.2f}")
+    shown = table.drop(columns="wrong").astype({"pairs": "Int64"})
+    text = shown.to_string(index=False, float_format=lambda x: f"{x:.2f}", na_rep="")
     print(text)
     if args.out:
         table.to_csv(f"{args.out}.csv", index=False)
