@@ -58,10 +58,6 @@ class EstimateNodes:
                 if other.key == est.key:
                     raise ConfigError(f"invalid config: estimators[{i}] repeats estimators[{j}] "
                                       "(same method, design and options); remove one")
-                if other.label == est.label:
-                    raise ConfigError(f"invalid config: estimators[{i}] and estimators[{j}] differ only in options "
-                                      f"that their label {est.label!r} does not show (n_boot, target), so values.csv "
-                                      "and the printout could not tell them apart; keep one")
             out.append(est)
         return out
 
