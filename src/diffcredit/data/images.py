@@ -31,6 +31,12 @@ FACTS_TAG = "image-2"
 EXIF_ORIENTATION = 0x0112  # 1 = as stored; 2..8 = mirrored and/or rotated
 
 
+def exif_turn(im) -> int | None:
+    """The EXIF orientation of an open image when it mirrors or rotates (2..8), else None."""
+    orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+    return int(orientation) if orientation in range(2, 9) else None
+
+
 def image_facts(path: Path) -> dict:
     """What describing needs of an image file: its bytes' hash, its mode and
     whether any pixel is transparent (decoded only for modes that can be)."""
@@ -42,9 +48,9 @@ def image_facts(path: Path) -> dict:
             im.verify()
         with Image.open(io.BytesIO(data)) as im:
             facts = {"hash": sha256_hex(data), "mode": im.mode}
-            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
-            if orientation in range(2, 9):
-                facts["orientation"] = int(orientation)
+            turn = exif_turn(im)
+            if turn:
+                facts["orientation"] = turn
             if getattr(im, "n_frames", 1) > 1:
                 facts["frames"] = int(im.n_frames)
             if im.mode == "I":
@@ -168,7 +174,7 @@ def load_image(path: str, resolution: int, channels: int, background: tuple = WH
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
-        if im.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+        if exif_turn(im):
             im = ImageOps.exif_transpose(im)
         im = flatten(im, channels, background)
     w, h = im.size
