@@ -63,7 +63,7 @@ def test_derived_constants_ask_the_records():
     assert DEFAULT_SCHEME == {r.name: r.default_scheme for r in records}
     assert COMPATIBLE_SCHEMES == {r.name: r.schemes for r in records}
     # The values the code used before the registry.
-    assert SHAPLEY_METHODS == ("kernelshap", "leverage", "stratified", "exact")
+    assert SHAPLEY_METHODS == ("kernelshap", "leverage", "stratified", "exact", "tree")
     assert SHRINKABLE_METHODS == ("kernelshap", "leverage", "stratified")
     assert DETERMINISTIC_METHODS == ("loo", "exact")
     assert DEFAULT_SCHEME["kernelshap"] == "kernel_paired"

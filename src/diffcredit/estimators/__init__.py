@@ -17,6 +17,7 @@ its test.
 * ``banzhaf`` (banzhaf.py): maximum sample reuse, Wang & Jia (2023).
 * ``loo`` (loo.py): leave-one-out, v(full) - v(N \\ {i}).
 * ``exact`` (exact.py): exact Shapley values from all 2^n - 2 coalitions.
+* ``tree`` (tree.py): exact Shapley values of a boosted-tree surrogate (Lu et al., 2026).
 """
 
 from .base import IdentificationError, Method

@@ -17,6 +17,7 @@ ESTIMATORS = {
     "banzhaf": "diffcredit.estimators.banzhaf:Banzhaf",
     "loo": "diffcredit.estimators.loo:LeaveOneOut",
     "exact": "diffcredit.estimators.exact:Exact",
+    "tree": "diffcredit.estimators.tree:TreeSurrogate",
 }
 
 _registry = Registry("estimator method", ESTIMATORS)

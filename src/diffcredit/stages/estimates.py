@@ -168,11 +168,11 @@ def _warned(fn, *args, **kwargs):
 
 def _interactions(masks, values, v_empty, v_full, spec, players):
     """The pair interactions of the design's game (Faith-Banzhaf for a Banzhaf design,
-    Faith-Shapley otherwise), or None and why not."""
+    the trees' own for method tree, Faith-Shapley otherwise), or None and why not."""
     from ..estimators import IdentificationError
     from ..estimators.interactions import interactions
 
-    index = "fbii" if spec["method"] == "banzhaf" else "fsii"
+    index = {"banzhaf": "fbii", "tree": "tree"}.get(spec["method"], "fsii")
     try:
         return interactions(masks, values, v_empty, v_full, players, index, n_boot=spec["n_boot"],
                             seed=spec["seed"]), index
