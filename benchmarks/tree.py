@@ -6,6 +6,8 @@ two anchors), each on the same designs:
 * ``tree``: exact Shapley values of boosted trees fitted to the design (tree.py),
   on the ``kernel`` design (the anchor method's: sizes drawn from the Shapley
   kernel) and on the ``stratified`` one;
+* ``stratified_tree``: the trees fitted to the ``stratified`` regression's
+  residuals, on the ``stratified`` design;
 * ``kernelshap`` on the ``kernel`` design, ``stratified`` on the ``stratified``
   design (the workflow's default, unshrunk and shrunk).
 
@@ -46,10 +48,12 @@ from diffcredit.estimators import estimate
 ESTIMATORS = (
     ("tree/kernel", "tree", "kernel", False),
     ("tree/stratified", "tree", "stratified", False),
+    ("stratified_tree/stratified", "stratified_tree", "stratified", False),
     ("kernelshap/kernel", "kernelshap", "kernel", False),
     ("stratified/stratified", "stratified", "stratified", False),
     ("stratified/stratified/shrunk", "stratified", "stratified", True),
 )
+TREES = ("tree/kernel", "tree/stratified", "stratified_tree/stratified")
 REGRESSION = ("kernelshap/kernel", "stratified/stratified", "stratified/stratified/shrunk")
 
 
@@ -82,13 +86,14 @@ def summarise(frame: pd.DataFrame) -> str:
     mean = frame.groupby(["n", "budget", "game", "estimator"])[["error", "spearman", "seconds"]].mean()
     errors = mean["error"].unstack("estimator")
     best = errors[list(REGRESSION)].min(axis=1)
-    lines = ["## Relative L2 error (mean over seeds), and the tree's error over the best regression estimator's",
-             "", "| n | m | game | " + " | ".join(e for e, *_ in ESTIMATORS) + " | tree/kernel ratio | tree/stratified ratio |",
-             "|---|---|---|" + "---|" * (len(ESTIMATORS) + 2)]
+    lines = ["## Relative L2 error (mean over seeds), and each tree method's error over the best regression estimator's",
+             "", "| n | m | game | " + " | ".join(e for e, *_ in ESTIMATORS) + " | " + " | ".join(f"{t} ratio" for t in TREES) + " |",
+             "|---|---|---|" + "---|" * (len(ESTIMATORS) + len(TREES))]
     for (n, m, game), row in errors.iterrows():
         cells = " | ".join(f"{row[e]:.3f}" for e, *_ in ESTIMATORS)
         b = best[(n, m, game)]
-        lines.append(f"| {n} | {m} | {game} | {cells} | {row['tree/kernel'] / b:.2f} | {row['tree/stratified'] / b:.2f} |")
+        ratios = " | ".join(f"{row[t] / b:.2f}" for t in TREES)
+        lines.append(f"| {n} | {m} | {game} | {cells} | {ratios} |")
     spear = mean["spearman"].unstack("estimator")
     lines += ["", "## Spearman correlation with the true values (mean over seeds)", "",
               "| n | m | game | " + " | ".join(e for e, *_ in ESTIMATORS) + " |", "|---|---|---|" + "---|" * len(ESTIMATORS)]

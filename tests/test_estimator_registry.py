@@ -63,7 +63,7 @@ def test_derived_constants_ask_the_records():
     assert DEFAULT_SCHEME == {r.name: r.default_scheme for r in records}
     assert COMPATIBLE_SCHEMES == {r.name: r.schemes for r in records}
     # The values the code used before the registry.
-    assert SHAPLEY_METHODS == ("kernelshap", "leverage", "stratified", "exact", "tree")
+    assert SHAPLEY_METHODS == ("kernelshap", "leverage", "stratified", "exact", "tree", "stratified_tree")
     assert SHRINKABLE_METHODS == ("kernelshap", "leverage", "stratified")
     assert DETERMINISTIC_METHODS == ("loo", "exact")
     assert DEFAULT_SCHEME["kernelshap"] == "kernel_paired"
@@ -88,11 +88,12 @@ def test_parts_are_the_fit_behind_the_point_estimate():
 def _built(method, scheme, n):
     """Designs of exactly the minimum budget that the scheme can draw but rarely
     does (so that 100 seeds may miss them): the stratified method's bound on the
-    i.i.d. designs needs them, and banzhaf's needs two complementary rows."""
+    i.i.d. designs needs them (and stratified_tree, which fits it first), and
+    banzhaf's needs two complementary rows."""
     if method == "banzhaf":  # a coalition and its complement
         row = np.arange(n) < n // 2
         return [np.array([row, ~row])]
-    if method != "stratified" or scheme not in ("kernel", "kernel_paired"):
+    if method not in ("stratified", "stratified_tree") or scheme not in ("kernel", "kernel_paired"):
         return []
     singletons = np.eye(n, dtype=bool)
     if scheme == "kernel":

@@ -53,7 +53,9 @@ def convergence(
     takes a design like this (paired or not) to come from (`Method.scheme_for`).
     A prefix that does not identify the values is skipped, and intervals come
     from the resamples that do (see `estimators.estimate`). The deterministic
-    methods (``loo``, ``exact``) have a single point: the whole design.
+    methods (``loo``, ``exact``) have a single point: the whole design. A method
+    with a costly fit (``tree``) takes at most its `convergence_boot` resamples
+    per prefix, so its intervals there are rougher than the estimate's.
 
     Returns:
         Long DataFrame with columns ``prefix``, ``player``, ``value``,
@@ -66,6 +68,8 @@ def convergence(
     m, n = masks.shape
     paired = is_paired(masks)
     prefixes = _prefix_lengths(m, n, record, paired, n_points)
+    if record.convergence_boot is not None:
+        n_boot = min(n_boot, record.convergence_boot)
 
     frames = []
     with warnings.catch_warnings():

@@ -18,6 +18,7 @@ its test.
 * ``loo`` (loo.py): leave-one-out, v(full) - v(N \\ {i}).
 * ``exact`` (exact.py): exact Shapley values from all 2^n - 2 coalitions.
 * ``tree`` (tree.py): exact Shapley values of a boosted-tree surrogate (Lu et al., 2026).
+* ``stratified_tree`` (tree.py): ``stratified`` plus the trees on its residuals.
 """
 
 from .base import IdentificationError, Method

@@ -30,6 +30,9 @@ class Method:
     # designs); "wild" keeps the design and flips the signs of the residuals
     # (needs `parts`); None: no sampling error, so intervals have zero width.
     bootstrap: str | None = "rows"
+    # At most this many resamples per prefix in the convergence diagnostic (a fit
+    # that costs a good fraction of a second); None: as many as the estimate's.
+    convergence_boot: int | None = None
 
     @property
     def deterministic(self) -> bool:

@@ -18,6 +18,7 @@ ESTIMATORS = {
     "loo": "diffcredit.estimators.loo:LeaveOneOut",
     "exact": "diffcredit.estimators.exact:Exact",
     "tree": "diffcredit.estimators.tree:TreeSurrogate",
+    "stratified_tree": "diffcredit.estimators.tree:StratifiedTree",
 }
 
 _registry = Registry("estimator method", ESTIMATORS)

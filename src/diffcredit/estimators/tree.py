@@ -23,6 +23,15 @@ d = (v(N) - v(0)) - (g(N) - g(0)), which equals v at both anchors; its values
 are g's plus d / n each, so they sum to v(N) - v(0), and its interactions are
 g's (the correction is additive).
 
+``stratified_tree``: the same trees on what the ``stratified`` regression leaves
+over. The stratified values beta are fitted first; the residuals
+v(S) - v(0) - beta . 1_S, centred within each coalition size (the part that
+depends on size alone moves every value by the same amount, which efficiency
+fixes), are what the trees fit, anchors at 0; the values are beta plus the
+trees' anchored values. The regression keeps its additive part, which trees
+alone learn poorly from a few coalitions per player, and the trees add what
+interactions the design shows (benchmarks/tree.py).
+
 Every design can be fitted; how well the trees approximate the game is the
 whole error, and nothing in the fit says how large it is: the bootstrap over
 coalitions measures the fit's variance, not its bias (benchmarks/tree.py
@@ -60,12 +69,12 @@ PARAMS = {
 N_TREES = 900
 
 
-def fit(masks: np.ndarray, values: np.ndarray, v_empty: float, v_full: float):
+def fit(masks: np.ndarray, values: np.ndarray, v_empty: float, v_full: float, varied: bool = True):
     """The booster of g (a LightGBM Booster), fitted on the design's rows and the
     two anchors.
 
     Raises:
-        IdentificationError: a player is in every coalition or in none.
+        IdentificationError: with `varied`, a player is in every coalition or in none.
     """
     import lightgbm
 
@@ -73,7 +82,7 @@ def fit(masks: np.ndarray, values: np.ndarray, v_empty: float, v_full: float):
     n = masks.shape[1]
     inside = masks.sum(axis=0)
     fixed = np.flatnonzero((inside == 0) | (inside == len(masks)))
-    if fixed.size:
+    if varied and fixed.size:
         raise IdentificationError(
             f"players {fixed[:10].tolist()} are in every or in no coalition of the design, so no tree "
             "can tell what they add; evaluate more coalitions"
@@ -180,11 +189,28 @@ def _parse(model: str) -> list[tuple]:
     return trees
 
 
-def anchored_values(masks, values, v_empty, v_full) -> np.ndarray:
-    """The Shapley values of the anchored surrogate g' (module docstring)."""
+def anchored_values(masks, values, v_empty, v_full, varied: bool = True) -> np.ndarray:
+    """The Shapley values of the anchored surrogate g' (module docstring); `varied`
+    as for `fit`."""
     n = np.asarray(masks).shape[1]
-    phi, g_empty, g_full = Leaves(fit(masks, values, v_empty, v_full), n).shapley()
+    phi, g_empty, g_full = Leaves(fit(masks, values, v_empty, v_full, varied), n).shapley()
     return phi + ((v_full - v_empty) - (g_full - g_empty)) / n
+
+
+def residual_values(masks, values, v_empty, v_full) -> np.ndarray:
+    """The values of ``stratified_tree`` (module docstring)."""
+    from .stratified import Stratified
+
+    masks = np.asarray(masks, dtype=bool)
+    beta = Stratified().point(masks, values, v_empty, v_full)
+    residual = np.asarray(values, dtype=float) - v_empty - masks @ beta
+    sizes = masks.sum(axis=1)
+    for size in np.unique(sizes):
+        rows = sizes == size
+        residual[rows] -= residual[rows].mean()
+    # A player the design never varies has its value from the fit's efficiency alone;
+    # the trees cannot split on it and give it nothing.
+    return beta + anchored_values(masks, residual, 0.0, 0.0, varied=False)
 
 
 class TreeSurrogate(Method):
@@ -192,6 +218,7 @@ class TreeSurrogate(Method):
     schemes = ("kernel", "kernel_paired", "leverage", "stratified")
     default_scheme = "kernel"
     efficient = True
+    convergence_boot = 25  # a fit takes about 0.3 s at 30 coalitions
 
     def point(self, masks, values, v_empty, v_full):
         return anchored_values(masks, values, v_empty, v_full)
@@ -199,3 +226,20 @@ class TreeSurrogate(Method):
     def min_budget(self, scheme, n):
         """Each player in and out of some coalition: a complementary pair, or two rows."""
         return 2
+
+
+class StratifiedTree(Method):
+    name = "stratified_tree"
+    schemes = ("stratified", "kernel", "kernel_paired", "leverage")  # the stratified fit's
+    default_scheme = "stratified"
+    efficient = True
+    convergence_boot = 25
+
+    def point(self, masks, values, v_empty, v_full):
+        return residual_values(masks, values, v_empty, v_full)
+
+    def min_budget(self, scheme, n):
+        """The stratified fit's."""
+        from .stratified import Stratified
+
+        return Stratified().min_budget(scheme, n)
