@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 from diffcredit.coalitions import sample_design
 from diffcredit.estimators import IdentificationError, estimate
 from diffcredit.estimators import tree
+from diffcredit.estimators.interactions import interactions
 
 
 def all_masks(n):
@@ -102,6 +103,13 @@ def test_a_duplicate_is_the_most_redundant_pair_of_the_trees():
     pairs = tree.Leaves(booster, n).interactions()
     worst = np.unravel_index(np.argmin(pairs), pairs.shape)
     assert set(worst) == {0, 1} and pairs[0, 1] < 0
+    # What an estimate's interactions.csv holds for method tree: the same pair first,
+    # its interval below 0.
+    table = interactions(masks, v(masks), 0.0, v(np.ones((1, n), bool))[0], [f"c{i}" for i in range(n)], "tree",
+                         n_boot=20)
+    first = table.iloc[0]
+    assert {first["i"], first["j"]} == {"c0", "c1"} and first["index"] == "tree"
+    assert first["value"] == pytest.approx(pairs[0, 1]) and first["ci_high"] < 0
 
 
 def test_additive_game_from_a_sampled_design():
