@@ -94,6 +94,9 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
             if isinstance(instance, dict):  # else the main schema said so
                 errors += _plugin_errors(cls, config, where, instance, section)
     errors += _expand_paths(config, schema)
+    for path in _nodes(schema, lambda node: node.get("$ref") == "#/definitions/training"):
+        for where, recipe in _instances(config, path):
+            errors += _recipe_errors(where, recipe)
     flagged = {tuple(path) for path, _ in errors}
     errors += [e for e in _number_errors(config) if tuple(e[0]) not in flagged]
     if errors:
@@ -217,6 +220,29 @@ def _plugin_sections(schema: dict, path: tuple = ()):
         yield from _plugin_sections(sub, (*path, name))
     if isinstance(schema.get("items"), dict):
         yield from _plugin_sections(schema["items"], (*path, "*"))
+
+
+def _nodes(schema: dict, match, path: tuple = ()):
+    """The paths (as `_plugin_sections` gives them) of the schema nodes `match` accepts."""
+    if not isinstance(schema, dict):
+        return
+    if match(schema):
+        yield path
+    for name, sub in (schema.get("properties") or {}).items():
+        yield from _nodes(sub, match, (*path, name))
+    if isinstance(schema.get("items"), dict):
+        yield from _nodes(schema["items"], match, (*path, "*"))
+
+
+def _recipe_errors(where: list, recipe) -> list:
+    """What a training recipe's schema cannot say: warmup must end before training does."""
+    if not isinstance(recipe, dict):
+        return []
+    steps, warmup = recipe.get("steps"), recipe.get("warmup_steps")
+    if isinstance(steps, int) and isinstance(warmup, int) and 0 < steps <= warmup:
+        return [([*where, "warmup_steps"], f"{warmup} warmup steps are not fewer than the {steps} steps: training "
+                 "would end before the learning rate reaches lr; use fewer warmup steps")]
+    return []
 
 
 def _instances(config, path: tuple, where: tuple = ()):
