@@ -5,6 +5,7 @@ LoRA on captioned metadata judged by the CLIP aesthetic score and CLIP diversity
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pandas as pd
@@ -98,3 +99,29 @@ def test_sd_lora_end_to_end_and_a_changed_caption(tmp_path):
     jobs = planned(tmp_path, configs=[cfg])
     assert jobs["prepare_shard"] == 1 and jobs["encode"] == 1
     assert "init_model" not in jobs
+
+
+def test_ddpm_cond_end_to_end_with_the_tree_estimator(tmp_path):
+    """A class-conditional DDPM on the tiny digits (contributors are classes, so the
+    label names the contributor), guided sampling, the tree surrogate and its pair
+    interactions: every coalition model remembers exactly its members' labels."""
+    cfg = write_config(tmp_path / "cond.yaml", {
+        "results": "results",
+        "model": {"family": "ddpm_cond", "condition_dropout": 0.2},
+        "generate": {"guidance_scale": 2.0},
+        "estimators": [{"method": "tree", "budget": 8, "n_boot": 0}],  # a fit is ~0.3 s: no resamples here
+        "attributions": [{"method": "pixel_similarity", "reduce": "max"}],
+    })
+    run(tmp_path, configs=[cfg])
+    v = values(tmp_path)
+    assert set(v["method"]) == {"tree", "pixel_similarity"} and np.isfinite(v["credit"]).all()
+    models = [p.parent for p in (tmp_path / "results" / "models").glob("**/training.json")]
+    assert models
+    for folder in models:
+        members = json.loads((folder / "training.json").read_text())["members"]
+        counts = json.loads((folder / "labels.json").read_text())["label_counts"]
+        assert sorted(map(int, counts)) == sorted(int(m.removeprefix("digit")) for m in members)
+    pairs = pd.read_csv(next((tmp_path / "results" / "values").glob("*/interactions.csv")))
+    properties = v.loc[v["method"] == "tree", "property"].nunique()
+    assert set(pairs["index"]) == {"tree"} and len(pairs) == 6 * properties  # 6 pairs of 4 players
+    assert sum(planned(tmp_path, configs=[cfg]).values()) == 0

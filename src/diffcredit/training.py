@@ -167,6 +167,7 @@ def train(
     named = family.trainable(model)
     params = list(named.values())
     data = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in data.items()}
+    family.remember_data(model, data)
     n_t = family.num_timesteps(model)
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(spec, s))
@@ -196,6 +197,7 @@ def train(
         g = torch.Generator().manual_seed(step_seed(spec.seed, step))
         noise = _to(torch.randn(x0.shape, generator=g), device)
         t = _to(timesteps(len(x0), n_t, spec.antithetic, g), device)
+        cond = family.drop_condition(model, cond, g)
         with autocast(device, dtype):
             loss = family.loss(model, x0, noise, t, cond).mean()
         optimizer.zero_grad(set_to_none=True)

@@ -15,6 +15,7 @@ from .base import Family
 # name -> "module:class", imported lazily.
 FAMILIES = {
     "ddpm": "diffcredit.families.ddpm:DDPM",
+    "ddpm_cond": "diffcredit.families.ddpm_cond:DDPMCond",
     "ldm": "diffcredit.families.ldm:LDM",
     "sd_lora": "diffcredit.families.sd_lora:SDLoRA",
 }

@@ -44,6 +44,8 @@ class Family:
     name: str = ""
     schema: ClassVar[dict] = {}  # its `model` keys (JSON-schema properties)
     generate_schema: ClassVar[dict] = {}  # its `generate` keys besides the common ones
+    # Whether `target_data` can give the gradient attribution methods generated images.
+    gradient_targets: ClassVar[bool] = True
 
     # ---------------------------------------------------------- parse time
 
@@ -146,6 +148,15 @@ class Family:
         """(x0, cond) of items `idx` of `data` (tensors on the training device): pixels
         in [-1, 1] and no condition here."""
         return data["images"][idx].float().div(127.5).sub(1.0), None
+
+    def remember_data(self, model: Model, data: dict) -> None:
+        """Note what the model needs to know of its training data (a conditional family:
+        its label counts) before training on `data`; saved with the model."""
+
+    def drop_condition(self, model: Model, cond, generator):
+        """The condition of a training step, some of it dropped for classifier-free
+        guidance (drawn with the step's `generator`); unchanged here."""
+        return cond
 
     def prune(self, model: Model, ratio: float, importance: str) -> None:
         raise NotImplementedError

@@ -168,7 +168,7 @@ def n_parameters(model) -> int:
 # ---------------------------------------------------------------- pruning
 
 
-def prune_unet(model, ratio: float, importance: str = "magnitude"):
+def prune_unet(model, ratio: float, importance: str = "magnitude", class_labels: bool = False):
     """Structured channel pruning with torch-pruning, then fix diffusers' cached widths."""
     import torch
     import torch_pruning as tp
@@ -188,6 +188,8 @@ def prune_unet(model, ratio: float, importance: str = "magnitude"):
         "sample": torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size, device=device),
         "timestep": torch.tensor([1], device=device),
     }
+    if class_labels:  # a class-conditional UNet takes its labels too
+        example["class_labels"] = torch.zeros(1, dtype=torch.long, device=device)
     heads = {}
     for m in model.modules():
         if isinstance(m, Attention):
@@ -234,8 +236,9 @@ def image_noise(shape, seed: int, start: int, n: int, device):
 
 
 def ddim_sample(denoise, scheduler_cfg: dict, shape, n_images: int, spec: dict, device, dtype, progress=True):
-    """Seeded DDIM from `denoise(x, t) -> prediction`; returns float samples in the
-    model's space, on the CPU. eta > 0 draws each image's step noise from its own seed."""
+    """Seeded DDIM from `denoise(x, t, start) -> prediction` (x holds images start,
+    start + 1, ...); returns float samples in the model's space, on the CPU. eta > 0
+    draws each image's step noise from its own seed."""
     import torch
     from diffusers import DDIMScheduler
     from tqdm import tqdm
@@ -252,7 +255,7 @@ def ddim_sample(denoise, scheduler_cfg: dict, shape, n_images: int, spec: dict, 
         x = image_noise(shape, seed, start, n, device)
         for i, t in enumerate(scheduler.timesteps):
             with autocast(device, dtype):
-                pred = denoise(x, t)
+                pred = denoise(x, t, start)
             extra = {}
             if eta > 0:  # per-image step noise, independent of the batch layout
                 extra["variance_noise"] = image_noise(shape, seed + 1 + i, start, n, device)
@@ -342,7 +345,7 @@ class DDPM(Family):
         cfg = net.config
         shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
         with torch.no_grad():
-            return ddim_sample(lambda x, t: self.predict(model, x, t), model.scheduler, shape, n_images, spec, device,
+            return ddim_sample(lambda x, t, start: self.predict(model, x, t), model.scheduler, shape, n_images, spec, device,
                                dtype, progress)
 
     def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):

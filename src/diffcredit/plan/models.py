@@ -34,7 +34,9 @@ class ModelNodes:
     def _add_models(self) -> None:
         cfg = self.cfg
         try:
-            data = {**self.shape, "captions": bool(cfg["data"].get("caption_column"))}
+            labels = {lab for c in self.contributors for lab in c.labels}
+            data = {**self.shape, "captions": bool(cfg["data"].get("caption_column")),
+                    "classes": 0 if not labels or -1 in labels else max(labels) + 1}  # -1: unlabelled
             self.model_spec = self.family.resolve(cfg["model"], data, self._cache)
             self.family_runtime = self.family.runtime(cfg["model"])
         except ValueError as exc:

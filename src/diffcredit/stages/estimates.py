@@ -100,7 +100,7 @@ def estimate_values(spec: dict, inputs: dict, out: str) -> pd.DataFrame:
             df, warned = _warned(estimate, masks, values, v_empty, v_full, spec["method"], noise=noise,
                                  training=training, **options)
             conv = convergence(masks, values, v_empty, v_full, spec["method"], seed=spec["seed"],
-                               shrink=spec["shrink"])
+                               n_boot=spec["n_boot"], shrink=spec["shrink"])
         if not retrains:  # a corrected estimate's rows are the cheap game's: its interactions are the plain one's
             found, diagnostics[prop]["interactions"] = _interactions(masks, values, v_empty, v_full, spec, players)
             if found is not None:
