@@ -101,27 +101,43 @@ def test_sd_lora_end_to_end_and_a_changed_caption(tmp_path):
     assert "init_model" not in jobs
 
 
-def test_ddpm_cond_end_to_end_with_the_tree_estimator(tmp_path):
+def test_ddpm_cond_end_to_end_with_the_tree_estimator_and_the_proxy_strategy(tmp_path):
     """A class-conditional DDPM on the tiny digits (contributors are classes, so the
     label names the contributor), guided sampling, the tree surrogate and its pair
-    interactions: every coalition model remembers exactly its members' labels."""
+    interactions, on sFT coalitions and on proxy ones (the full model sampled with the
+    coalition's labels, nothing trained): every model remembers exactly its members'
+    labels, and a proxy model's weights are the full model's."""
+    from safetensors.numpy import load_file
+
     cfg = write_config(tmp_path / "cond.yaml", {
         "results": "results",
         "model": {"family": "ddpm_cond", "condition_dropout": 0.2},
         "generate": {"guidance_scale": 2.0},
-        "estimators": [{"method": "tree", "budget": 8, "n_boot": 0}],  # a fit is ~0.3 s: no resamples here
+        "estimators": [{"method": "tree", "budget": 8, "n_boot": 0},  # a fit is ~0.3 s: no resamples here
+                       {"method": "tree", "budget": 8, "n_boot": 0, "strategy": "proxy"}],
         "attributions": [{"method": "pixel_similarity", "reduce": "max"}],
     })
     run(tmp_path, configs=[cfg])
     v = values(tmp_path)
     assert set(v["method"]) == {"tree", "pixel_similarity"} and np.isfinite(v["credit"]).all()
-    models = [p.parent for p in (tmp_path / "results" / "models").glob("**/training.json")]
-    assert models
-    for folder in models:
+    assert set(v.loc[v["method"] == "tree", "strategy"]) == {"sft", "proxy"}
+    results = tmp_path / "results"
+    trained = [p.parent for p in results.glob("**/model/training.json")] + \
+        [p.parent for p in (results / "models").glob("**/training.json")]
+    proxies = [p.parent for p in results.glob("coalitions/*/conditioned/training.json")]
+    assert len(proxies) == 8 and len(trained) == 8 + 2  # the coalitions, the full and the pruned model
+    for folder in trained + proxies:
         members = json.loads((folder / "training.json").read_text())["members"]
         counts = json.loads((folder / "labels.json").read_text())["label_counts"]
         assert sorted(map(int, counts)) == sorted(int(m.removeprefix("digit")) for m in members)
-    pairs = pd.read_csv(next((tmp_path / "results" / "values").glob("*/interactions.csv")))
+    full = next((results / "models" / "full").iterdir()) / "diffusion_pytorch_model.safetensors"
+    weights = load_file(full)
+    for folder in proxies:
+        assert json.loads((folder / "training.json").read_text())["steps"] == 0
+        proxy = load_file(folder / "diffusion_pytorch_model.safetensors")
+        assert proxy.keys() == weights.keys() and all(np.array_equal(proxy[k], weights[k]) for k in weights)
     properties = v.loc[v["method"] == "tree", "property"].nunique()
-    assert set(pairs["index"]) == {"tree"} and len(pairs) == 6 * properties  # 6 pairs of 4 players
+    for found in (results / "values").glob("*/interactions.csv"):
+        pairs = pd.read_csv(found)
+        assert set(pairs["index"]) == {"tree"} and len(pairs) == 6 * properties  # 6 pairs of 4 players
     assert sum(planned(tmp_path, configs=[cfg]).values()) == 0

@@ -18,6 +18,7 @@ class Strategy:
     data: str  # "members" (the coalition) or "removed" (everyone else)
     ascent: bool = False
     description: str = ""
+    trains: bool = True  # False: the start model conditioned on the coalition, no training
 
 
 STRATEGIES = {
@@ -31,6 +32,8 @@ STRATEGIES = {
                  description="train from scratch with train_full's recipe: the ground truth"),
         Strategy("ga", "pruned", "fine_tune.ga", "removed", ascent=True,
                  description="gradient ascent on the contributors left out, from the pruned model"),
+        Strategy("proxy", "full", "", "members", trains=False,
+                 description="no training: the full conditional model sampled with the coalition's labels only"),
     )
 }
 

@@ -46,6 +46,9 @@ class Family:
     generate_schema: ClassVar[dict] = {}  # its `generate` keys besides the common ones
     # Whether `target_data` can give the gradient attribution methods generated images.
     gradient_targets: ClassVar[bool] = True
+    # Whether its models sample a mix of labels they can be told (`condition_on`): what
+    # the proxy strategy needs.
+    conditional: ClassVar[bool] = False
 
     # ---------------------------------------------------------- parse time
 
@@ -152,6 +155,10 @@ class Family:
     def remember_data(self, model: Model, data: dict) -> None:
         """Note what the model needs to know of its training data (a conditional family:
         its label counts) before training on `data`; saved with the model."""
+
+    def condition_on(self, model: Model, labels) -> None:
+        """Make `model` sample the label mix of `labels` (the proxy strategy)."""
+        raise NotImplementedError(f"family {self.name} has no conditioning")
 
     def drop_condition(self, model: Model, cond, generator):
         """The condition of a training step, some of it dropped for classifier-free

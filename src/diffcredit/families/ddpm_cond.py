@@ -47,6 +47,7 @@ class DDPMCond(DDPM):
                               "description": "share of training items whose label is replaced by the null label"},
     }
     gradient_targets = False  # see target_data
+    conditional = True
     generate_schema = {
         "guidance_scale": {"type": "number", "minimum": 0, "default": 1.0,
                            "description": "classifier-free guidance: 1 samples the conditional model alone"},
@@ -99,10 +100,13 @@ class DDPMCond(DDPM):
                          "gradient needs the label it was sampled with")
 
     def remember_data(self, model: Model, data: dict) -> None:
+        self.condition_on(model, data["labels"])
+
+    def condition_on(self, model: Model, labels) -> None:
         import numpy as np
 
-        labels, counts = np.unique(np.asarray(data["labels"]), return_counts=True)
-        model.extras["label_counts"] = {int(k): int(v) for k, v in zip(labels, counts)}
+        values, counts = np.unique(np.asarray(labels), return_counts=True)
+        model.extras["label_counts"] = {int(k): int(v) for k, v in zip(values, counts)}
 
     def batch(self, model: Model, data: dict, idx):
         return data["images"][idx].float().div(127.5).sub(1.0), data["labels"][idx].long()

@@ -84,6 +84,20 @@ class ModelNodes:
             self._train_job(section, members, desc, threads=threads), key_as="train_full",
         )
 
+    def _conditioned(self, members, strategy: str, seed: int) -> str:
+        """The full model conditioned on the coalition's labels (strategy proxy)."""
+        if not self.family.conditional:
+            raise ConfigError(f"invalid config: strategy {strategy} samples the full model conditioned on a "
+                              f"coalition's labels, and model.family {self.family.name} has no conditioning; use a "
+                              "conditional family (ddpm_cond)")
+        if seed:
+            raise ConfigError(f"invalid config: strategy {strategy} trains nothing, so it has no training "
+                              "randomness to replicate; drop training_noise for it")
+        return self.add("condition", {"strategy": strategy}, {"start": self.full_key,
+                                                              "shards": self._shards_of(members)},
+                        {"family": self.family.name, "family_runtime": self.family_runtime,
+                         "members": list(members), "device": "cpu", "threads": self.threads})
+
     def model_key(self, members, strategy: str | None = None, seed: int = 0) -> str:
         """The key of the model that stands for coalition `members` under `strategy`
         (`seed` > 0: a replicate whose training seed is offset by `seed`; the empty and
@@ -105,6 +119,8 @@ class ModelNodes:
         else:
             if s.start == "init":
                 key = self._retrain(members, "fine_tune", seed)
+            elif not s.trains:
+                key = self._conditioned(members, s.name, seed)
             else:
                 trained = members if s.data == "members" else tuple(n for n in self.names if n not in members)
                 section = _section(self.cfg, s.recipe)

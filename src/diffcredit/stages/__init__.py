@@ -87,6 +87,9 @@ STAGES = {s.name: s for s in (
     # every coalition's model; the evaluations' retrains too
     Stage("fine_tune", "coalitions/{key}/model", "diffcredit.stages.models:train", threads="threads", runtime=240,
           **_TRAIN),
+    # the proxy strategy's coalition models: the full model conditioned on the members
+    Stage("condition", "coalitions/{key}/conditioned", "diffcredit.stages.models:condition", threads="threads",
+          **_MODEL),
     Stage("train_classifier", "models/classifier/{key}", "diffcredit.stages.models:train_classifier",
           key="classifier", version=2, folder=True, env="torch", threads="train_threads", memory="extractors",
           runtime=120),

@@ -73,6 +73,26 @@ def train(job: dict, progress: bool = True) -> None:
     log.info("final loss %s; model written to %s", stats["final_loss"], job["out"])
 
 
+def condition(job: dict, progress: bool = True) -> None:
+    """The proxy strategy's coalition model: the full model, conditioned on the labels of
+    the members' items (their counts), saved as a model of its own. Nothing trains."""
+    from ..families import get_family
+
+    family = get_family(job["family"])
+    inputs = job["inputs"]
+    model = load_model(family, inputs["start"], job)
+    labels = data_mod.read_shard_arrays(inputs["shards"], keys=("labels",))["labels"]
+    family.condition_on(model, labels)
+    with atomic_dir(job["out"]) as tmp:
+        family.save(model, tmp)
+        (tmp / "training.json").write_text(json.dumps({
+            "members": job["members"], "n_images": int(len(labels)), "final_loss": None, "resumed_at": 0,
+            "steps": 0, "batch_size": 0, "seconds": 0.0, "cpu_seconds": 0.0, "device": "cpu",
+            "threads": job.get("threads"),
+        }, indent=2))
+    log.info("full model conditioned on the %d items of %s", len(labels), ", ".join(job["members"]))
+
+
 def train_classifier(job: dict, progress: bool = True) -> None:
     from ..extractors.classifier_net import save_classifier, train_classifier as fit
 
