@@ -40,7 +40,9 @@ def test_records_are_consistent():
         assert record.schemes and set(record.schemes) <= set(SCHEMES)
         assert len(set(record.schemes)) == len(record.schemes)
         assert record.default_scheme in record.schemes
-        assert record.bootstrap in ("rows", "wild", None)
+        assert record.bootstrap in ("rows", "wild", "wild_refit", None)
+        if record.bootstrap == "wild_refit":
+            assert get_method(record.base).bootstrap == "wild"
         # Shrinkage and the wild bootstrap need the fit's parts; no sampling
         # error, nothing to shrink.
         if record.shrinkable or record.bootstrap == "wild":

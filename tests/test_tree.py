@@ -3,13 +3,15 @@ exact ones of the fitted booster (shapiq's enumeration of LightGBM's own
 predictions), the anchored values are efficient, and on games the trees can
 represent it recovers the known values and interactions."""
 
+import warnings
+
 import numpy as np
 import pytest
 import shapiq
 from scipy.stats import spearmanr
 
 from diffcredit.coalitions import sample_design
-from diffcredit.estimators import IdentificationError, estimate
+from diffcredit.estimators import BootstrapWarning, IdentificationError, estimate
 from diffcredit.estimators import tree
 from diffcredit.estimators.interactions import interactions
 
@@ -169,3 +171,25 @@ def test_stratified_tree_learns_a_three_way_interaction():
     hybrid = tree.residual_values(masks, v(masks), empty, full)
     assert hybrid.sum() == pytest.approx(full - empty)
     assert np.linalg.norm(hybrid - truth) < 0.75 * np.linalg.norm(plain - truth)
+
+
+def test_stratified_tree_has_intervals_where_resampled_rows_could_not_identify_it():
+    """The stratified design at 3n: resampled pairs would miss singletons the
+    stratified fit needs; the wild bootstrap keeps the design, so every replicate
+    counts, and the intervals hold the value."""
+    n = 8
+    weights = np.linspace(-1.0, 1.0, n)
+    masks = sample_design(n, 3 * n, "stratified", 0)
+
+    def v(m):
+        m = np.atleast_2d(m)
+        return m @ weights + 2.0 * (m[:, 0] & m[:, 1] & m[:, 2]) + np.sqrt(m.sum(axis=1))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BootstrapWarning)
+        table = estimate(masks, v(masks), v(np.zeros(n, bool))[0], v(np.ones(n, bool))[0], "stratified_tree",
+                         n_boot=40)
+    assert not [w for w in caught if "could not identify" in str(w.message)]  # no replicate dropped
+    assert np.isfinite(table[["ci_low", "ci_high"]].to_numpy()).all()
+    assert ((table["ci_low"] <= table["value"]) & (table["value"] <= table["ci_high"])).all()
+    assert (table["ci_high"] - table["ci_low"] > 0).all()

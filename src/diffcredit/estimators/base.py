@@ -28,8 +28,11 @@ class Method:
     shrinkable: bool = False
     # How the intervals are made: "rows" resamples rows (whole pairs in paired
     # designs); "wild" keeps the design and flips the signs of the residuals
-    # (needs `parts`); None: no sampling error, so intervals have zero width.
+    # (needs `parts`); "wild_refit" does the same with the residuals of the linear
+    # fit named `base` and refits the whole method on each replicate; None: no
+    # sampling error, so intervals have zero width.
     bootstrap: str | None = "rows"
+    base: str | None = None  # for "wild_refit": the linear method whose residuals are flipped
     # At most this many resamples per prefix in the convergence diagnostic (a fit
     # that costs a good fraction of a second); None: as many as the estimate's.
     convergence_boot: int | None = None

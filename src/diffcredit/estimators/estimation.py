@@ -154,6 +154,8 @@ def estimate_draws(masks, values, v_empty, v_full, method, seed=0, n_boot=200, p
         _warn_unused_sizes(masks, record)
     if record.bootstrap == "wild":
         replicates = _wild_bootstrap(record, masks, values, v_empty, v_full, paired, n_boot, seed)
+    elif record.bootstrap == "wild_refit":
+        replicates = _wild_refit_bootstrap(record, masks, values, v_empty, v_full, paired, n_boot, seed)
     else:
         replicates = _bootstrap(record.point, masks, values, v_empty, v_full, paired, n_boot, seed)
     if errors is not None:
@@ -195,7 +197,7 @@ def _warn_unused_sizes(masks, record: Method) -> None:
     zero width."""
     n = masks.shape[1]
     counts = np.bincount(masks.sum(axis=1), minlength=n)[1:]
-    alone = np.flatnonzero(counts == 1) + 1 if record.bootstrap == "wild" else np.array([], dtype=int)
+    alone = np.flatnonzero(counts == 1) + 1 if record.bootstrap in ("wild", "wild_refit") else np.array([], dtype=int)
     missing = np.flatnonzero(counts == 0) + 1
     unused = np.union1d(alone, missing)
     if not unused.size:
@@ -276,6 +278,21 @@ def _wild_bootstrap(record: Method, masks, values, v_empty, v_full, paired, n_bo
     signs = rng.choice(np.array([-1.0, 1.0]), size=(n_boot, unit_of_row.max() + 1))[:, unit_of_row]
     thetas = theta + (signs * inflated) @ projector.T
     return (v_full - v_empty) / n + thetas @ zero_sum_basis(n).T
+
+
+def _wild_refit_bootstrap(record: Method, masks, values, v_empty, v_full, paired, n_boot, seed):
+    """Replicates of a method that starts from a linear fit (``stratified_tree``): the
+    design is kept, each replicate is y* = fit + e* s with the linear fit's HC3-inflated
+    residuals e* and a random sign per unit (as `_wild_bootstrap`), and the whole
+    method is refitted on y*. Resampling rows would leave a stratified fit whole sizes
+    short, and the trees' own residuals are near zero (they interpolate)."""
+    base = get_method(record.base)
+    _, inflated, _, unit_of_row = _fit_parts(base, masks, values, v_empty, v_full, paired)
+    residual = base.parts(masks, values, v_empty, v_full)[1][0]
+    fitted = values - residual
+    rng = np.random.default_rng(seed)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_boot, unit_of_row.max() + 1))[:, unit_of_row]
+    return np.stack([record.point(masks, fitted + s * inflated, v_empty, v_full) for s in signs])
 
 
 def _shrunk(record: Method, masks, values, v_empty, v_full, paired) -> np.ndarray:

@@ -30,7 +30,10 @@ depends on size alone moves every value by the same amount, which efficiency
 fixes), are what the trees fit, anchors at 0; the values are beta plus the
 trees' anchored values. The regression keeps its additive part, which trees
 alone learn poorly from a few coalitions per player, and the trees add what
-interactions the design shows (benchmarks/tree.py).
+interactions the design shows (benchmarks/tree.py). Its intervals come from the
+stratified fit's wild bootstrap (the design kept, the signs of that fit's residuals
+flipped per pair) with the whole method refitted on every replicate: resampling rows
+would leave the stratified fit whole sizes short.
 
 Every design can be fitted; how well the trees approximate the game is the
 whole error, and nothing in the fit says how large it is: the bootstrap over
@@ -234,6 +237,8 @@ class StratifiedTree(Method):
     default_scheme = "stratified"
     efficient = True
     convergence_boot = 25
+    bootstrap = "wild_refit"  # the stratified fit's wild bootstrap, the trees refitted on each replicate
+    base = "stratified"
 
     def point(self, masks, values, v_empty, v_full):
         return residual_values(masks, values, v_empty, v_full)
