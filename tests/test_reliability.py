@@ -219,6 +219,13 @@ def test_unusable_results_paths_budgets_and_repeats_are_refused(tmp_path, cfg, n
     ({"model": {"attention_levels": [5]}}, "model.attention_levels [5] outside 0..1"),
     ({"threads": 0}, "threads: 0 is less than the minimum of 1"),
     ({"fine_tune": {"training": {"lr": 0}}}, "fine_tune.training.lr: 0 is less than or equal to the minimum of 0"),
+    ({"fine_tune": {"strategy": "proxy"}}, "strategy proxy samples the full model conditioned on a coalition's "
+                                           "labels, and model.family ddpm has no conditioning"),
+    ({"model": {"family": "ddpm_cond"}, "estimators": [{"method": "stratified", "budget": 12, "strategy": "proxy",
+                                                        "training_noise": 2}]},
+     "strategy proxy trains nothing, so it has no training randomness to replicate"),
+    ({"model": {"family": "ddpm_cond"}, "attributions": ["trak"]},
+     "attributions[0] (trak): model.family ddpm_cond does not support the methods that read the model's gradients"),
 ])
 def test_bad_values_are_config_errors_not_tracebacks(tmp_path, monkeypatch, cfg, needle):
     monkeypatch.chdir(tmp_path)
