@@ -4,7 +4,7 @@ For n in {20, 100, 258} players and budgets m in {2n, 5n} coalitions (plus the
 two anchors), each on the same designs:
 
 * ``tree``: exact Shapley values of boosted trees fitted to the design (tree.py),
-  on the ``kernel`` design (the anchor method's: sizes drawn from the Shapley
+  on the ``kernel`` design (SurrogateSHAP's: sizes drawn from the Shapley
   kernel) and on the ``stratified`` one;
 * ``stratified_tree``: the trees fitted to the ``stratified`` regression's
   residuals, on the ``stratified`` design;
@@ -18,7 +18,7 @@ RMS Shapley value, a fixed function of the coalition). Error: relative L2 error
 ||estimate - truth|| / ||truth||, averaged over seeds; the table gives each
 estimator's error over the best regression estimator's, per game, n and m (a
 ratio above 1: the trees are worse). Spearman correlation with the truth too,
-as the anchor method reports it.
+as SurrogateSHAP reports it.
 
 Run from the repository root, alone (the fits use one thread):
 

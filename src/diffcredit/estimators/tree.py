@@ -2,7 +2,7 @@
 (the tree surrogate of SurrogateSHAP, Lu et al., 2026).
 
 Regression trees (LightGBM) are boosted on (coalition mask, v(S)), the two
-anchors included as rows, with the anchor method's settings (900 trees of depth
+anchors included as rows, with SurrogateSHAP's settings (900 trees of depth
 at most 5, learning rate 0.05, 80% of the rows per tree, L2 penalty 1). The
 values are the exact Shapley values of the fitted function g as a game,
 S -> g(1_S): interventional TreeSHAP with the empty coalition as the only
@@ -50,7 +50,7 @@ import numpy as np
 
 from .base import IdentificationError, Method
 
-# The anchor method's settings (XGBoost there: depth 5, 900 trees, lr 0.05,
+# SurrogateSHAP's settings (XGBoost there: depth 5, 900 trees, lr 0.05,
 # subsample 0.8, reg_lambda 1 and min_child_weight 1 by default).
 PARAMS = {
     "objective": "regression",
