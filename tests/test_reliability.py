@@ -224,6 +224,11 @@ def test_unusable_results_paths_budgets_and_repeats_are_refused(tmp_path, cfg, n
     ({"model": {"family": "ddpm_cond"}, "estimators": [{"method": "stratified", "budget": 12, "strategy": "proxy",
                                                         "training_noise": 2}]},
      "strategy proxy trains nothing, so it has no training randomness to replicate"),
+    ({"model": {"family": "ddpm_cond"}, "fine_tune": {"strategy": "proxy"}, "data": {"by": "split", "groups": 4}},
+     "strategy proxy tells coalitions apart only by their labels, and 4 label(s) are held by several contributors "
+     "(label 0: group0, group1, group2, group3)"),
+    ({"model": {"family": "ddpm_cond"}, "fine_tune": {"strategy": "proxy"}, "canaries": [{"kind": "blur"}]},
+     "canaries carry the labels of the images they are made from"),
     ({"model": {"family": "ddpm_cond"}, "attributions": ["trak"]},
      "attributions[0] (trak): model.family ddpm_cond does not support the methods that read the model's gradients"),
 ])

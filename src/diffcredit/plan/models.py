@@ -48,6 +48,7 @@ class ModelNodes:
         self.n_parameters = self.family.estimate_parameters(self.model_spec)
         self.n_trainable = self.family.estimate_trainable(self.model_spec)
         self._model_keys: dict = {}
+        self._labels_name_players = False  # checked once, by the first proxy model
         self.init_key = self.init_key_of(0)
         self._add_encoded()
         self._add_shard_set()
@@ -93,6 +94,23 @@ class ModelNodes:
         if seed:
             raise ConfigError(f"invalid config: strategy {strategy} trains nothing, so it has no training "
                               "randomness to replicate; drop training_noise for it")
+        if not self._labels_name_players:
+            owners: dict[int, list[str]] = {}
+            for c in self.contributors:
+                for label in sorted(set(c.labels)):
+                    owners.setdefault(label, []).append(c.name)
+            shared = {label: names for label, names in owners.items() if len(names) > 1}
+            if shared:
+                label, names = next(iter(shared.items()))
+                raise ConfigError(
+                    f"invalid config: strategy {strategy} tells coalitions apart only by their labels, and "
+                    f"{len(shared)} label(s) are held by several contributors (label {label}: "
+                    f"{', '.join(names[:4])}); use contributors that are classes (by: class) or image folders")
+            if self.canaries:
+                raise ConfigError(f"invalid config: strategy {strategy} tells coalitions apart only by their "
+                                  "labels, and canaries carry the labels of the images they are made from; "
+                                  "run the canaries with a training strategy (sft)")
+            self._labels_name_players = True
         return self.add("condition", {"strategy": strategy}, {"start": self.full_key,
                                                               "shards": self._shards_of(members)},
                         {"family": self.family.name, "family_runtime": self.family_runtime,
