@@ -78,6 +78,7 @@ def condition(job: dict, progress: bool = True) -> None:
     the members' items (their counts), saved as a model of its own. Nothing trains."""
     from ..families import get_family
 
+    start, cpu_start = time.perf_counter(), time.process_time()
     family = get_family(job["family"])
     inputs = job["inputs"]
     model = load_model(family, inputs["start"], job)
@@ -87,8 +88,8 @@ def condition(job: dict, progress: bool = True) -> None:
         family.save(model, tmp)
         (tmp / "training.json").write_text(json.dumps({
             "members": job["members"], "n_images": int(len(labels)), "final_loss": None, "resumed_at": 0,
-            "steps": 0, "batch_size": 0, "seconds": 0.0, "cpu_seconds": 0.0, "device": "cpu",
-            "threads": job.get("threads"),
+            "steps": 0, "batch_size": 0, "seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu_start, "device": "cpu", "threads": job.get("threads"),
         }, indent=2))
     log.info("full model conditioned on the %d items of %s", len(labels), ", ".join(job["members"]))
 
