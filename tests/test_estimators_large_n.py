@@ -76,9 +76,9 @@ def test_at_the_minimum_an_estimate_or_a_rank_error(scheme, method):
     values = result["value"].to_numpy()
     if get_method(method).efficient:
         assert values.sum() == pytest.approx(v_full - 2.0)
-    # An additive game's Banzhaf values are its weights too, but they are not efficient;
-    # the tree surrogate is no linear fit: two coalitions of 258 players cannot make
-    # its trees additive (its accuracy is benchmarks/tree.py's).
+    # banzhaf: an additive game's Banzhaf values are its weights too. tree: no linear
+    # fit, and two coalitions of 258 players cannot make its trees additive (its
+    # accuracy is benchmarks/tree.py's).
     if method not in ("banzhaf", "tree"):
         np.testing.assert_allclose(values, weights, atol=1e-6)
 
