@@ -185,6 +185,21 @@ def test_unusable_results_paths_budgets_and_repeats_are_refused(tmp_path, cfg, n
 
 
 @pytest.mark.parametrize("cfg, needle", [
+    ({"train_full": {"steps": 50, "warmup_steps": 50}},
+     "train_full.warmup_steps: 50 warmup steps are not fewer than the 50 steps: the learning rate rises to 100% of lr"),
+    ({"fine_tune": {"ga": {"steps": 10, "warmup_steps": 20}}}, "fine_tune.ga.warmup_steps: 20 warmup steps are not "
+                                                              "fewer than the 10 steps: the learning rate rises to 50%"),
+])
+def test_a_warmup_that_outlasts_training_is_said_before_any_job(tmp_path, monkeypatch, cfg, needle):
+    """Some reference recipes do it on purpose (configs/artbench.yaml), so it plans, with a warning."""
+    monkeypatch.chdir(tmp_path)
+    base = deep_update(load_yaml(REPO / "config.yaml"), load_yaml(TINY))
+    with pytest.warns(UserWarning, match="warmup steps are not fewer") as caught:
+        Plan(deep_update(base, cfg), REPO / "workflow" / "schemas" / "config.schema.yaml", read_only=True)
+    assert any(needle in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("cfg, needle", [
     ({"resultz": "x"}, "'resultz' was unexpected"),
     ({"threads": "two"}, "threads: 'two' is not of type 'integer'"),
     ({"data": {"classes": [0, 10]}}, "data.classes has class indices outside 0..9: [10]"),
@@ -201,9 +216,6 @@ def test_unusable_results_paths_budgets_and_repeats_are_refused(tmp_path, cfg, n
     (yaml.safe_load("results: 2026"), "results: 2026 is not of type 'string': YAML reads"),
     ({"estimators": [{"method": "stratified", "budget": 12, "target": {"half_width": "x", "max_budget": 14}}]},
      "half_width: 'x' is not of type 'number' and 'x' is not of type 'object'"),
-    ({"train_full": {"steps": 50, "warmup_steps": 50}},
-     "train_full.warmup_steps: 50 warmup steps are not fewer than the 50 steps"),
-    ({"fine_tune": {"ga": {"steps": 10, "warmup_steps": 20}}}, "fine_tune.ga.warmup_steps: 20 warmup steps"),
     ({"data": {"by": "split", "groups": 3, "shares": [1, 0, 1]}}, "data.shares.1: 0 is less than or equal to"),
     ({"data": {"by": "split", "groups": 3, "shares": [1, 1]}}, "got 2 shares for by: split with 3 group(s)"),
     ({"data": {"by": "split", "groups": 1}}, "found 1 contributor(s) (['group0']); crediting needs at least 2"),

@@ -96,7 +96,7 @@ def validate(config: dict, schema: dict | str | Path) -> dict:
     errors += _expand_paths(config, schema)
     for path in _nodes(schema, lambda node: node.get("$ref") == "#/definitions/training"):
         for where, recipe in _instances(config, path):
-            errors += _recipe_errors(where, recipe)
+            _warn_recipe(where, recipe)
     flagged = {tuple(path) for path, _ in errors}
     errors += [e for e in _number_errors(config) if tuple(e[0]) not in flagged]
     if errors:
@@ -234,15 +234,18 @@ def _nodes(schema: dict, match, path: tuple = ()):
         yield from _nodes(schema["items"], match, (*path, "*"))
 
 
-def _recipe_errors(where: list, recipe) -> list:
-    """What a training recipe's schema cannot say: warmup must end before training does."""
+def _warn_recipe(where: list, recipe) -> None:
+    """What a training recipe's schema cannot say: a warmup that outlasts the training
+    never lets the learning rate reach lr. Some reference recipes do it on purpose
+    (configs/artbench.yaml follows one), so it is said, not refused."""
     if not isinstance(recipe, dict):
-        return []
+        return
     steps, warmup = recipe.get("steps"), recipe.get("warmup_steps")
     if isinstance(steps, int) and isinstance(warmup, int) and 0 < steps <= warmup:
-        return [([*where, "warmup_steps"], f"{warmup} warmup steps are not fewer than the {steps} steps: training "
-                 "would end before the learning rate reaches lr; use fewer warmup steps")]
-    return []
+        key = ".".join(map(str, [*where, "warmup_steps"]))
+        warnings.warn(f"{key}: {warmup} warmup steps are not fewer than the {steps} steps: the learning rate "
+                      f"rises to {steps / warmup:.0%} of lr and training ends; use fewer warmup steps unless that is "
+                      "meant", UserWarning, stacklevel=3)
 
 
 def _instances(config, path: tuple, where: tuple = ()):
