@@ -287,9 +287,9 @@ def _wild_refit_bootstrap(record: Method, masks, values, v_empty, v_full, paired
     method is refitted on y*. Resampling rows would leave a stratified fit whole sizes
     short, and the trees' own residuals are near zero (they interpolate)."""
     base = get_method(record.base)
-    _, inflated, _, unit_of_row = _fit_parts(base, masks, values, v_empty, v_full, paired)
-    residual = base.parts(masks, values, v_empty, v_full)[1][0]
-    fitted = values - residual
+    parts = base.parts(masks, values, v_empty, v_full)
+    _, inflated, _, unit_of_row = _fit_parts(base, masks, values, v_empty, v_full, paired, parts)
+    fitted = values - parts[1][0]
     rng = np.random.default_rng(seed)
     signs = rng.choice(np.array([-1.0, 1.0]), size=(n_boot, unit_of_row.max() + 1))[:, unit_of_row]
     return np.stack([record.point(masks, fitted + s * inflated, v_empty, v_full) for s in signs])
@@ -312,15 +312,16 @@ def _shrunk(record: Method, masks, values, v_empty, v_full, paired) -> np.ndarra
     return (v_full - v_empty) / n + zero_sum_basis(n) @ theta
 
 
-def _fit_parts(record: Method, masks, values, v_empty, v_full, paired):
+def _fit_parts(record: Method, masks, values, v_empty, v_full, paired, parts=None):
     """A linear fit theta = P y, with what its error needs.
 
     Returns theta, the residuals inflated by 1 / (1 - leverage) (HC3: the fit
     has pulled them toward zero, most for the rows that weigh most; rows
     fitted exactly carry no information about the error and get 0), P, and
-    the bootstrap unit (row, or complementary pair) of each row.
+    the bootstrap unit (row, or complementary pair) of each row. `parts`: the
+    record's `parts` of this design, when the caller has them already.
     """
-    theta, (residual, leverage, projector) = record.parts(masks, values, v_empty, v_full)
+    theta, (residual, leverage, projector) = parts or record.parts(masks, values, v_empty, v_full)
     free = leverage < 1.0 - 1e-9
     inflated = np.where(free, residual / np.where(free, 1.0 - leverage, 1.0), 0.0)
     unit_of_row = np.empty(len(masks), dtype=int)
