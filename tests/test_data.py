@@ -557,3 +557,95 @@ def test_exif_orientation_is_applied_as_viewers_do(tmp_path, orientation, turn):
     position = int(np.flatnonzero(np.argsort(ann.item_hashes, kind="stable") == index)[0])  # canonical order
     assert np.array_equal(images[position], turn(pixels).transpose(2, 0, 1))
     assert ann.item_hashes[index] != hashlib.sha256((root / "ann" / "photo.png").read_bytes()).hexdigest()
+
+
+def test_every_raster_format_pillow_reads_is_read_and_formats_it_cannot_are_refused_by_name(tmp_path):
+    """Was: only eight suffixes were images and every other file was skipped without a word,
+    an iPhone's HEIC photo or a camera's raw file included."""
+    from diffcredit.data.images import load_image
+
+    rng = np.random.default_rng(3)
+    exts = ["ppm", "tga", "qoi", "pcx", "sgi", "jp2", "jfif", "jpe", "avif", "JPG"]
+    lossless = {"ppm", "tga", "qoi", "pcx", "sgi"}
+    pixels = {}
+    for who in ("a", "b"):
+        (tmp_path / who).mkdir()
+        for i, ext in enumerate(exts):
+            pixels[who, ext] = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            fmt = {"jfif": "JPEG", "jpe": "JPEG", "jpg": "JPEG"}.get(ext.lower())
+            Image.fromarray(pixels[who, ext]).save(tmp_path / who / f"{i}.{ext}", format=fmt)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    spec = {"source": "folder", "root": str(tmp_path), "resolution": 8, "channels": 3, "background": 255}
+    found = describe(spec, HashCache(None))
+    assert [c.n_items for c in found] == [len(exts), len(exts)]
+    for who in ("a", "b"):
+        for i, ext in enumerate(exts):
+            if ext in lossless:
+                decoded = load_image(str(tmp_path / who / f"{i}.{ext}"), 8, 3, (255, 255, 255))
+                assert np.array_equal(decoded, pixels[who, ext].transpose(2, 0, 1)), ext
+    (tmp_path / "b" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / "b" / "DSC_0002.nef").write_bytes(b"II*\x00")
+    with pytest.raises(DataError, match=r"contributor 'b': 2 file\(s\) are in formats that cannot be decoded here "
+                                        r"\(.*DSC_0002\.nef, .*IMG_0001\.HEIC\); convert them to PNG or JPEG"):
+        describe(spec, HashCache(None))
+
+
+def test_links_are_followed_and_a_link_to_nothing_is_refused(tmp_path):
+    """A subfolder linked into a contributor's folder holds its images (was: skipped, as
+    pathlib's rglob does not follow links); a link whose target is gone (an unmounted
+    drive) is named (was: skipped); a folder linked into itself is read once."""
+    root = make_folders(tmp_path / "d")
+    make_folders(tmp_path / "elsewhere", names=("more",), n_per=2)
+    (root / "ann" / "more").symlink_to(tmp_path / "elsewhere" / "more", target_is_directory=True)
+    (root / "ann" / "loop").symlink_to(root / "ann", target_is_directory=True)
+    # make_folders draws the same pixels for each call's first folder: change them
+    for i in range(2):
+        Image.fromarray(np.full((12, 10, 3), 7 * i, np.uint8)).save(tmp_path / "elsewhere" / "more" / f"{i}.png")
+    found = describe({"source": "folder", "root": str(root)}, HashCache(None))
+    assert found[0].n_items == 5 and found[1].n_items == 3
+    assert sum("more" in s for s in found[0].sources) == 2
+    (root / "bob" / "9.png").symlink_to(tmp_path / "unmounted" / "9.png")
+    with pytest.raises(DataError, match=r"contributor 'bob': 1 image\(s\) are links to files that do not exist "
+                                        r"\(.*bob/9\.png\); mount or restore their targets"):
+        describe({"source": "folder", "root": str(root)}, HashCache(None))
+
+
+def test_images_outside_every_contributor_folder_are_refused(tmp_path):
+    """Images loose in data.root belong to no contributor (was: skipped without a word)."""
+    root = make_folders(tmp_path / "d")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "stray.png")
+    with pytest.raises(DataError, match=r"data.root .* holds 1 image\(s\) outside any contributor folder \(stray\.png\)"):
+        describe({"source": "folder", "root": str(root)}, HashCache(None))
+
+
+def test_a_metadata_file_must_list_every_image_beside_it(tmp_path):
+    """In the imagefolder layout the metadata file describes the folder: an image without
+    a row is named (was: left out of training without a word)."""
+    root = make_folders(tmp_path / "d")
+    rows = ["file_name,artist"] + [f"{who}/{i}.png,{who}" for who in ("ann", "bob") for i in range(3)]
+    (root / "metadata.csv").write_text("\n".join(rows[:-1]) + "\n")
+    spec = {"source": "folder", "root": str(root), "contributor_column": "artist"}
+    with pytest.raises(DataError, match=r"lists no row for 1 image\(s\) under .* \(bob/2\.png\); add their rows"):
+        describe(spec, HashCache(None))
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    assert [c.n_items for c in describe(spec, HashCache(None))] == [3, 3]
+
+
+def test_a_contributor_changed_after_planning_stops_its_shard_job(tmp_path):
+    """An image edited, added or removed between the plan and the shard job: the job
+    fails naming the contributor (its key would otherwise name content it does not hold)."""
+    from diffcredit.stages.data import prepare_shard
+
+    root = make_folders(tmp_path / "d")
+    spec = {"source": "folder", "root": str(root), "resolution": 8, "channels": 3, "background": [255, 255, 255]}
+    ann = describe(spec, HashCache(None))[0]
+    job = {"data": spec, "name": "ann", "content_hash": ann.content_hash, "cache": str(tmp_path / "cache.json"),
+           "out": str(tmp_path / "ann.npz")}
+    Image.fromarray(np.ones((12, 10, 3), np.uint8)).save(root / "ann" / "new.png")
+    with pytest.raises(RuntimeError, match="contributor 'ann' changed after the workflow was planned; run snakemake "
+                                           "again"):
+        prepare_shard(job, progress=False)
+    assert not (tmp_path / "ann.npz").exists()
+    (root / "ann" / "new.png").unlink()
+    prepare_shard(job, progress=False)
+    assert read_shards([tmp_path / "ann.npz"])[0].shape == (3, 3, 8, 8)

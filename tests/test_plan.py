@@ -260,6 +260,46 @@ def test_numbers_the_schema_cannot_judge_are_refused_with_their_key(tmp_path, ov
         make_plan(tmp_path, **override)
 
 
+def test_numbers_written_as_yaml_1_2_reads_them_or_as_integral_floats_key_like_their_plain_form(tmp_path):
+    """Snakemake reads 1e-4 as text (YAML 1.1 wants 1.0e-4) and 20.0 as a float; both are
+    the numbers a user meant, with the keys the plain forms give (no silent rerun)."""
+    plain = make_plan(tmp_path, fine_tune={"training": {"steps": 20, "lr": 0.0001}},
+                      estimators=[{"method": "leverage", "budget": 8}], attributions=[{"method": "trak",
+                                                                                        "lambda": [0.001, 0.01]}])
+    written = make_plan(tmp_path, fine_tune={"training": {"steps": 20.0, "lr": "1e-4"}},
+                        estimators=[{"method": "leverage", "budget": "8"}], attributions=[{"method": "trak",
+                                                                                            "lambda": ["1e-3", "1E-2"]}])
+    assert written.cfg["fine_tune"]["training"]["steps"] == 20
+    assert type(written.cfg["fine_tune"]["training"]["steps"]) is int
+    assert written.cfg["fine_tune"]["training"]["lr"] == 1e-4
+    assert sorted(written.coalitions) == sorted(plain.coalitions)
+    assert [a.key for a in written.attributions] == [a.key for a in plain.attributions]
+    with pytest.raises(ConfigError, match="fine_tune.training.steps: 20.5 is not of type 'integer'"):
+        make_plan(tmp_path, fine_tune={"training": {"steps": 20.5}})
+    with pytest.raises(ConfigError, match="fine_tune.training.lr: '1e-4x' is not of type 'number'"):
+        make_plan(tmp_path, fine_tune={"training": {"lr": "1e-4x"}})
+    from diffcredit.config import validate
+
+    with pytest.raises(ConfigError, match="results: 5.0 is not of type 'string'"):  # text keys stay as written
+        validate({"results": 5.0}, SCHEMA)
+
+
+def test_yaml_anchors_merge_under_x_keys(tmp_path):
+    """A recipe written once under an x- key (never read) and merged where it is used;
+    a key the merge brings in may be given again beside it."""
+    path = tmp_path / "c.yaml"
+    path.write_text("x-recipe: &recipe {steps: 20, batch_size: 32, checkpoint_every: 10, lr: 0.5}\n"
+                    "fine_tune:\n  training:\n    <<: *recipe\n    lr: 0.001\n"
+                    "prune:\n  training: *recipe\n")
+    cfg = load_yaml(path)
+    assert cfg["fine_tune"]["training"] == {"steps": 20, "batch_size": 32, "checkpoint_every": 10, "lr": 0.001}
+    plan = make_plan(tmp_path, **cfg)
+    assert plan.cfg["prune"]["training"]["lr"] == 0.5
+    path.write_text("fine_tune:\n  training:\n    lr: 0.1\n    lr: 0.2\n")
+    with pytest.raises(ConfigError, match="key 'lr' is given twice"):
+        load_yaml(path)
+
+
 def test_numbers_in_range_pass_the_second_check(tmp_path):
     plan = make_plan(tmp_path, generate={"seed": 2**32 - 1}, estimators=[{"method": "leverage", "budget": 8,
                                                                           "n_boot": 40}])

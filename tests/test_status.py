@@ -122,6 +122,36 @@ def test_gc_removes_only_what_diffcredit_made(tmp_path, capsys):
     assert out.strip().startswith("0 entries")
 
 
+def test_a_gc_killed_inside_a_folder_leaves_a_temporary_not_a_complete_looking_artifact(tmp_path, capsys,
+                                                                                       monkeypatch):
+    """gc renames a folder to a temporary's name before emptying it: killed half-way, it
+    leaves what the next gc lists, never a sealed folder with files missing (which a
+    rerun would take as done)."""
+    import diffcredit.status as status
+
+    res = tmp_path / "results"
+    cfg = write_config(tmp_path / "res.yaml", {"results": str(res)})
+    model = res / "models" / "full" / K[2]
+    with atomic_dir(model) as tmp:
+        (tmp / "a").write_bytes(b"a")
+        (tmp / "b").write_bytes(b"b")
+    real_rmtree = shutil.rmtree
+
+    def killed(path, *a, **k):
+        (Path(path) / "a").unlink()  # one file gone, then the kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(status.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cli(capsys, "gc", "--configfile", str(TINY), str(cfg), "--delete")
+    assert not model.exists()
+    left = list(model.parent.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(f".{K[2]}.") and left[0].name.endswith(".partial")
+    monkeypatch.setattr(status.shutil, "rmtree", real_rmtree)
+    rc, out = cli(capsys, "gc", "--configfile", str(TINY), str(cfg), "--delete")
+    assert rc == 0 and str(left[0]) in out and not left[0].exists()
+
+
 def test_gc_delete_refuses_a_results_folder_a_run_holds(tmp_path, capsys):
     """A run of any config holds the results folder's lock; gc --delete of another config
     would take that run's fresh artifacts for unused ones, so it refuses and removes nothing."""

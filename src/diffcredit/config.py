@@ -48,14 +48,47 @@ def _validator_with_defaults():
 
     base_properties = Draft7Validator.VALIDATORS["properties"]
 
+    base_items = Draft7Validator.VALIDATORS["items"]
+
     def properties(validator, props, instance, schema):
         if isinstance(instance, dict):
             for name, sub in props.items():
                 if isinstance(sub, dict) and "default" in sub and name not in instance:
                     instance[name] = copy.deepcopy(sub["default"])
+                elif name in instance:
+                    instance[name] = _as_number(instance[name], sub)
         yield from base_properties(validator, props, instance, schema)
 
-    return validators.extend(Draft7Validator, {"properties": properties})
+    def items(validator, sub, instance, schema):
+        if isinstance(instance, list) and isinstance(sub, dict):
+            instance[:] = [_as_number(x, sub) for x in instance]
+        yield from base_items(validator, sub, instance, schema)
+
+    return validators.extend(Draft7Validator, {"properties": properties, "items": items})
+
+
+# YAML 1.2's floats. Snakemake reads config files as YAML 1.1, where a float needs a dot
+# ("1.0e-4"), so the 1e-4 that most people write arrives as text.
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def _as_number(value, sub):
+    """`value` as the number its schema node asks for: text in YAML 1.2's float syntax
+    read as a float, and an integral float as an int where only integers are allowed
+    (so 20.0 and 1e4 give the keys that 20 and 10000 give)."""
+    if not isinstance(sub, dict):
+        return value
+    types = sub.get("type")
+    types = set(types) if isinstance(types, list) else {types}
+    numeric = types & {"number", "integer"}
+    if not numeric:
+        return value
+    if isinstance(value, str) and "string" not in types and _FLOAT.fullmatch(value.strip()):
+        value = float(value)
+    if (isinstance(value, float) and "number" not in types and math.isfinite(value)
+            and value.is_integer()):
+        value = int(value)
+    return value
 
 
 def load_schema(path: str | Path) -> dict:
@@ -120,7 +153,12 @@ def _expand_paths(config, schema: dict, where: tuple = ()) -> list:
                 continue
             if sub.get("x-path") and isinstance(config[key], str):
                 config[key], unset = _expand_path(config[key])
-                if unset:
+                control = [c for c in config[key] if ord(c) < 32 or ord(c) == 127]
+                if control:
+                    errors.append(([*where, key], f"{config[key]!r} holds the control character {control[0]!r}, "
+                                                  "which no shell command or file listing shows as written; remove "
+                                                  "it (a line break inside quotes, a pasted tab)"))
+                elif unset:
                     errors.append(([*where, key], f"{config[key]!r} names the environment variable(s) "
                                                   f"{', '.join(unset)}, which are not set here; set them (on "
                                                   "every node that runs jobs) or write the path out"))
@@ -149,6 +187,7 @@ def _expand_path(value: str) -> tuple[str, list[str]]:
 
 SEED_LIMIT = 2**32  # numpy's and torch's seeds: non-negative and below 2**32
 MIN_DRAWS = 40  # fewer resamples than this cannot place a 95% interval's 2.5% tails
+MAX_DRAWS = 100_000  # past this, the tails' Monte Carlo error is far below the interval's own
 
 
 def _number_errors(config, path: tuple = ()) -> list:
@@ -171,6 +210,9 @@ def _number_errors(config, path: tuple = ()) -> list:
         elif key in ("n_boot", "image_bootstrap") and isinstance(value, int) and 0 < value < MIN_DRAWS:
             errors.append((list(where), f"{value} resamples cannot make a 95% interval; use 0 (no interval) "
                                         f"or at least {MIN_DRAWS}"))
+        elif key in ("n_boot", "image_bootstrap") and isinstance(value, int) and value > MAX_DRAWS:
+            errors.append((list(where), f"{value} resamples: past {MAX_DRAWS} a 95% interval's ends move by "
+                                        "less than the interval's own sampling error; use fewer"))
     return errors
 
 
@@ -185,6 +227,16 @@ def _message(error) -> str:
     what each form says (only the forms of the value's type, where there are such),
     not "is not valid under any of the given schemas"; for text
     that YAML read as a boolean or a number, how to keep it text."""
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        # jsonschema names the patterns, not the keys, when the node has patternProperties
+        patterns = error.schema.get("patternProperties", {})
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})
+                 and not any(re.search(p, str(k)) for p in patterns)]
+        return (f"Additional properties are not allowed ({', '.join(map(repr, extra))} "
+                f"{'was' if len(extra) == 1 else 'were'} unexpected)")
+    if error.validator == "type" and error.instance is None and "object" in _types(error.validator_value):
+        return ("is empty: YAML reads a key with nothing after it as null; indent its keys under it, write {} "
+                "or remove the line")
     if error.validator == "type" and _yaml_scalar_for_text(error):
         return (f"{error.message}: YAML reads unquoted yes, no, on, off, true and false as booleans and "
                 "unquoted digits as numbers; put the value in quotes")
@@ -199,10 +251,13 @@ def _message(error) -> str:
     return " and ".join(seen) if seen else error.message
 
 
+def _types(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
 def _yaml_scalar_for_text(error) -> bool:
     """A key that takes text given a boolean or a number (YAML's reading of no, on, 1...)."""
-    expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-    return "string" in expected and isinstance(error.instance, (bool, int, float))
+    return "string" in _types(error.validator_value) and isinstance(error.instance, (bool, int, float))
 
 
 def _error_order(error):
@@ -299,8 +354,7 @@ def _plugin_errors(cls, config: dict, where: list, instance: dict, section: dict
         errors.append((path, f"{which}, not of {chosen}{_kind_of(plugin, registry, owners, spec['noun'])}"))
     schema = {"type": "object", "additionalProperties": False, "properties": {**own, **foreign}}
     errors += [([*where, *e.absolute_path], _message(e)) for e in cls(schema).iter_errors(instance)]
-    _expand_paths(instance, schema)
-    return errors
+    return errors + _expand_paths(instance, schema, tuple(where))
 
 
 def _a(term: str) -> str:
@@ -326,11 +380,14 @@ def _kind_of(plugin, registry, owners: list[str], noun: str) -> str:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping."""
+    """SafeLoader that refuses a key given twice in one mapping (a key that a merge,
+    `<<: *anchor`, brings in may be given again: that is what merges are for)."""
 
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise ConfigError(

@@ -297,8 +297,17 @@ def protected(plan, workflow_dir: str | Path = ".") -> list[str]:
 
 
 def remove(paths: list[Path]) -> None:
+    """Delete `paths`. A folder is first renamed to a temporary's name, so a gc killed
+    half-way through it leaves a temporary (listed by the next gc), never a folder
+    artifact that still looks complete with files missing."""
+    import secrets
+
     for p in paths:
         if p.is_dir() and not p.is_symlink():
+            if not PARTIAL_PATTERN.match(p.name):
+                doomed = p.with_name(f".{p.name}.{secrets.token_hex(4)}.partial")
+                p.rename(doomed)
+                p = doomed
             shutil.rmtree(p)
         else:
             p.unlink(missing_ok=True)

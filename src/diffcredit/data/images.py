@@ -17,8 +17,16 @@ import numpy as np
 from ..keys import sha256_hex
 from .contributors import DataError
 
-# The still-image formats Pillow reads that people keep training images in.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+# The raster formats Pillow reads that people keep training images in (an animation in
+# any of them is refused when described).
+IMAGE_SUFFIXES = {".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".avif", ".bmp", ".dib", ".gif",
+                  ".tif", ".tiff", ".jp2", ".j2k", ".jpx", ".jpf", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi",
+                  ".pcx", ".sgi"}
+# Formats people keep photos and art in that Pillow cannot decode: phones' HEIF, cameras'
+# raw files, vector drawings, HDR and layered files. Refused by name, never skipped.
+UNREADABLE_SUFFIXES = {".heic", ".heif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".srf", ".sr2",
+                       ".orf", ".rw2", ".raf", ".pef", ".srw", ".raw", ".svg", ".svgz", ".eps", ".ai", ".pdf", ".exr",
+                       ".hdr", ".psd", ".psb", ".kra", ".xcf"}
 
 # Pillow modes decoded by Pillow's own conversion to L or RGB (through RGBA when
 # transparent), and 16/32-bit integer grayscale, scaled to 8 bits as 16-bit values.

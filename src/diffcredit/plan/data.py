@@ -63,6 +63,9 @@ class DataNodes:
         """A results folder inside a data folder would be read as a contributor (or as
         images of one), and its artifacts would change the data they were made from."""
         results = self.results.expanduser().resolve()
+        if results == Path(results.anchor):
+            raise ConfigError(f"invalid config: results {self.results} is the file system's root: a run would put "
+                              "its folders among the system's; choose a folder of its own")
         for what, folder in data_folders(d).items():
             if results.is_relative_to(Path(folder).expanduser().resolve()):
                 raise ConfigError(f"invalid config: results {self.results} is inside {what} {folder}: its "

@@ -85,6 +85,12 @@ def split_labelled(spec: dict, hashes: list, labels: np.ndarray, n_classes: int,
     by = spec.get("by", "class")
     groups = int(spec.get("groups", 1))
     seed = int(spec.get("split_seed", 0))
+    short = {class_name(c): int(np.sum(labels == c)) for c in sorted(set(classes))
+             if per_class and np.sum(labels == c) < per_class}
+    if short:
+        listed = ", ".join(f"{name} has {n}" for name, n in sorted(short.items(), key=lambda kv: kv[1])[:5])
+        raise DataError(f"data.per_class is {per_class}, but {len(short)} class(es) hold fewer images ({listed}"
+                        f"{', ...' if len(short) > 5 else ''}); lower per_class or leave it out to keep every image")
     kept = {}
     for c in sorted(set(classes)):
         idx = np.flatnonzero(labels == c)

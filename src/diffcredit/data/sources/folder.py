@@ -20,11 +20,12 @@ import numpy as np
 
 from ...keys import sha256_hex
 from ..contributors import Contributor, DataError
-from ..images import FACTS_TAG, IMAGE_SUFFIXES, background_of, file_item_hash, image_facts, load_image, unsupported
+from ..images import (FACTS_TAG, IMAGE_SUFFIXES, UNREADABLE_SUFFIXES, background_of, file_item_hash, image_facts,
+                      load_image, unsupported)
 from .base import Source
 
 METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
-LAYOUT = "root/<contributor>/ holding png, jpg, webp, bmp, gif or tif images"
+LAYOUT = "root/<contributor>/ holding its images (png, jpg, webp, tif and the other raster formats Pillow reads)"
 
 
 class Folder(Source):
@@ -107,10 +108,36 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data.root {root} is not a folder: expected {LAYOUT}")
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not hidden(p.name))
+    entries = [p for p in root.iterdir() if not hidden(p.name)]
+    loose = sorted(p.name for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if loose:
+        raise DataError(f"data.root {root} holds {len(loose)} image(s) outside any contributor folder "
+                        f"({_listed(loose)}); move each into its contributor's folder (expected {LAYOUT})")
+    dirs = sorted(p for p in entries if p.is_dir())
     if not dirs:
         raise DataError(f"data.root {root} has no contributor folders: expected {LAYOUT}")
     return [(_nfc(p.name), p) for p in dirs]
+
+
+def _files_under(folder: Path, recursive: bool):
+    """The files (and links to missing files) in `folder`, in its subfolders when
+    `recursive`, following linked subfolders (each real folder once) and skipping
+    hidden ones."""
+    seen = set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not hidden(d)) if recursive else []
+        for n in names:
+            if not hidden(n):
+                yield Path(top) / n
+
+
+def _listed(names: list, k: int = 3) -> str:
+    return ", ".join(names[:k]) + (f", ... ({len(names) - k} more)" if len(names) > k else "")
 
 
 def _nfc(name: str) -> str:
@@ -139,12 +166,25 @@ def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contribu
             raise DataError(f"contributor {name!r}: folder {folder} does not exist")
         if not os.access(folder, os.R_OK | os.X_OK):
             raise DataError(f"contributor {name!r}: folder {folder} cannot be read (permission denied)")
-        found = folder.rglob("*") if recursive else folder.iterdir()
-        files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and not any(hidden(part) for part in p.relative_to(folder).parts))
+        files, dangling, foreign = [], [], []
+        for p in _files_under(folder, recursive):
+            suffix = p.suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                (files if p.exists() else dangling).append(p)
+            elif suffix in UNREADABLE_SUFFIXES:
+                foreign.append(p)
+        files.sort()
+        if dangling:
+            raise DataError(f"contributor {name!r}: {len(dangling)} image(s) are links to files that do not exist "
+                            f"({_listed(sorted(map(str, dangling)))}); mount or restore their targets, or remove the "
+                            "links")
+        if foreign:
+            raise DataError(f"contributor {name!r}: {len(foreign)} file(s) are in formats that cannot be decoded "
+                            f"here ({_listed(sorted(map(str, foreign)))}); convert them to PNG or JPEG, or move them "
+                            "out of the folder")
         if not files:
             raise DataError(
-                f"contributor {name!r}: folder {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                f"contributor {name!r}: folder {folder} has no images (no file ends in {_listed(sorted(IMAGE_SUFFIXES), 6)}); "
                 "add images or remove the contributor"
             )
         hashes = []
@@ -282,6 +322,12 @@ def describe_metadata(spec: dict, cache) -> list[Contributor]:
         if caption is not None:
             item = sha256_hex(f"{item} caption {json.dumps(caption)}")
         members.setdefault(who, []).append((item, str(file), caption))
+    if not spec.get("metadata"):  # the imagefolder layout: the metadata file describes every image under the root
+        unlisted = sorted(str(f.relative_to(base)) for f in _files_under(base, True)
+                          if f.suffix.lower() in IMAGE_SUFFIXES and f.resolve() not in seen)
+        if unlisted:
+            raise DataError(f"{path} lists no row for {len(unlisted)} image(s) under {base} ({_listed(unlisted)}); "
+                            "add their rows (file_name and contributor) or move them out of the folder")
     out = []
     for who, items in members.items():
         out.append(Contributor(who, [h for h, _, _ in items], [-1] * len(items), [f for _, f, _ in items],
