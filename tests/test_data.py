@@ -649,3 +649,41 @@ def test_a_contributor_changed_after_planning_stops_its_shard_job(tmp_path):
     (root / "ann" / "new.png").unlink()
     prepare_shard(job, progress=False)
     assert read_shards([tmp_path / "ann.npz"])[0].shape == (3, 3, 8, 8)
+
+
+def test_photos_of_any_shape_are_centre_cropped_not_squashed(tmp_path):
+    """A 4:3 or portrait photo keeps its proportions: the centred square is taken, then
+    resized (what diffusers' training scripts do), never the whole frame squeezed."""
+    from diffcredit.data.images import load_image
+
+    wide = np.zeros((30, 40, 3), np.uint8)
+    wide[:, 5:35] = 200  # the centred 30 x 30 square is all 200; the side bands are 0
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    tall = np.zeros((40, 30, 3), np.uint8)
+    tall[5:35] = 90
+    Image.fromarray(tall).save(tmp_path / "tall.png")
+    assert np.all(load_image(str(tmp_path / "wide.png"), 10, 3) == 200)
+    assert np.all(load_image(str(tmp_path / "tall.png"), 10, 3) == 90)
+    stripes = np.tile(np.array([0, 255], np.uint8), (800, 400))  # one-pixel stripes: a big scan's fine detail
+    Image.fromarray(stripes).save(tmp_path / "big.png")
+    small = load_image(str(tmp_path / "big.png"), 4, 1)
+    assert np.abs(small.astype(int) - 127).max() <= 2  # filtered to their mean; point sampling gives 0 or 255
+
+
+def test_print_colour_spaces_are_converted_and_a_decompression_bomb_is_named(tmp_path, monkeypatch):
+    """A CMYK JPEG (what print workflows export) reads as the RGB a viewer shows; an image
+    past Pillow's pixel limit (a decompression bomb, or a huge scan) is refused by name,
+    not decoded."""
+    from PIL import Image as PILImage
+
+    from diffcredit.data.images import load_image
+
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red: CMYK (0, 255, 255, 0)
+    PILImage.fromarray(rgb).convert("CMYK").save(tmp_path / "red.jpg", quality=100)
+    got = load_image(str(tmp_path / "red.jpg"), 8, 3)
+    assert np.abs(got.astype(int) - rgb.transpose(2, 0, 1)).max() <= 3
+    root = make_folders(tmp_path / "d")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 20)  # each image is 120 pixels: twice past this limit
+    with pytest.raises(DataError, match=r"contributor 'ann': cannot read image .*ann/0\.png \(DecompressionBombError"):
+        describe({"source": "folder", "root": str(root)}, HashCache(None))

@@ -122,6 +122,22 @@ def test_metadata_in_utf8_with_a_mark_or_utf16_is_read_and_other_encodings_are_r
         describe(folder_spec(root), HashCache(None))
 
 
+def test_metadata_as_spreadsheets_and_windows_write_it_reads_like_the_plain_file(tmp_path):
+    """A table exported with ";" (a decimal-comma locale) or tabs, paths written with
+    backslashes, a stray space after a file name: the same contributors and captions
+    (was: "has no column", or "not a file")."""
+    root = metadata_folder(tmp_path / "d", {"monet": 2, "degas": 2})
+    rows = list(csv.DictReader(open(root / "metadata.csv")))
+    want = [(c.name, c.content_hash) for c in describe(folder_spec(root, caption_column="text"), HashCache(None))]
+    for delimiter in (";", "\t"):
+        with open(root / "metadata.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
+            w.writeheader()
+            w.writerows([{**r, "file_name": r["file_name"].replace("/", "\\") + " "} for r in rows])
+        got = [(c.name, c.content_hash) for c in describe(folder_spec(root, caption_column="text"), HashCache(None))]
+        assert got == want, delimiter
+
+
 def test_two_metadata_files_or_a_caption_without_metadata_are_refused(tmp_path):
     root = metadata_folder(tmp_path / "d", {"monet": 2, "degas": 2})
     (root / "metadata.jsonl").write_text(json.dumps({"file_name": "images/monet-0.png", "artist": "x"}) + "\n")

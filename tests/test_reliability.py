@@ -327,3 +327,27 @@ def test_other_failures_on_a_nearly_full_disk_keep_their_own_message(monkeypatch
     monkeypatch.setattr(runner, "_free", lambda path: 1 << 20)
     with pytest.raises(RuntimeError, match="CUDA out of memory"):
         runner.run_job({"rule": "prune", "out": str(tmp_path / "x")})
+
+
+def test_a_job_uses_the_threads_snakemake_granted_it(tmp_path, monkeypatch):
+    """Under --cores 1 Snakemake grants a rule of threads: 2 one thread, and says so in
+    OMP_NUM_THREADS; the job takes that (was: the config's 2, oversubscribing the cores)."""
+    import torch
+
+    from diffcredit.devices import job_device
+
+    (tmp_path / "Snakefile").write_text('rule a:\n    output: "a.txt"\n    threads: 2\n'
+                                        '    shell: "echo $OMP_NUM_THREADS > {output}"\n')
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-d", str(tmp_path), "-s",
+                    str(tmp_path / "Snakefile")], check=True, capture_output=True)
+    assert (tmp_path / "a.txt").read_text().strip() == "1"
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        job_device({"threads": 2, "device": "cpu"})
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        job_device({"threads": 2, "device": "cpu"})
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

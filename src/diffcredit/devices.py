@@ -71,6 +71,15 @@ def setup(device: str, threads: int):
     return dev
 
 
+def granted_threads(threads: int) -> int:
+    """`threads`, or fewer where the job was given fewer: Snakemake sets OMP_NUM_THREADS to
+    the threads it grants a job, which `--cores` can make less than the rule asked."""
+    n = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(threads, int(n)) if n.isdigit() and int(n) > 0 else threads
+
+
 def job_device(job: dict):
-    """(torch.device, dtype) of a workflow job: its `device`, `threads` and `precision`."""
-    return setup(job.get("device", "cpu"), job.get("threads", 1)), dtype_of(job.get("precision", "fp32"))
+    """(torch.device, dtype) of a workflow job: its `device`, `threads` (as granted) and
+    `precision`."""
+    threads = granted_threads(job.get("threads", 1))
+    return setup(job.get("device", "cpu"), threads), dtype_of(job.get("precision", "fp32"))

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import data as data_mod
 from ..artifacts import atomic_dir, read_npz, verify_dir
-from ..devices import job_device
+from ..devices import granted_threads, job_device
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def train(job: dict, progress: bool = True) -> None:
             "resumed_at": stats["start_step"], "steps": section["steps"], "batch_size": section["batch_size"],
             # This job's time (since a resume, if it resumed): what cost ratios are made of.
             "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
-            "device": str(device), "threads": job.get("threads"),
+            "device": str(device), "threads": granted_threads(job.get("threads", 1)),
         }, indent=2))
     shutil.rmtree(job["scratch"], ignore_errors=True)
     log.info("final loss %s; model written to %s", stats["final_loss"], job["out"])
@@ -89,7 +89,8 @@ def condition(job: dict, progress: bool = True) -> None:
         (tmp / "training.json").write_text(json.dumps({
             "members": job["members"], "n_images": int(len(labels)), "final_loss": None, "resumed_at": 0,
             "steps": 0, "batch_size": 0, "seconds": time.perf_counter() - start,
-            "cpu_seconds": time.process_time() - cpu_start, "device": "cpu", "threads": job.get("threads"),
+            "cpu_seconds": time.process_time() - cpu_start, "device": "cpu",
+            "threads": granted_threads(job.get("threads", 1)),
         }, indent=2))
     log.info("full model conditioned on the %d items of %s", len(labels), ", ".join(job["members"]))
 

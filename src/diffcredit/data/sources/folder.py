@@ -260,8 +260,12 @@ def read_metadata(path: Path) -> list[dict]:
                     raise DataError(f"{path} line {line_no} is not a JSON object")
                 rows.append({"line": line_no, **row})
     elif path.suffix == ".csv":
-        with io.StringIO(read_text(path), newline="") as f:
-            reader = csv.DictReader(f)
+        text = read_text(path)
+        first = text.split("\n", 1)[0]
+        # Spreadsheets set to a decimal comma export ";" and "Save as text" exports tabs.
+        delimiter = next((d for d in (",", ";", "\t") if d in first), ",")
+        with io.StringIO(text, newline="") as f:
+            reader = csv.DictReader(f, delimiter=delimiter)
             header = reader.fieldnames or []
             repeated = sorted({c for c in header if header.count(c) > 1})
             if repeated:
@@ -297,6 +301,9 @@ def describe_metadata(spec: dict, cache) -> list[Contributor]:
         name = row.get("file_name")
         if not isinstance(name, str) or not name.strip():
             raise DataError(f"{where}: file_name is empty")
+        name = name.strip()
+        if "\\" in name and not (base / name).exists():  # written on Windows
+            name = name.replace("\\", "/")
         file = (base / name).resolve()
         if file in seen:
             raise DataError(f"{where}: {name} is listed again (first on line {seen[file]})")
