@@ -60,10 +60,12 @@ if "gpu" not in workflow.global_resources and visible_gpus():
 
 R = str(plan.results)
 held = {}  # open handles that must live as long as this process
-# With --sdm conda, rules use the env's python (and this checkout's library);
-# otherwise this interpreter.
+# With --sdm conda, rules use the env's python, otherwise this interpreter; either way
+# this checkout's library, first on the path (another diffcredit on PYTHONPATH, or an
+# older install, would run jobs the plan did not make).
 _conda = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-PY = f"PYTHONPATH={shlex.quote(_src)} python -m diffcredit" if _conda else f"{sys.executable} -m diffcredit"
+_pinned = f"PYTHONPATH={shlex.quote(_src)}${{PYTHONPATH:+:$PYTHONPATH}}"
+PY = f"{_pinned} {'python' if _conda else shlex.quote(sys.executable)} -m diffcredit"
 
 
 report: "workflow/report/workflow.rst"

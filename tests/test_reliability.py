@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import REPO, TINY, dry_run_error, snakemake, write_config
 from diffcredit.config import ConfigError, deep_update, load_yaml
@@ -351,3 +353,30 @@ def test_a_job_uses_the_threads_snakemake_granted_it(tmp_path, monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.workflow
+def test_data_jobs_run_in_a_bare_batch_environment_with_this_checkouts_library(tmp_path):
+    """What batch jobs often get: the C locale (with contributor and file names in other
+    scripts), TMPDIR naming a folder that does not exist, and another diffcredit earlier
+    on PYTHONPATH (was: jobs imported it and ran code the plan was not made with)."""
+    rng = np.random.default_rng(5)
+    for name in ("葛飾北斎", "Zoë", "O'Keeffe"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "data" / name / f"ü{i}.png")
+    fake = tmp_path / "other" / "diffcredit"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("import sys\nsys.exit('another diffcredit ran this job')\n")
+    cfg = write_config(tmp_path / "c.yaml", {"data": {"source": "folder", "root": str(tmp_path / "data"),
+                                                      "resolution": 8, "channels": 3, "classes": None,
+                                                      "per_class": None},
+                                             "estimators": [{"method": "leverage", "budget": 4}]})
+    env = {**sm_env(), "LC_ALL": "C", "LANG": "C", "TMPDIR": str(tmp_path / "missing"),
+           "PYTHONPATH": str(tmp_path / "other")}
+    proc = subprocess.run(sm_command(tmp_path / "w", "--cores", "1", "--until", "prepare_data", configs=[cfg]),
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    shards = list((tmp_path / "w" / "results-tiny" / "data" / "shards").glob("*.npz"))
+    assert len(shards) == 3
