@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -101,7 +102,15 @@ if plan.device == "cuda" and _dry_run and not _elsewhere and not visible_gpus():
 
 
 onstart:
-    # Here, not at parse time: only now is it known whether jobs run on this machine.
+    # Here, not at parse time: only now is it known where jobs run.
+    _executor = getattr(workflow.executor_plugin, "name", "")
+    _missing = [c for c in ("sbatch", "squeue") if shutil.which(c) is None] if _executor == "slurm" else []
+    if _missing:
+        raise WorkflowError(
+            f"diffcredit: the SLURM executor submits and watches jobs with sbatch and squeue, and "
+            f"{' and '.join(_missing)} {'is' if len(_missing) == 1 else 'are'} not on PATH here; run from the "
+            "cluster's login node (a dry-run works anywhere), or drop --profile slurm to run on this machine"
+        )
     if plan.device == "cuda" and workflow.local_exec and not visible_gpus():
         raise WorkflowError(
             "diffcredit: device is 'cuda' but this machine has no GPU; set device: cpu or auto, "

@@ -610,12 +610,23 @@ def test_links_are_followed_and_a_link_to_nothing_is_refused(tmp_path):
         describe({"source": "folder", "root": str(root)}, HashCache(None))
 
 
-def test_images_outside_every_contributor_folder_are_refused(tmp_path):
-    """Images loose in data.root belong to no contributor (was: skipped without a word)."""
+def test_images_outside_every_contributor_folder_or_an_archive_as_the_root_are_refused(tmp_path):
+    """Images loose in data.root belong to no contributor (was: skipped without a word);
+    a flat folder of images given as the root is told where they go; a zip is told to
+    be unpacked (was: "is not a folder")."""
+    import zipfile
+
     root = make_folders(tmp_path / "d")
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "stray.png")
     with pytest.raises(DataError, match=r"data.root .* holds 1 image\(s\) outside any contributor folder \(stray\.png\)"):
         describe({"source": "folder", "root": str(root)}, HashCache(None))
+    with pytest.raises(DataError, match=r"holds 3 image\(s\) outside any contributor folder \(0\.png, 1\.png, 2\.png\); "
+                                        r"move each into its contributor's folder"):
+        describe({"source": "folder", "root": str(root / "ann")}, HashCache(None))
+    with zipfile.ZipFile(tmp_path / "art.zip", "w") as z:
+        z.write(root / "ann" / "0.png", "ann/0.png")
+    with pytest.raises(DataError, match=r"data.root .*art\.zip is an archive; unpack it"):
+        describe({"source": "folder", "root": str(tmp_path / "art.zip")}, HashCache(None))
 
 
 def test_a_metadata_file_must_list_every_image_beside_it(tmp_path):

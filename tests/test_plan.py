@@ -55,6 +55,33 @@ def test_what_a_changed_contributor_invalidates(tmp_path, strategy):
         assert moved and len(moved) < len(before.coalitions)
 
 
+@pytest.mark.parametrize("change", ["rename", "remove", "add"])
+def test_a_renamed_removed_or_added_contributor_keeps_the_models_it_does_not_touch(tmp_path, change):
+    """Keys hold content, not names: a renamed contributor folder keeps every model; with
+    one contributor removed or added, a retrained coalition of the others keeps its key
+    (the full model, and so every fine-tuned coalition, moves: it saw other data)."""
+    import shutil
+
+    root = folders(tmp_path / "img", names=("a", "b", "c", "d", "e"))
+    if change == "add":
+        shutil.move(root / "e", tmp_path / "e")
+    over = {"data": {"source": "folder", "root": str(root)}, "fine_tune": {"strategy": "retrain"}}
+    before = make_plan(tmp_path, **over)
+    if change == "rename":
+        (root / "c").rename(root / "c renamed")
+    elif change == "remove":
+        shutil.rmtree(root / "e")
+    else:
+        shutil.move(tmp_path / "e", root / "e")
+    after = make_plan(tmp_path, **over)
+    named = {"c": "c renamed"} if change == "rename" else {}
+    for members in (("a", "b"), ("b", "c", "d"), ("a",), ("a", "b", "c", "d")):
+        assert before.model_key(members, "retrain") == after.model_key([named.get(m, m) for m in members],
+                                                                       "retrain"), members
+    assert (after.full_key == before.full_key) == (change == "rename")
+    assert (after.model_key(("a", "b"), "sft") == before.model_key(("a", "b"), "sft")) == (change == "rename")
+
+
 def test_anchors_and_shared_coalitions(tmp_path):
     plan = make_plan(
         tmp_path,
@@ -270,6 +297,9 @@ def test_numbers_written_as_yaml_1_2_reads_them_or_as_integral_floats_key_like_t
                         estimators=[{"method": "leverage", "budget": "8"}], attributions=[{"method": "trak",
                                                                                             "lambda": ["1e-3", "1E-2"]}])
     assert written.cfg["fine_tune"]["training"]["steps"] == 20
+    quoted = make_plan(tmp_path, generate={"seed": "42"}, data={"classes": ["0", "1", "2", "3"]})  # numbers in quotes
+    assert quoted.cfg["generate"]["seed"] == 42 and quoted.cfg["data"]["classes"] == [0, 1, 2, 3]
+    assert quoted.names == make_plan(tmp_path).names
     assert type(written.cfg["fine_tune"]["training"]["steps"]) is int
     assert written.cfg["fine_tune"]["training"]["lr"] == 1e-4
     assert sorted(written.coalitions) == sorted(plain.coalitions)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, TINY, dry_run_error, snakemake, write_config
+from conftest import REPO, TINY, dry_run_error, planned, snakemake, write_config
 from diffcredit.config import ConfigError, deep_update, load_yaml
 from diffcredit.plan import Plan
 from diffcredit.status import load_plan
@@ -380,3 +380,57 @@ def test_data_jobs_run_in_a_bare_batch_environment_with_this_checkouts_library(t
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     shards = list((tmp_path / "w" / "results-tiny" / "data" / "shards").glob("*.npz"))
     assert len(shards) == 3
+
+
+def test_the_slurm_profile_without_slurm_commands_is_refused_before_any_job(tmp_path):
+    """--profile slurm on a laptop or a node without SLURM's commands (was: every job's
+    submission failed, retried, after 45 s, with "No such file or directory: 'sacct'")."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("bash", "sh", "env", "which", "ps", "id", "uname"):
+        if shutil.which(name):
+            (tools / name).symlink_to(shutil.which(name))
+    env = {**sm_env(), "PATH": f"{tools}{os.pathsep}{Path(sys.executable).parent}"}
+    proc = subprocess.run(sm_command(tmp_path / "w", "--profile", str(REPO / "slurm"), "--until", "prepare_data"),
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "sbatch and squeue are not on PATH here; run from the cluster's login node" in out
+    assert not (tmp_path / "w" / "results-tiny" / "data").exists()  # no job ran
+    dry = subprocess.run(sm_command(tmp_path / "w", "--profile", str(REPO / "slurm"), "--dry-run"),
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+
+
+def test_snakemakes_unlock_does_not_open_a_results_folder_a_run_holds(tmp_path):
+    """`snakemake --unlock` (what Snakemake advises after a crash, and what people run when
+    a second run is refused) removes Snakemake's own lock only: the run holding the
+    results folder keeps it, and a second run is still refused naming it."""
+    from diffcredit.lock import lock_results
+
+    results = tmp_path / "w" / "results-tiny"
+    held = lock_results(results)
+    try:
+        unlock = subprocess.run(sm_command(tmp_path / "w", "--unlock"), cwd=REPO, env=sm_env(), capture_output=True,
+                                text=True, timeout=300)
+        assert unlock.returncode == 0, unlock.stderr[-2000:]
+        second = subprocess.run(sm_command(tmp_path / "w", "--cores", "1"), cwd=REPO, env=sm_env(),
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode != 0 and f"is in use by pid {os.getpid()}" in second.stdout + second.stderr
+        assert not (results / "data").exists()  # no job ran
+    finally:
+        held.close()
+
+
+def test_touch_on_missing_outputs_makes_nothing_look_complete(tmp_path):
+    """`snakemake --touch` on a folder without the outputs: no empty artifact is made, the
+    run says it ended without its targets, and the next run plans every job again."""
+    before = planned(tmp_path / "w")
+    proc = subprocess.run(sm_command(tmp_path / "w", "--cores", "1", "--touch"), cwd=REPO, env=sm_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "the run ended without" in proc.stdout + proc.stderr
+    results = tmp_path / "w" / "results-tiny"
+    made = [p for p in results.rglob("*") if p.is_file() and not p.relative_to(results).parts[0] in (".cache", "logs")
+            and p.name != ".lock"]
+    assert made == []
+    assert planned(tmp_path / "w") == before

@@ -106,6 +106,9 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
     if not root:
         raise DataError("data.source 'folder' needs data.root or a data.contributors list")
     root = Path(root)
+    if root.is_file() and root.name.lower().endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z",
+                                                      ".rar")):
+        raise DataError(f"data.root {root} is an archive; unpack it and give the folder it holds ({LAYOUT})")
     if not root.is_dir():
         raise DataError(f"data.root {root} is not a folder: expected {LAYOUT}")
     entries = [p for p in root.iterdir() if not hidden(p.name)]
