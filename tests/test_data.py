@@ -698,3 +698,14 @@ def test_print_colour_spaces_are_converted_and_a_decompression_bomb_is_named(tmp
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 20)  # each image is 120 pixels: twice past this limit
     with pytest.raises(DataError, match=r"contributor 'ann': cannot read image .*ann/0\.png \(DecompressionBombError"):
         describe({"source": "folder", "root": str(root)}, HashCache(None))
+
+
+def test_thumbnails_that_would_be_upscaled_are_warned_of(tmp_path, recwarn):
+    """A folder of thumbnails trained at a larger resolution is blurred by upscaling: said
+    before any job, naming the contributors and counts (was: upscaled without a word)."""
+    root = make_folders(tmp_path / "d")  # 12 x 10 images
+    describe({"source": "folder", "root": str(root), "resolution": 20}, HashCache(None))
+    assert not [w for w in recwarn if "upscaled" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"under half of data.resolution 32 on their shorter side are upscaled, which "
+                                         r"blurs them \(ann: 3 of 3, bob: 3 of 3\)"):
+        describe({"source": "folder", "root": str(root), "resolution": 32}, HashCache(None))

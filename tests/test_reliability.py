@@ -434,3 +434,16 @@ def test_touch_on_missing_outputs_makes_nothing_look_complete(tmp_path):
             and p.name != ".lock"]
     assert made == []
     assert planned(tmp_path / "w") == before
+
+
+@pytest.mark.parametrize("raw", [b"generate:\r\n  n_images: 32\r\n", b"\xef\xbb\xbfgenerate:\n  n_images: 32\n"],
+                         ids=["crlf", "byte-order-mark"])
+def test_a_config_saved_on_windows_reads_like_any_other(tmp_path, raw):
+    """Windows line endings, or the byte-order mark Notepad writes: the same keys, in our
+    reading and in Snakemake's (a mark read as part of the first key would make it unknown)."""
+    path = tmp_path / "win.yaml"
+    path.write_bytes(raw)
+    assert load_yaml(path) == {"generate": {"n_images": 32}}
+    jobs = planned(tmp_path / "w", configs=[path])
+    assert jobs and jobs == planned(tmp_path / "w2", configs=[write_config(tmp_path / "unix.yaml",
+                                                                           {"generate": {"n_images": 32}})])

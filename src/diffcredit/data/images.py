@@ -35,7 +35,7 @@ ALPHA_MODES = {"RGBA", "LA", "PA"}
 WIDE_GRAY_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 WHITE = (255, 255, 255)
 # The version of `image_facts`' record: cached facts of another version are computed again.
-FACTS_TAG = "image-2"
+FACTS_TAG = "image-3"
 EXIF_ORIENTATION = 0x0112  # 1 = as stored; 2..8 = mirrored and/or rotated
 
 
@@ -55,7 +55,7 @@ def image_facts(path: Path) -> dict:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()
         with Image.open(io.BytesIO(data)) as im:
-            facts = {"hash": sha256_hex(data), "mode": im.mode}
+            facts = {"hash": sha256_hex(data), "mode": im.mode, "size": list(im.size)}
             turn = exif_turn(im)
             if turn:
                 facts["orientation"] = turn

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import unicodedata
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,7 @@ def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contribu
         raise DataError("data.caption_column and data.metadata need data.contributor_column: the metadata "
                         "column that names each image's contributor")
     background = background_of(spec)
-    out = []
+    out, small = [], {}
     for name, folder in _contributor_dirs(spec):
         if not folder.is_dir():
             raise DataError(f"contributor {name!r}: folder {folder} does not exist")
@@ -206,8 +207,25 @@ def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contribu
             if problem:
                 raise DataError(f"contributor {name!r}: image {path}: {problem}")
             hashes.append(file_item_hash(facts, background))
+            small[name] = small.get(name, 0) + _too_small(spec, facts)
         out.append(Contributor(name, hashes, [-1] * len(files), [str(p) for p in files]))
+    _warn_upscaled(spec, small, out)
     return out
+
+
+def _too_small(spec: dict, facts: dict) -> bool:
+    """Whether an image's shorter side is under half the training resolution."""
+    return "resolution" in spec and min(facts.get("size", [1 << 30])) * 2 < spec["resolution"]
+
+
+def _warn_upscaled(spec: dict, small: dict, contributors: list) -> None:
+    small = {k: v for k, v in small.items() if v}
+    if small:
+        sizes = {c.name: c.n_items for c in contributors}
+        listed = ", ".join(f"{name}: {k} of {sizes[name]}" for name, k in sorted(small.items(), key=lambda kv: -kv[1])[:5])
+        warnings.warn(f"images under half of data.resolution {spec['resolution']} on their shorter side are upscaled, "
+                      f"which blurs them ({listed}); lower data.resolution or use larger images", UserWarning,
+                      stacklevel=3)
 
 
 # ---------------------------------------------------------------- metadata files
@@ -299,6 +317,7 @@ def describe_metadata(spec: dict, cache) -> list[Contributor]:
     base = path.parent
     members: dict[str, list] = {}
     seen: dict[Path, int] = {}
+    small: dict[str, int] = {}
     for row in rows:
         where = f"{path} line {row['line']}"
         name = row.get("file_name")
@@ -332,6 +351,7 @@ def describe_metadata(spec: dict, cache) -> list[Contributor]:
         if caption is not None:
             item = sha256_hex(f"{item} caption {json.dumps(caption)}")
         members.setdefault(who, []).append((item, str(file), caption))
+        small[who] = small.get(who, 0) + _too_small(spec, facts)
     if not spec.get("metadata"):  # the imagefolder layout: the metadata file describes every image under the root
         unlisted = sorted(str(f.relative_to(base)) for f in _files_under(base, True)
                           if f.suffix.lower() in IMAGE_SUFFIXES and f.resolve() not in seen)
@@ -342,4 +362,5 @@ def describe_metadata(spec: dict, cache) -> list[Contributor]:
     for who, items in members.items():
         out.append(Contributor(who, [h for h, _, _ in items], [-1] * len(items), [f for _, f, _ in items],
                                [c for _, _, c in items] if caption_col else None))
+    _warn_upscaled(spec, small, out)
     return out
