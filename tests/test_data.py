@@ -152,6 +152,32 @@ def test_hash_cache_is_used_and_invalidated_by_mtime(tmp_path):
     assert calls == [0, 2, 3]
 
 
+def test_an_image_replaced_with_its_size_and_mtime_kept_is_hashed_again(tmp_path):
+    """cp -p, rsync -t or a restore can put other pixels in a file of the same size and
+    mtime: the cache must not serve the old hash (that would key new data as old)."""
+    import shutil
+
+    root = make_folders(tmp_path / "a")
+    spec = {"source": "folder", "root": str(root)}
+    cache_path = tmp_path / "cache.json"
+    cache = HashCache(cache_path)
+    before = {c.name: c.content_hash for c in describe(spec, cache)}
+    cache.flush()
+    target, other = root / "ann" / "0.png", tmp_path / "other.png"
+    Image.fromarray(np.full((12, 10, 3), 9, np.uint8)).save(other)
+    pad = target.stat().st_size - other.stat().st_size  # same size: pad the PNG after its end chunk
+    assert pad > 0
+    other.write_bytes(other.read_bytes() + b"\0" * pad)
+    st = target.stat()
+    shutil.copyfile(other, target)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    after = {c.name: c.content_hash for c in describe(spec, HashCache(cache_path))}
+    assert after["ann"] != before["ann"] and after["bob"] == before["bob"]
+    cache_path.write_text('{"truncated": ')  # a cache cut short (a kill, a full disk) is rebuilt
+    assert {c.name: c.content_hash for c in describe(spec, HashCache(cache_path))} == after
+
+
 def test_folder_images_are_resized_and_canonically_ordered(tmp_path):
     root = make_folders(tmp_path / "a")
     spec = {"source": "folder", "root": str(root), "resolution": 8, "channels": 3}

@@ -447,3 +447,19 @@ def test_a_config_saved_on_windows_reads_like_any_other(tmp_path, raw):
     jobs = planned(tmp_path / "w", configs=[path])
     assert jobs and jobs == planned(tmp_path / "w2", configs=[write_config(tmp_path / "unix.yaml",
                                                                            {"generate": {"n_images": 32}})])
+
+
+def test_a_batch_larger_than_a_coalitions_images_runs_whole_epochs(tmp_path):
+    """A coalition of one small contributor under a batch size larger than its images:
+    each batch runs through whole seeded epochs (with parts of one at either end), every
+    image used as often as any other (to two), never an error or an image left out."""
+    from diffcredit.training import batch_indices
+
+    n, b = 60, 1000
+    for step in range(3):
+        idx = batch_indices(n, b, seed=7, step=step)
+        counts = np.bincount(idx, minlength=n)
+        assert len(idx) == b and counts.min() >= b // n - 1 and counts.max() <= b // n + 2
+    seen = np.concatenate([batch_indices(n, b, 7, s) for s in range(3)])  # epochs run on across steps
+    for epoch in range(len(seen) // n):
+        assert sorted(seen[epoch * n:(epoch + 1) * n]) == list(range(n))

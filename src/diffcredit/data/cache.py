@@ -15,7 +15,9 @@ def combine_hashes(item_hashes: list[str]) -> str:
 
 
 class HashCache:
-    """Per-file results cached by (path, size, mtime), so parsing stays fast.
+    """Per-file results cached by (path, size, mtime, inode, ctime), so parsing stays fast.
+    The ctime, which no tool can set, catches a file replaced with its size and mtime
+    kept (cp -p, rsync -t, a restore).
 
     `tag` names the kind of result; an entry stored under another tag (or an older
     format) is computed again. A `read_only` cache is read but never saved.
@@ -34,7 +36,7 @@ class HashCache:
 
     def get_or_compute(self, file: Path, compute, tag: str | None = None):
         st = Path(file).stat()
-        stamp = [st.st_size, st.st_mtime_ns]
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
         k = str(Path(file).resolve())
         hit = self.entries.get(k)
         if hit and hit.get("stamp") == stamp and hit.get("tag") == tag:
