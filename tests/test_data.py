@@ -735,3 +735,15 @@ def test_thumbnails_that_would_be_upscaled_are_warned_of(tmp_path, recwarn):
     with pytest.warns(UserWarning, match=r"under half of data.resolution 32 on their shorter side are upscaled, which "
                                          r"blurs them \(ann: 3 of 3, bob: 3 of 3\)"):
         describe({"source": "folder", "root": str(root), "resolution": 32}, HashCache(None))
+
+
+def test_a_missing_relative_path_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    """snakemake -d runs/x makes runs/x the working directory, so data.root: images is
+    looked for there: the message gives the absolute path and why."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=f"data.root images is not a folder \\(looked for {tmp_path}/images: a relative "
+                                        "path is read from the working directory, which snakemake -d sets"):
+        describe({"source": "folder", "root": "images"}, HashCache(None))
+    with pytest.raises(DataError, match=r"folder /nowhere/b does not exist$"):  # an absolute path needs no note
+        describe({"source": "folder", "contributors": [{"name": "a", "path": str(make_folders(tmp_path / "d") / "ann")},
+                                                       {"name": "b", "path": "/nowhere/b"}]}, HashCache(None))

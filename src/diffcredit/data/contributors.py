@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +19,15 @@ NAME_PATTERN = re.compile(r"^[^\W_][\w.'&()-]*( [\w.'&()-]+)*$")
 
 class DataError(ValueError):
     """The configured data cannot be used; the message says why and what to do."""
+
+
+def relative_note(path) -> str:
+    """For a missing relative path: where it was looked for, and from where."""
+    path = Path(path)
+    if path.is_absolute():
+        return ""
+    return (f" (looked for {Path.cwd() / path}: a relative path is read from the working directory, which "
+            "snakemake -d sets; give an absolute path or one from there)")
 
 
 @dataclass

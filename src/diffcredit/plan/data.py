@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import data as data_mod
 from ..config import ConfigError
+from ..data.contributors import relative_note
 
 
 def data_folders(data: dict) -> dict[str, str]:
@@ -103,7 +104,8 @@ class DataNodes:
         if ref["source"] == "stats":
             path = Path(ref.get("file") or "")
             if not path.is_file():
-                raise ConfigError(f"reference.file {path} does not exist: give a .npz with mu and sigma")
+                raise ConfigError(f"reference.file {path} does not exist{relative_note(path)}: give a .npz with mu "
+                                  "and sigma")
             from ..artifacts import file_sha256
 
             digest = self._cache.get_or_compute(path, lambda: {"sha256": file_sha256(path)})

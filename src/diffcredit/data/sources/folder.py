@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ...keys import sha256_hex
-from ..contributors import Contributor, DataError
+from ..contributors import Contributor, DataError, relative_note
 from ..images import (FACTS_TAG, IMAGE_SUFFIXES, UNREADABLE_SUFFIXES, background_of, file_item_hash, image_facts,
                       load_image, unsupported)
 from .base import Source
@@ -69,7 +69,7 @@ class Folder(Source):
         is one unlabelled group."""
         root = Path(spec.get("root") or "")
         if not root.is_dir():
-            raise DataError(f"reference.root {root} is not a folder of images")
+            raise DataError(f"reference.root {root} is not a folder of images{relative_note(root)}")
         flat = [p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
         if flat:
             groups = describe_folders({"contributors": [{"name": "images", "path": str(root)}]}, cache,
@@ -111,7 +111,7 @@ def _contributor_dirs(spec: dict) -> list[tuple[str, Path]]:
                                                       ".rar")):
         raise DataError(f"data.root {root} is an archive; unpack it and give the folder it holds ({LAYOUT})")
     if not root.is_dir():
-        raise DataError(f"data.root {root} is not a folder: expected {LAYOUT}")
+        raise DataError(f"data.root {root} is not a folder{relative_note(root)}: expected {LAYOUT}")
     entries = [p for p in root.iterdir() if not hidden(p.name)]
     loose = sorted(p.name for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if loose:
@@ -167,7 +167,7 @@ def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contribu
     out, small = [], {}
     for name, folder in _contributor_dirs(spec):
         if not folder.is_dir():
-            raise DataError(f"contributor {name!r}: folder {folder} does not exist")
+            raise DataError(f"contributor {name!r}: folder {folder} does not exist{relative_note(folder)}")
         if not os.access(folder, os.R_OK | os.X_OK):
             raise DataError(f"contributor {name!r}: folder {folder} cannot be read (permission denied)")
         files, dangling, foreign = [], [], []
@@ -236,7 +236,7 @@ def metadata_path(spec: dict) -> Path:
     if spec.get("metadata"):
         path = Path(spec["metadata"]).expanduser()
         if not path.is_file():
-            raise DataError(f"data.metadata {path} is not a file")
+            raise DataError(f"data.metadata {path} is not a file{relative_note(path)}")
         return path
     if not spec.get("root"):
         raise DataError("data.contributor_column needs data.root (the folder holding metadata.csv or "
