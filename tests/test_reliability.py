@@ -463,3 +463,15 @@ def test_a_batch_larger_than_a_coalitions_images_runs_whole_epochs(tmp_path):
     seen = np.concatenate([batch_indices(n, b, 7, s) for s in range(3)])  # epochs run on across steps
     for epoch in range(len(seen) // n):
         assert sorted(seen[epoch * n:(epoch + 1) * n]) == list(range(n))
+
+
+def test_every_row_of_the_reliability_table_names_a_test_that_exists():
+    """docs/reliability.md's rows are numbered in order and each names tests that exist."""
+    import re
+
+    rows = [line for line in (REPO / "docs" / "reliability.md").read_text().splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [int(r.split("|")[1]) for r in rows] == list(range(1, len(rows) + 1))
+    for row in rows:
+        for file, name in re.findall(r"`(test_\w+)::(test_\w+)", row.split("|")[-2]):
+            source = (REPO / "tests" / f"{file}.py").read_text()
+            assert re.search(rf"^def {name}\(", source, re.M), (row[:60], file, name)
