@@ -577,3 +577,42 @@ def test_a_repeated_configfile_option_is_refused(tmp_path):
     proc = snakemake(tmp_path, "--dry-run", "--configfile", str(other), configs=[], check=False, timeout=300)
     assert proc.returncode != 0 and "Job stats" not in proc.stdout
     assert "--configfile is given more than once" in proc.stdout + proc.stderr
+
+
+def test_a_run_of_two_contributors_completes_for_every_method_that_takes_two(tmp_path):
+    """The fewest contributors a config allows: every estimator that accepts two players
+    at its smallest budget writes two finite values. With two players one coalition and
+    efficiency fix the Shapley values, so the sampled estimators give the exact ones;
+    those and the tree surrogate add up to v(full) - v(empty); leave-one-out is
+    v(full) - v(full without i). Checked against the run's own scores."""
+    cfg = write_config(tmp_path / "two.yaml", {
+        "data": {"classes": [0, 1]},
+        "estimators": [{"method": m, "budget": 2} for m in ("kernelshap", "leverage", "stratified",
+                                                            "stratified_tree")]
+        + [{"method": "loo"}, {"method": "exact"}]})
+    run(tmp_path, configs=[cfg])
+    check_two_player_values(tmp_path, cfg)
+
+
+def check_two_player_values(workdir, cfg):
+    table = pd.read_csv(workdir / "results-tiny" / "values.csv")
+    assert sorted(table["method"].unique()) == sorted(["kernelshap", "leverage", "stratified", "stratified_tree",
+                                                       "loo", "exact"])
+    plan = tiny_plan(workdir, cfg)
+
+    def v(*members):
+        node = plan.nodes[plan.score_key(plan.model_key(members))]
+        return json.loads(Path(node.path).read_text())["properties"]["class_entropy"]["value"]
+
+    a, b = "digit0", "digit1"
+    exact = {a: ((v(a) - v()) + (v(a, b) - v(b))) / 2, b: ((v(b) - v()) + (v(a, b) - v(a))) / 2}
+    loo = {a: v(a, b) - v(b), b: v(a, b) - v(a)}
+    for method, rows in table.groupby("method"):
+        got = rows.set_index("contributor")["value"].to_dict()
+        assert sorted(got) == [a, b] and np.isfinite(list(got.values())).all(), method
+        if method == "loo":
+            assert got == pytest.approx(loo, abs=1e-9), method
+        elif method == "stratified_tree":
+            assert sum(got.values()) == pytest.approx(v(a, b) - v(), abs=1e-6), method
+        else:
+            assert got == pytest.approx(exact, abs=1e-6), method
