@@ -148,3 +148,34 @@ def aesthetic_head(path: Path, width: int = 16, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     torch.save(torch.nn.Linear(width, 1).state_dict(), path)
     return path
+
+
+def sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
+    """A StableDiffusionXLPipeline directory: two CLIP text encoders (the second with a
+    projection, whose pooled embedding and the size ids condition the UNet), 32x32
+    images, 4x16x16 latents."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    text = dict(vocab_size=514, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, projection_dim=32,
+                hidden_act="gelu")
+    encoder = CLIPTextModel(CLIPTextConfig(**text))
+    encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text))
+    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64),
+                                layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=64,
+                                attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32,
+                                addition_embed_type="text_time", addition_time_embed_dim=8,
+                                projection_class_embeddings_input_dim=32 + 6 * 8, transformer_layers_per_block=1)
+    vae = AutoencoderKL(latent_channels=4, block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=32, sample_size=32,
+                        scaling_factor=0.13025)
+    scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading")
+    StableDiffusionXLPipeline(vae=vae, text_encoder=encoder, text_encoder_2=encoder_2, tokenizer=clip_tokenizer(),
+                              tokenizer_2=clip_tokenizer(), unet=unet, scheduler=scheduler,
+                              force_zeros_for_empty_prompt=True).save_pretrained(folder)
+    return folder

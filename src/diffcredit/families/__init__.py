@@ -18,6 +18,7 @@ FAMILIES = {
     "ddpm_cond": "diffcredit.families.ddpm_cond:DDPMCond",
     "ldm": "diffcredit.families.ldm:LDM",
     "sd_lora": "diffcredit.families.sd_lora:SDLoRA",
+    "sdxl_lora": "diffcredit.families.sdxl_lora:SDXLLoRA",
 }
 
 _registry = registry = Registry("model.family", FAMILIES)

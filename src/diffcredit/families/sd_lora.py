@@ -40,20 +40,22 @@ ADAPTER = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 SCHEDULER = "scheduler_config.json"
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-PIPELINES = ("StableDiffusionPipeline",)
-COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+# A pipeline component: (module, class) of what its folder holds.
+COMPONENT_CLASSES = {
+    "unet": ("diffusers", "UNet2DConditionModel"), "vae": ("diffusers", "AutoencoderKL"),
+    "text_encoder": ("transformers", "CLIPTextModel"), "tokenizer": ("transformers", "CLIPTokenizer"),
+    "text_encoder_2": ("transformers", "CLIPTextModelWithProjection"), "tokenizer_2": ("transformers", "CLIPTokenizer"),
+}
 
 
 def load_component(ref: dict, name: str):
-    import diffusers
-    import transformers
+    import importlib
 
-    kinds = {"unet": diffusers.UNet2DConditionModel, "vae": diffusers.AutoencoderKL,
-             "text_encoder": transformers.CLIPTextModel, "tokenizer": transformers.CLIPTokenizer}
+    module, cls = COMPONENT_CLASSES[name]
     kwargs = pretrained.load_kwargs(ref)
     sub = f"{kwargs.pop('subfolder')}/{name}" if kwargs.get("subfolder") else name
     try:
-        part = kinds[name].from_pretrained(ref["path"], subfolder=sub, **kwargs)
+        part = getattr(importlib.import_module(module), cls).from_pretrained(ref["path"], subfolder=sub, **kwargs)
     except OSError as exc:
         raise RuntimeError(f"cannot load {name} of {ref['path']}: {exc}") from None
     if hasattr(part, "requires_grad_"):
@@ -63,12 +65,17 @@ def load_component(ref: dict, name: str):
 
 class SDLoRA(Family):
     name = "sd_lora"
+    pipeline = "StableDiffusionPipeline"
+    components = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+    default_rank = 256  # the paper's
+    default_guidance = 7.5
     schema: ClassVar[dict] = {
         "pretrained": {**PRETRAINED_REF, "default": None,
                        "description": "the base StableDiffusionPipeline, a hub id or local directory"},
         "lora": {
             "type": "object", "additionalProperties": False, "default": {},
-            "description": "the adapter on the UNet (default rank 256, alpha = rank, the attention projections)",
+            "description": "the adapter on the UNet (default rank: the family's; alpha = rank; the attention "
+                           "projections)",
             "properties": {
                 "rank": {"type": "integer", "minimum": 1},
                 "alpha": {"type": ["number", "null"], "exclusiveMinimum": 0},
@@ -90,20 +97,20 @@ class SDLoRA(Family):
 
     def resolve(self, model_cfg: dict, data: dict, cache=None) -> dict:
         if not model_cfg.get("pretrained"):
-            raise ValueError("the sd_lora family needs model.pretrained: a hub id or local directory of a "
-                             "diffusers StableDiffusionPipeline")
+            raise ValueError(f"the {self.name} family needs model.pretrained: a hub id or local directory of a "
+                             f"diffusers {self.pipeline}")
         pipe = pretrained.describe(model_cfg["pretrained"], "model.pretrained", cache, "model_index.json")
         kind = pipe["config"].get("_class_name")
-        missing = [c for c in COMPONENTS if c not in pipe["config"]]
-        if kind not in PIPELINES or missing:
+        missing = [c for c in self.components if c not in pipe["config"]]
+        if kind != self.pipeline or missing:
             raise ValueError(f"model.pretrained {pipe['ref']['path']} is a {kind}"
-                             f"{' without ' + ', '.join(missing) if missing else ''}, not a StableDiffusionPipeline")
+                             f"{' without ' + ', '.join(missing) if missing else ''}, not a {self.pipeline}")
         unet_cfg = self._component_config(pipe, "unet", cache)
         vae_cfg = self._component_config(pipe, "vae", cache)
         sched = self._component_config(pipe, "scheduler", cache, "scheduler_config.json")
         inventory = self._inventory(pipe, unet_cfg, cache)
         lora = dict(model_cfg.get("lora") or {})
-        rank = int(lora.get("rank", 256))
+        rank = int(lora.get("rank", self.default_rank))
         targets = list(lora.get("targets") or DEFAULT_TARGETS)
         unmatched = [t for t in targets if not any(matches(t, n) for n in inventory["modules"])]
         if unmatched:
@@ -112,7 +119,7 @@ class SDLoRA(Family):
                              "to_q, to_k, to_v, to_out.0)")
         factor = 2 ** (len(vae_cfg["block_out_channels"]) - 1)
         if data["channels"] != 3:
-            raise ValueError("the sd_lora family trains on RGB images: set data.channels: 3")
+            raise ValueError(f"the {self.name} family trains on RGB images: set data.channels: 3")
         if data["resolution"] % (factor * 8):
             raise ValueError(f"data resolution {data['resolution']} must be a multiple of {factor * 8} (the VAE "
                              f"down-samples by {factor} and the UNet needs latents divisible by 8)")
@@ -120,9 +127,9 @@ class SDLoRA(Family):
                         if any(matches(t, name) for t in targets))
         prompt = model_cfg.get("prompt")
         if not data.get("captions") and not prompt:
-            raise ValueError("sd_lora needs captions: model.prompt (one for every image) or "
+            raise ValueError(f"{self.name} needs captions: model.prompt (one for every image) or "
                              "data.caption_column (per image, from the metadata file)")
-        return {
+        return {**self.conditioning(unet_cfg, data["resolution"]),
             "pretrained": pipe["identity"],
             "lora": {"rank": rank, "alpha": float(lora.get("alpha") or rank), "targets": targets},
             "seed": int(model_cfg["seed"]),
@@ -133,6 +140,10 @@ class SDLoRA(Family):
             "n_parameters": inventory["n_parameters"] + lora_size,
             "n_trainable": lora_size,
         }
+
+    def conditioning(self, unet_cfg: dict, resolution: int) -> dict:
+        """What the UNet is conditioned on besides the text's hidden states (nothing here)."""
+        return {}
 
     def _component_config(self, pipe: dict, name: str, cache, file: str = "config.json") -> dict:
         if pipe["folder"] is None:  # a hub id: the component's file from the hub's cache
@@ -161,10 +172,10 @@ class SDLoRA(Family):
         out = dict(gen)
         prompts = gen.get("prompts") or ([model_cfg["prompt"]] if model_cfg.get("prompt") else None)
         if not prompts:
-            raise ValueError("sd_lora trained on per-image captions needs generate.prompts to sample from")
+            raise ValueError(f"{self.name} trained on per-image captions needs generate.prompts to sample from")
         out["prompts"] = list(prompts)
         out["resolution"] = spec["resolution"]
-        out.setdefault("guidance_scale", 7.5)
+        out.setdefault("guidance_scale", self.default_guidance)
         out.setdefault("scheduler", "ddim")
         if out["scheduler"] not in ("ddim", "pipeline"):
             raise ValueError(f"generate.scheduler {out['scheduler']!r}: use ddim or pipeline")
@@ -299,20 +310,25 @@ class SDLoRA(Family):
 
     # ---------------------------------------------------------- sampling
 
+    def pipeline_with(self, model: Model):
+        """The base pipeline with the model's UNet (its adapter on)."""
+        from diffusers import StableDiffusionPipeline
+
+        ref = model.extras["runtime"]["pretrained"]
+        return StableDiffusionPipeline.from_pretrained(ref["path"], unet=model.net, safety_checker=None,
+                                                       feature_extractor=None, requires_safety_checker=False,
+                                                       **pretrained.load_kwargs(ref))
+
     def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
         import numpy as np
         import torch
-        from diffusers import DDIMScheduler, StableDiffusionPipeline
+        from diffusers import DDIMScheduler
         from tqdm import tqdm
 
         from ..devices import autocast
         from ..training import step_seed
 
-        ref = model.extras["runtime"]["pretrained"]
-        kwargs = pretrained.load_kwargs(ref)
-        pipe = StableDiffusionPipeline.from_pretrained(ref["path"], unet=model.net, safety_checker=None,
-                                                       feature_extractor=None, requires_safety_checker=False,
-                                                       **kwargs)
+        pipe = self.pipeline_with(model)
         if spec.get("scheduler", "ddim") == "ddim":
             pipe.scheduler = DDIMScheduler.from_config({**pipe.scheduler.config, "steps_offset": 1})
         pipe = pipe.to(device)
