@@ -122,6 +122,32 @@ def test_the_full_recipe_plans_the_paper_model_on_gpus(cifar, tmp_path):
     assert "gpu=1" in text.split("rule fine_tune:")[1].split("rule ")[0]
 
 
+def test_the_guidance_preset_plans_the_anchors_recipe_and_trains_nothing_per_coalition(cifar, tmp_path):
+    """configs/cifar20_cond.yaml over configs/cifar20.yaml: the class-conditional UNet of
+    SurrogateSHAP's widths, its optimiser and schedule, guidance 1.4 over 50 DDIM steps,
+    and the proxy game: one full model, each coalition a conditioned copy."""
+    from diffcredit.families.ddpm import build_unet, n_parameters
+
+    base, root, weights, _ = cifar
+    only = write_config(tmp_path / "root.yaml", {"data": {"root": str(root)},
+                                                 "features": {"inception": {"weights": str(weights)}}})
+    cfg = deep_update(load_yaml(REPO / "config.yaml"), load_yaml(CIFAR20))
+    cfg = deep_update(deep_update(cfg, load_yaml(REPO / "configs" / "cifar20_cond.yaml")), load_yaml(only))
+    cfg["results"] = str(tmp_path / "r")
+    plan = Plan(cfg, SCHEMA)
+    assert plan.family.name == "ddpm_cond" and plan.n == 20
+    assert plan.model_spec["classes"] == 85 and plan.model_spec["condition_dropout"] == 0.1  # labels are CIFAR-100 indices
+    assert 9.6e6 < n_parameters(build_unet(plan.model_spec["unet"], 0)) < 9.8e6
+    full = plan.node(plan.full_key).job["training"]
+    assert (full["lr"], full["schedule"], full["warmup_steps"], full["weight_decay"], full["ema_decay"]) == \
+        (0.0005, "cosine", 3000, 0.0001, 0.999)
+    assert plan.generate_spec["guidance_scale"] == 1.4 and plan.generate_spec["inference_steps"] == 50
+    assert [(e.method, e.budget) for e in plan.estimators] == [("tree", 400), ("stratified_tree", 400)]
+    assert not plan.keys("fine_tune") and len(plan.keys("condition")) >= 400
+    text = cifar_snakemake(tmp_path, "--dry-run", configs=[REPO / "configs" / "cifar20_cond.yaml", only]).stdout
+    assert "gpu=1" in text.split("rule train_full:")[1].split("rule ")[0]
+
+
 # ---------------------------------------------------------------- bad input
 
 

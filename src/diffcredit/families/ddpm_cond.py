@@ -43,7 +43,7 @@ class DDPMCond(DDPM):
     name = "ddpm_cond"
     schema = {
         **UNET_SCHEMA,
-        "condition_dropout": {"type": "number", "minimum": 0, "maximum": 1, "exclusiveMaximum": 1, "default": 0.1,
+        "condition_dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.1,
                               "description": "share of training items whose label is replaced by the null label"},
     }
     gradient_targets = False  # see target_data
