@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 from diffcredit.config import deep_update, load_yaml
 from diffcredit.plan import Plan
-from tiny_models import aesthetic_head, blip_model, clip_model, metadata_folder, sd_pipeline, vq_model
+from tiny_models import aesthetic_head, blip_model, clip_model, metadata_folder, sd_pipeline, sdxl_pipeline, vq_model
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -22,6 +22,7 @@ def stand_ins(tmp_path_factory):
         "art": metadata_folder(root / "art", people, size=64, captions=False),
         "vq": vq_model(root / "vq"), "blip": blip_model(root / "blip"), "pipe": sd_pipeline(root / "pipe"),
         "clip": clip_model(root / "clip"), "head": aesthetic_head(root / "head.pth"),
+        "captioned": metadata_folder(root / "captioned", people, size=64), "xl": sdxl_pipeline(root / "xl"),
     }
 
 
@@ -70,6 +71,26 @@ def test_artbench_preset(stand_ins, tmp_path):
     assert prune["ratio"] == load_yaml(REPO / "configs" / "artbench.yaml")["prune"]["ratio"]
     assert prune["training"] == merged_recipe("artbench", "prune", "training")
     assert plan.resources("fine_tune")["gpu"] == 1
+
+
+def test_sdxl_folder_preset(stand_ins, tmp_path):
+    """configs/sdxl_folder.yaml on a folder with per-image captions: the SDXL adapter,
+    its captions in the encoded shards' keys, GPUs."""
+    cfg, plan = preset("sdxl_folder", tmp_path, {
+        "data": {"root": str(stand_ins["captioned"])},
+        "model": {"pretrained": str(stand_ins["xl"])},
+        "features": {"clip": {"model": str(stand_ins["clip"])}, "aesthetic": {"head": str(stand_ins["head"])}},
+    })
+    assert plan.family.name == "sdxl_lora" and plan.n == 10
+    assert plan.model_spec["lora"] == {"rank": 16, "alpha": 16.0, "targets": ["to_q", "to_k", "to_v", "to_out.0"]}
+    assert plan.model_spec["text"] == {"captions": True}
+    assert plan.model_spec["added"] == {"pooled": 32, "time_ids": [1024, 1024, 0, 0, 1024, 1024]}
+    assert plan.generate_spec["guidance_scale"] == 5.0 and len(plan.generate_spec["prompts"]) == 4
+    assert len(plan.keys("encode")) == 10
+    assert plan.node(plan.keys("fine_tune")[0]).job["training"] == merged_recipe("sdxl_folder", "fine_tune", "training")
+    assert plan.estimators[0].budget == 100
+    for rule in ("encode", "train_full", "fine_tune", "generate"):
+        assert plan.resources(rule)["gpu"] == 1
 
 
 def merged_recipe(name: str, *path: str) -> dict:
