@@ -187,6 +187,12 @@ def test_unfinished_training_jobs_wait_for_one_shard_stamp_and_finished_ones_for
     assert "shards" not in plan.rule_inputs(key) and sorted(plan.job(key)["inputs"]["shards"]) == sorted(members)
     # Data stages keep every shard as an input.
     assert plan.rule_inputs(plan.manifest_key)["shards"] == plan.inputs(plan.manifest_key)["shards"]
+    # The proxy strategy's conditioning jobs read their members' shards too: the same.
+    proxy = make_plan(tmp_path, model={"family": "ddpm_cond"}, fine_tune={"strategy": "proxy"},
+                      estimators=[{"method": "stratified", "budget": 10}])
+    key = max(proxy.keys("condition"), key=lambda k: len(proxy.inputs(k)["shards"]))
+    assert len(proxy.inputs(key)["shards"]) > 1 and proxy.rule_inputs(key)["shards"] == \
+        [proxy.nodes[proxy.shard_set_key].path]
 
 
 def test_a_corrected_estimate_retrains_the_first_rows_and_shares_them(tmp_path):

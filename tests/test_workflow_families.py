@@ -139,6 +139,8 @@ def test_ddpm_cond_end_to_end_with_the_tree_estimator_and_the_proxy_strategy(tmp
         assert json.loads((folder / "training.json").read_text())["steps"] == 0
         proxy = load_file(folder / "diffusion_pytorch_model.safetensors")
         assert proxy.keys() == weights.keys() and all(np.array_equal(proxy[k], weights[k]) for k in weights)
+        # ...stored once: the conditioned model's weights are a hard link to the full model's file
+        assert (folder / "diffusion_pytorch_model.safetensors").stat().st_ino == full.stat().st_ino
     properties = v.loc[v["method"] == "tree", "property"].nunique()
     for found in (results / "values").glob("*/interactions.csv"):
         pairs = pd.read_csv(found)

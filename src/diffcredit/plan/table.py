@@ -81,13 +81,14 @@ class NodeTable:
         return out
 
     def rule_inputs(self, key: str) -> dict:
-        """`inputs` as the rule declares them. A training job reads its members' shards
-        (`job` lists them) but waits only for the shard set's stamp, so its DAG edges do
-        not grow with its members; a finished one (outputs are atomic) waits for nothing,
-        so a new stamp (a changed contributor) never reruns a model that does not hold it."""
+        """`inputs` as the rule declares them. A job that reads its members' shards
+        (training, conditioning; `job` lists them) waits only for the shard set's stamp,
+        so its DAG edges do not grow with its members; a finished one (outputs are atomic)
+        waits for nothing, so a new stamp (a changed contributor) never reruns a model that
+        does not hold it."""
         out = self.inputs(key)
         node, stamp = self.nodes[key], getattr(self, "shard_set_key", None)
-        if stamp and get_stage(node.rule).scratch and isinstance(out.get("shards"), list):
+        if stamp and get_stage(node.rule).reads_members and isinstance(out.get("shards"), list):
             if os.path.exists(node.path):
                 del out["shards"]
             else:

@@ -30,6 +30,7 @@ class Stage:
     gpu: bool = False  # runs on a GPU when the config's device is one
     memory: str | None = None  # how its mem_mb is estimated (plan/resources.py), else Snakemake's default
     scratch: bool = False  # resumable: checkpoints under scratch/{key}/
+    reads_members: bool = False  # reads its members' shards (the job lists them); waits for the shard set's stamp
     runtime: int = 30  # SLURM wall minutes of a first attempt (times the attempt)
     report: tuple | None = None  # (caption file, category, subcategory or None) of a folder's plots
     checkpoint: bool = False  # a Snakemake checkpoint: what it writes adds nodes
@@ -66,7 +67,7 @@ class Stage:
 
 
 _MODEL = {"env": "torch", "folder": True, "memory": "model"}
-_TRAIN = {**_MODEL, "gpu": True, "scratch": True, "version": 2}
+_TRAIN = {**_MODEL, "gpu": True, "scratch": True, "reads_members": True, "version": 2}
 
 STAGES = {s.name: s for s in (
     # data
@@ -89,7 +90,7 @@ STAGES = {s.name: s for s in (
           **_TRAIN),
     # the proxy strategy's coalition models: the full model conditioned on the members
     Stage("condition", "coalitions/{key}/conditioned", "diffcredit.stages.models:condition", threads="threads",
-          **_MODEL),
+          reads_members=True, **_MODEL),
     Stage("train_classifier", "models/classifier/{key}", "diffcredit.stages.models:train_classifier",
           key="classifier", version=2, folder=True, env="torch", threads="train_threads", memory="extractors",
           runtime=120),

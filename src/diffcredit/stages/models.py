@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -86,13 +87,38 @@ def condition(job: dict, progress: bool = True) -> None:
     family.condition_on(model, labels)
     with atomic_dir(job["out"]) as tmp:
         family.save(model, tmp)
+        shared = link_identical(tmp, Path(inputs["start"]))
         (tmp / "training.json").write_text(json.dumps({
             "members": job["members"], "n_images": int(len(labels)), "final_loss": None, "resumed_at": 0,
             "steps": 0, "batch_size": 0, "seconds": time.perf_counter() - start,
             "cpu_seconds": time.process_time() - cpu_start, "device": "cpu",
             "threads": granted_threads(job.get("threads", 1)),
         }, indent=2))
-    log.info("full model conditioned on the %d items of %s", len(labels), ", ".join(job["members"]))
+    log.info("full model conditioned on the %d items of %s (%s shared with it by hard link)", len(labels),
+             ", ".join(job["members"]), ", ".join(shared) or "no file")
+
+
+def link_identical(folder: Path, source: Path) -> list[str]:
+    """Replace each file of `folder` whose bytes equal `source`'s file of the same name by
+    a hard link to it: a conditioned model stores its labels, not another copy of the
+    full model's weights. Where links cannot be made (another file system), the copy stays."""
+    import filecmp
+    import os
+
+    shared = []
+    for f in sorted(Path(folder).iterdir()):
+        s = source / f.name
+        if not (f.is_file() and s.is_file() and s.stat().st_size == f.stat().st_size
+                and filecmp.cmp(f, s, shallow=False)):
+            continue
+        link = f.with_name(f".{f.name}.link")
+        try:
+            os.link(s, link)
+        except OSError:
+            continue
+        os.replace(link, f)
+        shared.append(f.name)
+    return shared
 
 
 def train_classifier(job: dict, progress: bool = True) -> None:
