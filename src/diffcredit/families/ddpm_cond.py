@@ -8,8 +8,8 @@ fine class for CIFAR. With K labels the embedding has K + 1 rows; row K is the
 dropped condition, which training uses with probability `condition_dropout` and
 which guidance takes as the unconditional model:
 eps = eps(x, null) + guidance_scale (eps(x, y) - eps(x, null)). Scale 1 samples the
-conditional model alone; SurrogateSHAP's CIFAR-20 w = 1.4 in eps = (1 + w) eps(y) - w
-eps(null) is guidance_scale 2.4.
+conditional model alone; SurrogateSHAP's code guides the same way (src/models/
+diffusion.py), so its CIFAR-20 w = 1.4 is guidance_scale 1.4.
 
 A model keeps how many items of each label it was trained on (`labels.json`),
 and sampling draws image i's label from those counts with its own seed, so a
