@@ -17,6 +17,7 @@ FAMILIES = {
     "ddpm": "diffcredit.families.ddpm:DDPM",
     "ddpm_cond": "diffcredit.families.ddpm_cond:DDPMCond",
     "ldm": "diffcredit.families.ldm:LDM",
+    "ldm_cond": "diffcredit.families.ldm_cond:LDMCond",
     "sd_lora": "diffcredit.families.sd_lora:SDLoRA",
     "sdxl_lora": "diffcredit.families.sdxl_lora:SDXLLoRA",
 }

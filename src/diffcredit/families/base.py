@@ -49,6 +49,9 @@ class Family:
     # Whether its models sample a mix of labels they can be told (`condition_on`): what
     # the proxy strategy needs.
     conditional: ClassVar[bool] = False
+    # What data.condition may say for this family: ("class", "contributor") for a label-conditional
+    # family (the first is auto's choice for labelled data), ("caption",) for a text family.
+    condition_kinds: ClassVar[tuple] = ()
 
     # ---------------------------------------------------------- parse time
 

@@ -48,6 +48,7 @@ class DDPMCond(DDPM):
     }
     gradient_targets = False  # see target_data
     conditional = True
+    condition_kinds = ("class", "contributor")
     generate_schema = {
         "guidance_scale": {"type": "number", "minimum": 0, "default": 1.0,
                            "description": "classifier-free guidance: 1 samples the conditional model alone"},

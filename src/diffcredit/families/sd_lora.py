@@ -69,6 +69,7 @@ class SDLoRA(Family):
     components = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
     default_rank = 256  # the paper's
     default_guidance = 7.5
+    condition_kinds = ("caption",)
     schema: ClassVar[dict] = {
         "pretrained": {**PRETRAINED_REF, "default": None,
                        "description": "the base StableDiffusionPipeline, a hub id or local directory"},

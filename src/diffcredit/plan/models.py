@@ -29,15 +29,44 @@ class ModelNodes:
     def _train_job(self, section: dict, members, desc: str, **more) -> dict:
         return {"training": section, "members": list(members), "desc": desc, "family": self.family.name,
                 "family_runtime": self.family_runtime, "device": self.device, "precision": self.cfg["precision"],
-                **more}
+                **self._condition_labels(members), **more}
+
+    def _condition_mode(self, labelled: bool) -> str | None:
+        """What the model is conditioned on (data.condition), or None for an unconditional family."""
+        kinds, asked = self.family.condition_kinds, self.cfg["data"].get("condition", "auto")
+        if asked == "auto":
+            if not kinds:
+                return None
+            return "contributor" if kinds[0] == "class" and not labelled else kinds[0]
+        if asked not in kinds:
+            can = f"takes data.condition {' or '.join(kinds)}" if kinds else "is not conditional"
+            raise ConfigError(f"invalid config: data.condition: {asked} does not apply to model.family "
+                              f"{self.family.name}, which {can}")
+        if asked == "class" and not labelled:
+            raise ConfigError("invalid config: data.condition: class needs labelled data, and this source's images "
+                              "have no labels; use data.condition: contributor")
+        return asked
+
+    def _condition_labels(self, members) -> dict:
+        """For data.condition: contributor, each member shard's label: the contributor's
+        index among every player's shard, by key (content), so a rename changes nothing."""
+        if getattr(self, "condition_mode", None) != "contributor":
+            return {}
+        order = sorted(self.train_shards[n] for n in self.names)
+        return {"condition_labels": {self.nodes[self.train_shards[m]].path: order.index(self.train_shards[m])
+                                     for m in members}}
 
     def _add_models(self) -> None:
         cfg = self.cfg
+        labels = {lab for c in self.contributors for lab in c.labels}
+        labelled = bool(labels) and -1 not in labels  # -1: unlabelled
+        self.condition_mode = self._condition_mode(labelled)
         try:
-            labels = {lab for c in self.contributors for lab in c.labels}
-            data = {**self.shape, "captions": bool(cfg["data"].get("caption_column")),
-                    "classes": 0 if not labels or -1 in labels else max(labels) + 1}  # -1: unlabelled
+            classes = len(self.names) if self.condition_mode == "contributor" else max(labels) + 1 if labelled else 0
+            data = {**self.shape, "captions": bool(cfg["data"].get("caption_column")), "classes": classes}
             self.model_spec = self.family.resolve(cfg["model"], data, self._cache)
+            if self.condition_mode == "contributor":
+                self.model_spec = {**self.model_spec, "condition": "contributor"}
             self.family_runtime = self.family.runtime(cfg["model"])
         except ValueError as exc:
             raise ConfigError(f"invalid config: {exc}") from None
@@ -90,11 +119,11 @@ class ModelNodes:
         if not self.family.conditional:
             raise ConfigError(f"invalid config: strategy {strategy} samples the full model conditioned on a "
                               f"coalition's labels, and model.family {self.family.name} has no conditioning; use a "
-                              "conditional family (ddpm_cond)")
+                              "conditional family (ddpm_cond, ldm_cond)")
         if seed:
             raise ConfigError(f"invalid config: strategy {strategy} trains nothing, so it has no training "
                               "randomness to replicate; drop training_noise for it")
-        if not self._labels_name_players:
+        if not self._labels_name_players and self.condition_mode != "contributor":
             owners: dict[int, list[str]] = {}
             for c in self.contributors:
                 for label in sorted(set(c.labels)):
@@ -105,16 +134,19 @@ class ModelNodes:
                 raise ConfigError(
                     f"invalid config: strategy {strategy} tells coalitions apart only by their labels, and "
                     f"{len(shared)} label(s) are held by several contributors (label {label}: "
-                    f"{', '.join(names[:4])}); use contributors that are classes (by: class) or image folders")
+                    f"{', '.join(names[:4])}); condition on the contributor (data.condition: contributor) or use "
+                    "contributors that are classes (by: class)")
             if self.canaries:
                 raise ConfigError(f"invalid config: strategy {strategy} tells coalitions apart only by their "
                                   "labels, and canaries carry the labels of the images they are made from; "
-                                  "run the canaries with a training strategy (sft)")
+                                  "condition on the contributor (data.condition: contributor) or run the "
+                                  "canaries with a training strategy (sft)")
             self._labels_name_players = True
         return self.add("condition", {"strategy": strategy}, {"start": self.full_key,
                                                               "shards": self._shards_of(members)},
                         {"family": self.family.name, "family_runtime": self.family_runtime,
-                         "members": list(members), "device": "cpu", "threads": self.threads})
+                         "members": list(members), "device": "cpu", "threads": self.threads,
+                         **self._condition_labels(members)})
 
     def model_key(self, members, strategy: str | None = None, seed: int = 0) -> str:
         """The key of the model that stands for coalition `members` under `strategy`

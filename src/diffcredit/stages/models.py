@@ -52,6 +52,8 @@ def train(job: dict, progress: bool = True) -> None:
         log.info("pruned %d -> %d trained parameters (ratio %.2f)", before,
                  sum(p.numel() for p in family.trainable(model).values()), job["ratio"])
     data = family.training_data(inputs["shards"])
+    if job.get("condition_labels"):
+        data["labels"] = contributor_labels(inputs["shards"], job["condition_labels"])
     n_images = family.n_items(data)
     section = job["training"]
     log.info("training on %d images of %s for %d steps on %s", n_images, ", ".join(job["members"]),
@@ -83,7 +85,10 @@ def condition(job: dict, progress: bool = True) -> None:
     family = get_family(job["family"])
     inputs = job["inputs"]
     model = load_model(family, inputs["start"], job)
-    labels = data_mod.read_shard_arrays(inputs["shards"], keys=("labels",))["labels"]
+    if job.get("condition_labels"):
+        labels = contributor_labels(inputs["shards"], job["condition_labels"])
+    else:
+        labels = data_mod.read_shard_arrays(inputs["shards"], keys=("labels",))["labels"]
     family.condition_on(model, labels)
     with atomic_dir(job["out"]) as tmp:
         family.save(model, tmp)
@@ -96,6 +101,13 @@ def condition(job: dict, progress: bool = True) -> None:
         }, indent=2))
     log.info("full model conditioned on the %d items of %s (%s shared with it by hard link)", len(labels),
              ", ".join(job["members"]), ", ".join(shared) or "no file")
+
+
+def contributor_labels(shards: list[str], index: dict) -> np.ndarray:
+    """data.condition: contributor: every item of shard p labelled index[p], in the order
+    the family's training_data concatenates the shards."""
+    counts = [len(read_npz(p, ("labels",))["labels"]) for p in shards]
+    return np.concatenate([np.full(n, index[p], dtype=np.int64) for p, n in zip(shards, counts)])
 
 
 def link_identical(folder: Path, source: Path) -> list[str]:
