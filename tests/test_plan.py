@@ -475,3 +475,27 @@ def test_image_draws_are_keyed_only_where_they_change_scores(tmp_path):
     assert "image_draws" not in own.nodes[own.score_key(own.full_key)].spec["options"]
     off = [make_plan(tmp_path, scores={"image_draws": d, "image_bootstrap": 0}) for d in ("shared", "own")]
     assert off[0].score_key(off[0].full_key) == off[1].score_key(off[1].full_key)
+
+
+def test_image_folders_condition_on_the_contributor_by_content_and_class_is_refused(tmp_path):
+    """data.condition auto on unlabelled folders is the contributor: one label each, in the
+    order of the shards' keys (content), so renaming a folder keeps every label and key;
+    asking for class on them is refused."""
+    root = folders(tmp_path / "img")
+    over = {"data": {"source": "folder", "root": str(root)}, "model": {"family": "ddpm_cond"},
+            "fine_tune": {"strategy": "proxy"}, "estimators": [{"method": "stratified", "budget": 8}]}
+    plan = make_plan(tmp_path, **over)
+    assert plan.condition_mode == "contributor" and plan.model_spec["condition"] == "contributor"
+    assert plan.model_spec["classes"] == 4 and plan.model_spec["unet"]["num_class_embeds"] == 5
+    full = plan.job(plan.full_key)["condition_labels"]
+    order = sorted(plan.train_shards[n] for n in plan.names)
+    assert full == {plan.nodes[k].path: i for i, k in enumerate(order)}
+    key = next(k for k in plan.keys("condition") if 1 < len(plan.job(k)["members"]) < 4)
+    members = plan.job(key)["members"]
+    assert plan.job(key)["condition_labels"] == {plan.nodes[plan.train_shards[m]].path: full[plan.nodes[
+        plan.train_shards[m]].path] for m in members}
+    (root / "b").rename(root / "b2")
+    renamed = make_plan(tmp_path, **over)
+    assert renamed.job(renamed.full_key)["condition_labels"] == full and renamed.full_key == plan.full_key
+    with pytest.raises(ConfigError, match="data.condition: class needs labelled data"):
+        make_plan(tmp_path, **{**over, "data": {**over["data"], "condition": "class"}})

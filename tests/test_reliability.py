@@ -251,6 +251,11 @@ def test_a_warmup_that_outlasts_training_is_said_before_any_job(tmp_path, monkey
     ({"data": {"per_class": 1000}}, "data.per_class is 1000, but 4 class(es) hold fewer images (digit2 has 177"),
     ({"prune": None, "fine_tune": {"training": None}},
      "fine_tune.training: is empty: YAML reads a key with nothing after it as null; indent its keys under it"),
+    ({"data": {"condition": "contributor"}}, "data.condition: contributor does not apply to model.family ddpm, "
+                                             "which is not conditional"),
+    ({"model": {"family": "ddpm_cond"}, "data": {"condition": "caption"}},
+     "data.condition: caption does not apply to model.family ddpm_cond, which takes data.condition class or "
+     "contributor"),
     ({"model": {"family": "ddpm_cond"}, "attributions": ["trak"]},
      "attributions[0] (trak): model.family ddpm_cond does not support the methods that read the model's gradients"),
 ])
