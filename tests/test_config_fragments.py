@@ -77,12 +77,12 @@ def test_an_attribution_entry_gets_its_methods_defaults_only():
 @pytest.mark.parametrize("cfg, needle", [
     ({"model": {"lora": {"rank": 4}}}, "model.lora is a key of families sd_lora, sdxl_lora, not of ddpm"),
     ({"model": {"prompt": "a cat"}}, "model.prompt is a key of families sd_lora, sdxl_lora, not of ddpm"),
-    ({"model": {"autoencoder": "x", "latent_scale": 1.0}}, "model.autoencoder is a key of family ldm, not of ddpm"),
+    ({"model": {"autoencoder": "x", "latent_scale": 1.0}}, "model.autoencoder is a key of families ldm, ldm_cond, not of ddpm"),
     ({"model": {"family": "ldm", "autoencoder": "x", "pretrained": "y"}},
      "model.pretrained is a key of families sd_lora, sdxl_lora, not of ldm"),
     ({"model": {"family": "sd_lora", "pretrained": "y", "latent_scale": 1.0}},
-     "model.latent_scale is a key of family ldm, not of sd_lora"),
-    ({"generate": {"guidance_scale": 5.0}}, "generate.guidance_scale is a key of families ddpm_cond, sd_lora, sdxl_lora, not of ddpm"),
+     "model.latent_scale is a key of families ldm, ldm_cond, not of sd_lora"),
+    ({"generate": {"guidance_scale": 5.0}}, "generate.guidance_scale is a key of families ddpm_cond, ldm_cond, sd_lora, sdxl_lora, not of ddpm"),
     ({"model": {"family": "ldm"}, "generate": {"scheduler": "ddim"}},
      "generate.scheduler is a key of families sd_lora, sdxl_lora, not of ldm"),
     ({"attributions": [{"method": "trak", "reduce": "max"}]},
@@ -136,7 +136,8 @@ def test_default_family_keys_from_the_base_configs_are_dropped_under_another_fam
         model = validate(deep_update(TINY, {"model": {"family": "sd_lora", "prompt": "x"}}), SCHEMA)["model"]
     assert sorted(str(w.message).split(" is ")[0] for w in caught) == ["model.block_out_channels",
                                                                        "model.num_train_timesteps"]
-    assert "model.block_out_channels is a key of families ddpm, ddpm_cond, ldm, which sd_lora ignores" in str(caught[0].message)
+    assert ("model.block_out_channels is a key of families ddpm, ddpm_cond, ldm, ldm_cond, which sd_lora ignores"
+            in str(caught[0].message))
     assert "block_out_channels" not in model and "num_train_timesteps" not in model
     # ldm takes them; ddpm refuses the other families' keys whatever their value.
     assert validate(deep_update(TINY, {"model": {"family": "ldm"}}), SCHEMA)["model"]["block_out_channels"] == [16, 32]
