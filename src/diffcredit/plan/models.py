@@ -50,10 +50,9 @@ class ModelNodes:
     def _condition_labels(self, members) -> dict:
         """For data.condition: contributor, each member shard's label: the contributor's
         index among every player's shard, by key (content), so a rename changes nothing."""
-        if getattr(self, "condition_mode", None) != "contributor":
+        if not self.contributor_labels:
             return {}
-        order = sorted(self.train_shards[n] for n in self.names)
-        return {"condition_labels": {self.nodes[self.train_shards[m]].path: order.index(self.train_shards[m])
+        return {"condition_labels": {self.nodes[self.train_shards[m]].path: self.contributor_labels[m]
                                      for m in members}}
 
     def _add_models(self) -> None:
@@ -80,6 +79,10 @@ class ModelNodes:
         self._labels_name_players = False  # checked once, by the first proxy model
         self.init_key = self.init_key_of(0)
         self._add_encoded()
+        self.contributor_labels = {}  # data.condition: contributor: each player's label
+        if self.condition_mode == "contributor":  # its training shard's rank by key (content)
+            order = sorted(self.train_shards[n] for n in self.names)
+            self.contributor_labels = {n: order.index(self.train_shards[n]) for n in self.names}
         self._add_shard_set()
         self.full_key = self._retrain(self.names, "train_full")
         prune = cfg["prune"]

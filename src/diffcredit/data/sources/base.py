@@ -88,9 +88,8 @@ def split_labelled(spec: dict, hashes: list, labels: np.ndarray, n_classes: int,
     short = {class_name(c): int(np.sum(labels == c)) for c in sorted(set(classes))
              if per_class and np.sum(labels == c) < per_class}
     if short:
-        listed = ", ".join(f"{name} has {n}" for name, n in sorted(short.items(), key=lambda kv: kv[1])[:5])
-        raise DataError(f"data.per_class is {per_class}, but {len(short)} class(es) hold fewer images ({listed}"
-                        f"{', ...' if len(short) > 5 else ''}); lower per_class or leave it out to keep every image")
+        raise DataError(f"data.per_class is {per_class}, but {len(short)} class(es) hold fewer images "
+                        f"({_fewest(short)}); lower per_class or leave it out to keep every image")
     kept = {}
     for c in sorted(set(classes)):
         idx = np.flatnonzero(labels == c)
@@ -127,6 +126,12 @@ def split_labelled(spec: dict, hashes: list, labels: np.ndarray, n_classes: int,
     return out
 
 
+def _fewest(sizes: dict[str, int]) -> str:
+    """"a has 3, b has 5, ..." for the five smallest of `sizes`."""
+    listed = ", ".join(f"{name} has {n}" for name, n in sorted(sizes.items(), key=lambda kv: kv[1])[:5])
+    return listed + (", ..." if len(sizes) > 5 else "")
+
+
 def check_groups(by: str, groups: int, sizes: dict[str, int]) -> None:
     """Refuse a split that leaves a contributor empty.
 
@@ -140,8 +145,7 @@ def check_groups(by: str, groups: int, sizes: dict[str, int]) -> None:
     if by == "class" and groups > 1:
         short = {name: n for name, n in sizes.items() if n < groups}
         if short:
-            listed = ", ".join(f"{name} has {n}" for name, n in sorted(short.items(), key=lambda kv: kv[1])[:5])
-            listed += ", ..." if len(short) > 5 else ""
+            listed = _fewest(short)
             raise DataError(
                 f"data.by: class with groups: {groups} splits each class into {groups} contributors, so every "
                 f"class needs at least {groups} items, but {len(short)} class(es) have fewer ({where}): {listed}; "

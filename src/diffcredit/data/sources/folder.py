@@ -188,8 +188,8 @@ def describe_folders(spec: dict, cache, recursive: bool = True) -> list[Contribu
                             "out of the folder")
         if not files:
             raise DataError(
-                f"contributor {name!r}: folder {folder} has no images (no file ends in {_listed(sorted(IMAGE_SUFFIXES), 6)}); "
-                "add images or remove the contributor"
+                f"contributor {name!r}: folder {folder} has no images (no file ends in "
+                f"{_listed(sorted(IMAGE_SUFFIXES), 6)}); add images or remove the contributor"
             )
         hashes = []
         for path in files:
@@ -222,7 +222,8 @@ def _warn_upscaled(spec: dict, small: dict, contributors: list) -> None:
     small = {k: v for k, v in small.items() if v}
     if small:
         sizes = {c.name: c.n_items for c in contributors}
-        listed = ", ".join(f"{name}: {k} of {sizes[name]}" for name, k in sorted(small.items(), key=lambda kv: -kv[1])[:5])
+        worst = sorted(small.items(), key=lambda kv: -kv[1])[:5]
+        listed = ", ".join(f"{name}: {k} of {sizes[name]}" for name, k in worst)
         warnings.warn(f"images under half of data.resolution {spec['resolution']} on their shorter side are upscaled, "
                       f"which blurs them ({listed}); lower data.resolution or use larger images", UserWarning,
                       stacklevel=3)
