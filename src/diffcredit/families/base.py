@@ -44,8 +44,8 @@ class Family:
     name: str = ""
     schema: ClassVar[dict] = {}  # its `model` keys (JSON-schema properties)
     generate_schema: ClassVar[dict] = {}  # its `generate` keys besides the common ones
-    # Whether `target_data` can give the gradient attribution methods generated images.
-    gradient_targets: ClassVar[bool] = True
+    # Why the gradient attribution methods cannot read this family's models ("": they can).
+    no_gradients: ClassVar[str] = ""
     # Whether its models sample a mix of labels they can be told (`condition_on`): what
     # the proxy strategy needs.
     conditional: ClassVar[bool] = False

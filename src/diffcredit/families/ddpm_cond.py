@@ -46,7 +46,7 @@ class DDPMCond(DDPM):
         "condition_dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.1,
                               "description": "share of training items whose label is replaced by the null label"},
     }
-    gradient_targets = False  # see target_data
+    no_gradients = "a generated image's gradient needs the label it was sampled with"
     conditional = True
     condition_kinds = ("class", "contributor")
     generate_schema = {

@@ -1,18 +1,18 @@
-"""LoRA adapters on a diffusers UNet: which modules take one, the peft config, the
+"""LoRA adapters on a diffusers UNet or transformer: which modules take one, the peft config, the
 adapter's state, and rank pruning (see sd_lora.py for how the family uses them)."""
 
 from __future__ import annotations
 
 
-def unet_inventory(unet_config: dict) -> dict:
-    """Names of the UNet's Linear/Conv modules and its parameter count, from its
-    config alone (built on the meta device: no weights are read)."""
+def denoiser_inventory(config: dict, cls: str = "UNet2DConditionModel") -> dict:
+    """Names of the Linear/Conv modules of the diffusers model `cls` and its parameter
+    count, from its config alone (built on the meta device: no weights are read)."""
+    import diffusers
     import torch
-    from diffusers import UNet2DConditionModel
 
-    cfg = {k: v for k, v in unet_config.items() if not k.startswith("_")}
+    cfg = {k: v for k, v in config.items() if not k.startswith("_")}
     with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(cfg)
+        unet = getattr(diffusers, cls).from_config(cfg)
     sizes = {}  # module -> in + out features (a rank-r LoRA adds r * (in + out) parameters)
     for n, m in unet.named_modules():
         if isinstance(m, torch.nn.Linear):

@@ -34,7 +34,7 @@ from typing import ClassVar
 from .. import pretrained
 from .base import PRETRAINED_REF, Family, Model
 from .ddpm import image_noise
-from .lora import adapter_state, lora_config, matches, prune_ranks, set_adapter, unet_inventory
+from .lora import adapter_state, denoiser_inventory, lora_config, matches, prune_ranks, set_adapter
 
 ADAPTER = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -43,6 +43,7 @@ DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 # A pipeline component: (module, class) of what its folder holds.
 COMPONENT_CLASSES = {
     "unet": ("diffusers", "UNet2DConditionModel"), "vae": ("diffusers", "AutoencoderKL"),
+    "transformer": ("diffusers", "FluxTransformer2DModel"),
     "text_encoder": ("transformers", "CLIPTextModel"), "tokenizer": ("transformers", "CLIPTokenizer"),
     "text_encoder_2": ("transformers", "CLIPTextModelWithProjection"), "tokenizer_2": ("transformers", "CLIPTokenizer"),
 }
@@ -67,6 +68,9 @@ class SDLoRA(Family):
     name = "sd_lora"
     pipeline = "StableDiffusionPipeline"
     components = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+    denoiser = "unet"  # the component the adapter goes on
+    default_targets: ClassVar[list] = DEFAULT_TARGETS
+    latent_multiple = 8  # the denoiser's latents must be a multiple of this in size
     default_rank = 256  # the paper's
     default_guidance = 7.5
     condition_kinds = ("caption",)
@@ -106,24 +110,25 @@ class SDLoRA(Family):
         if kind != self.pipeline or missing:
             raise ValueError(f"model.pretrained {pipe['ref']['path']} is a {kind}"
                              f"{' without ' + ', '.join(missing) if missing else ''}, not a {self.pipeline}")
-        unet_cfg = self._component_config(pipe, "unet", cache)
+        unet_cfg = self._component_config(pipe, self.denoiser, cache)
         vae_cfg = self._component_config(pipe, "vae", cache)
         sched = self._component_config(pipe, "scheduler", cache, "scheduler_config.json")
         inventory = self._inventory(pipe, unet_cfg, cache)
         lora = dict(model_cfg.get("lora") or {})
         rank = int(lora.get("rank", self.default_rank))
-        targets = list(lora.get("targets") or DEFAULT_TARGETS)
+        targets = list(lora.get("targets") or self.default_targets)
         unmatched = [t for t in targets if not any(matches(t, n) for n in inventory["modules"])]
         if unmatched:
-            raise ValueError(f"model.lora.targets {unmatched} match no Linear or Conv2d module of the UNet "
-                             f"(e.g. {', '.join(inventory['modules'][:3])}, ...; attention projections are "
-                             "to_q, to_k, to_v, to_out.0)")
+            raise ValueError(f"model.lora.targets {unmatched} match no Linear or Conv2d module of the "
+                             f"{self.denoiser} (e.g. {', '.join(inventory['modules'][:3])}, ...; attention "
+                             "projections are to_q, to_k, to_v, to_out.0)")
         factor = 2 ** (len(vae_cfg["block_out_channels"]) - 1)
         if data["channels"] != 3:
             raise ValueError(f"the {self.name} family trains on RGB images: set data.channels: 3")
-        if data["resolution"] % (factor * 8):
-            raise ValueError(f"data resolution {data['resolution']} must be a multiple of {factor * 8} (the VAE "
-                             f"down-samples by {factor} and the UNet needs latents divisible by 8)")
+        if data["resolution"] % (factor * self.latent_multiple):
+            raise ValueError(f"data resolution {data['resolution']} must be a multiple of "
+                             f"{factor * self.latent_multiple} (the VAE down-samples by {factor} and the "
+                             f"{self.denoiser} needs latents divisible by {self.latent_multiple})")
         lora_size = sum(rank * size for name, size in inventory["sizes"].items()
                         if any(matches(t, name) for t in targets))
         prompt = model_cfg.get("prompt")
@@ -136,7 +141,7 @@ class SDLoRA(Family):
             "seed": int(model_cfg["seed"]),
             "scheduler": {k: v for k, v in sched.items() if not k.startswith("_")},
             "resolution": data["resolution"],
-            "latent": {"channels": int(unet_cfg["in_channels"]), "size": data["resolution"] // factor},
+            "latent": {"channels": int(vae_cfg["latent_channels"]), "size": data["resolution"] // factor},
             "text": {"captions": True} if data.get("captions") else {"prompt": prompt},
             "n_parameters": inventory["n_parameters"] + lora_size,
             "n_trainable": lora_size,
@@ -159,11 +164,12 @@ class SDLoRA(Family):
     def _inventory(self, pipe: dict, unet_cfg: dict, cache) -> dict:
         from ..keys import sha256_hex
 
+        cls = COMPONENT_CLASSES[self.denoiser][1]
         if cache is None:
-            return unet_inventory(unet_cfg)
-        # Cached by the UNet config's content: building it costs importing torch once.
+            return denoiser_inventory(unet_cfg, cls)
+        # Cached by the config's content: building it costs importing torch once.
         digest = sha256_hex(json.dumps(unet_cfg, sort_keys=True))
-        return cache.get_memo(f"unet-inventory-2 {digest}", lambda: unet_inventory(unet_cfg))
+        return cache.get_memo(f"{cls}-inventory-2 {digest}", lambda: denoiser_inventory(unet_cfg, cls))
 
     def runtime(self, model_cfg: dict) -> dict:
         return {"pretrained": pretrained.located(model_cfg["pretrained"], "model.pretrained"),
@@ -190,13 +196,13 @@ class SDLoRA(Family):
 
     # ---------------------------------------------------------- models
 
-    def _unet(self, runtime: dict):
-        return load_component(runtime["pretrained"], "unet")
+    def _denoiser(self, runtime: dict):
+        return load_component(runtime["pretrained"], self.denoiser)
 
     def init(self, spec: dict, runtime: dict | None = None) -> Model:
         import torch
 
-        unet = self._unet(runtime)
+        unet = self._denoiser(runtime)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec["seed"])
             unet.add_adapter(lora_config(spec))
@@ -217,7 +223,7 @@ class SDLoRA(Family):
 
         folder = Path(folder)
         config = LoraConfig.from_pretrained(str(folder))
-        unet = self._unet(runtime)
+        unet = self._denoiser(runtime)
         set_adapter(unet, config, load_file(str(folder / ADAPTER)))
         return Model(unet, json.loads((folder / SCHEDULER).read_text()), {"runtime": runtime})
 
@@ -253,7 +259,8 @@ class SDLoRA(Family):
         with torch.no_grad():
             for start in range(0, len(arrays["images"]), batch_size):
                 x = torch.from_numpy(arrays["images"][start:start + batch_size]).to(device).float() / 127.5 - 1
-                z = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+                z = vae.encode(x).latent_dist.mode()
+                z = (z - (vae.config.shift_factor or 0.0)) * vae.config.scaling_factor
                 latents.append(z.float().cpu().numpy())
         del vae
         if encode_spec["text"].get("captions"):
@@ -263,10 +270,12 @@ class SDLoRA(Family):
         unique = sorted(set(captions))
         position = {c: i for i, c in enumerate(unique)}
         index = np.asarray([position[c] for c in captions], dtype=np.int64)
-        text = self.encode_text(ref, unique, device, batch_size)
+        text = self.encode_text(ref, unique, device, batch_size, encode_spec["text"].get("max_length"))
         return {"latents": np.concatenate(latents).astype(np.float32), "text_index": index, "text": text}
 
-    def encode_text(self, ref: dict, prompts: list[str], device, batch_size: int = 64):
+    def encode_text(self, ref: dict, prompts: list[str], device, batch_size: int = 64, max_length: int | None = None):
+        """(n, L, D) float32 text conditioning of `prompts`; `max_length` tokens (default the
+        tokenizer's)."""
         import numpy as np
         import torch
 
@@ -276,7 +285,8 @@ class SDLoRA(Family):
         with torch.no_grad():
             for start in range(0, len(prompts), batch_size):
                 ids = tokenizer(prompts[start:start + batch_size], padding="max_length",
-                                max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+                                max_length=max_length or tokenizer.model_max_length, truncation=True,
+                                return_tensors="pt")
                 out.append(encoder(ids.input_ids.to(device))[0].float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 

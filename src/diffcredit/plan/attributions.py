@@ -34,10 +34,10 @@ class AttributionNodes:
         for i, entry in enumerate(entries):
             where = f"attributions[{i}] ({entry['method']})"
             method = get_method(entry["method"])
-            if method.reads_model and not self.family.gradient_targets:
+            if method.reads_model and self.family.no_gradients:
                 raise ConfigError(f"invalid config: {where}: model.family {self.family.name} does not support the "
-                                  "methods that read the model's gradients yet (a generated image's gradient needs "
-                                  "the label it was sampled with); the similarity methods work")
+                                  f"methods that read the model's gradients yet ({self.family.no_gradients}); the "
+                                  "similarity methods work")
             try:
                 fspec = method.featurizer(entry, context)
                 variants = method.variants(entry)
