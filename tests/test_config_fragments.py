@@ -75,14 +75,14 @@ def test_an_attribution_entry_gets_its_methods_defaults_only():
 
 
 @pytest.mark.parametrize("cfg, needle", [
-    ({"model": {"lora": {"rank": 4}}}, "model.lora is a key of families sd_lora, sdxl_lora, not of ddpm"),
-    ({"model": {"prompt": "a cat"}}, "model.prompt is a key of families sd_lora, sdxl_lora, not of ddpm"),
+    ({"model": {"lora": {"rank": 4}}}, "model.lora is a key of families sd_lora, sdxl_lora, flux_lora, not of ddpm"),
+    ({"model": {"prompt": "a cat"}}, "model.prompt is a key of families sd_lora, sdxl_lora, flux_lora, not of ddpm"),
     ({"model": {"autoencoder": "x", "latent_scale": 1.0}}, "model.autoencoder is a key of families ldm, ldm_cond, not of ddpm"),
     ({"model": {"family": "ldm", "autoencoder": "x", "pretrained": "y"}},
-     "model.pretrained is a key of families sd_lora, sdxl_lora, not of ldm"),
+     "model.pretrained is a key of families sd_lora, sdxl_lora, flux_lora, not of ldm"),
     ({"model": {"family": "sd_lora", "pretrained": "y", "latent_scale": 1.0}},
      "model.latent_scale is a key of families ldm, ldm_cond, not of sd_lora"),
-    ({"generate": {"guidance_scale": 5.0}}, "generate.guidance_scale is a key of families ddpm_cond, ldm_cond, sd_lora, sdxl_lora, not of ddpm"),
+    ({"generate": {"guidance_scale": 5.0}}, "generate.guidance_scale is a key of families ddpm_cond, ldm_cond, sd_lora, sdxl_lora, flux_lora, not of ddpm"),
     ({"model": {"family": "ldm"}, "generate": {"scheduler": "ddim"}},
      "generate.scheduler is a key of families sd_lora, sdxl_lora, not of ldm"),
     ({"attributions": [{"method": "trak", "reduce": "max"}]},
@@ -119,7 +119,7 @@ def test_unknown_keys_and_plugins_are_refused_as_before():
 def test_every_error_of_a_config_is_listed():
     msg = error({"threads": 0, "model": {"lora": {}, "dropout": 2},
                  "attributions": [{"method": "das", "reduce": "max", "timesteps": 0}]})
-    for needle in ("threads: 0 is less than the minimum of 1", "model.lora is a key of families sd_lora, sdxl_lora",
+    for needle in ("threads: 0 is less than the minimum of 1", "model.lora is a key of families sd_lora, sdxl_lora, flux_lora",
                    "model.dropout: 2 is greater than the maximum of 1", "attributions.0.reduce is an option of",
                    "attributions.0.timesteps: 0 is less than the minimum of 1"):
         assert needle in msg
@@ -141,7 +141,7 @@ def test_default_family_keys_from_the_base_configs_are_dropped_under_another_fam
     assert "block_out_channels" not in model and "num_train_timesteps" not in model
     # ldm takes them; ddpm refuses the other families' keys whatever their value.
     assert validate(deep_update(TINY, {"model": {"family": "ldm"}}), SCHEMA)["model"]["block_out_channels"] == [16, 32]
-    assert "model.lora is a key of families sd_lora, sdxl_lora, not of ddpm" in error({"model": {"lora": {}}})
+    assert "model.lora is a key of families sd_lora, sdxl_lora, flux_lora, not of ddpm" in error({"model": {"lora": {}}})
 
 
 def test_the_base_family_names_no_family():

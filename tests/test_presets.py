@@ -8,7 +8,8 @@ import pytest
 from conftest import REPO
 from diffcredit.config import deep_update, load_yaml
 from diffcredit.plan import Plan
-from tiny_models import aesthetic_head, blip_model, clip_model, metadata_folder, sd_pipeline, sdxl_pipeline, vq_model
+from tiny_models import (aesthetic_head, blip_model, clip_model, flux_pipeline, metadata_folder, sd_pipeline,
+                         sdxl_pipeline, vq_model)
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -23,6 +24,7 @@ def stand_ins(tmp_path_factory):
         "vq": vq_model(root / "vq"), "blip": blip_model(root / "blip"), "pipe": sd_pipeline(root / "pipe"),
         "clip": clip_model(root / "clip"), "head": aesthetic_head(root / "head.pth"),
         "captioned": metadata_folder(root / "captioned", people, size=64), "xl": sdxl_pipeline(root / "xl"),
+        "flux": flux_pipeline(root / "flux"),
     }
 
 
@@ -89,6 +91,27 @@ def test_sdxl_folder_preset(stand_ins, tmp_path):
     assert len(plan.keys("encode")) == 10
     assert plan.node(plan.keys("fine_tune")[0]).job["training"] == merged_recipe("sdxl_folder", "fine_tune", "training")
     assert plan.estimators[0].budget == 100
+    for rule in ("encode", "train_full", "fine_tune", "generate"):
+        assert plan.resources(rule)["gpu"] == 1
+
+
+def test_flux_folder_preset(stand_ins, tmp_path):
+    """configs/flux_folder.yaml: the FLUX adapter on the transformer's attention and
+    feed-forward layers, training guidance and T5 length in the keys, GPUs."""
+    from diffcredit.families.flux_lora import FLUX_TARGETS
+
+    cfg, plan = preset("flux_folder", tmp_path, {
+        "data": {"root": str(stand_ins["captioned"]), "contributor_column": "artist"},
+        "model": {"pretrained": str(stand_ins["flux"])},
+        "features": {"clip": {"model": str(stand_ins["clip"])}, "inception": {"weights": str(stand_ins["head"])}},  # any file: no job runs
+    })
+    assert plan.family.name == "flux_lora" and plan.n == 10
+    assert plan.model_spec["lora"] == {"rank": 4, "alpha": 4.0, "targets": FLUX_TARGETS}
+    assert plan.model_spec["text"] == {"captions": True, "max_length": 512}
+    assert plan.model_spec["flux"] == {"guidance": 3.5, "text_dim": 24, "pooled_dim": 32}
+    assert plan.generate_spec["guidance_scale"] == 3.5 and plan.generate_spec["max_sequence_length"] == 512
+    assert len(plan.keys("encode")) == 10
+    assert plan.node(plan.keys("fine_tune")[0]).job["training"] == merged_recipe("flux_folder", "fine_tune", "training")
     for rule in ("encode", "train_full", "fine_tune", "generate"):
         assert plan.resources(rule)["gpu"] == 1
 

@@ -257,5 +257,5 @@ def test_the_head_width_must_match_the_clip_embeddings(tmp_path, parts):
 
 def test_text_sampling_settings_are_refused_for_unconditional_families(tmp_path):
     msg = plan_error(tmp_path, generate={"prompts": ["a cat"], "guidance_scale": 5.0})
-    assert "generate.guidance_scale is a key of families ddpm_cond, ldm_cond, sd_lora, sdxl_lora, not of ddpm" in msg
-    assert "generate.prompts is a key of families sd_lora, sdxl_lora, not of ddpm" in msg
+    assert "generate.guidance_scale is a key of families ddpm_cond, ldm_cond, sd_lora, sdxl_lora, flux_lora, not of ddpm" in msg
+    assert "generate.prompts is a key of families sd_lora, sdxl_lora, flux_lora, not of ddpm" in msg

@@ -150,6 +150,49 @@ def aesthetic_head(path: Path, width: int = 16, seed: int = 0) -> Path:
     return path
 
 
+def t5_tokenizer(max_length: int = 16):
+    """A unigram T5Tokenizer built in memory: a few words, single characters, <unk> for
+    the rest."""
+    import string
+
+    from transformers import T5Tokenizer
+
+    words = ["a", "photo", "painting", "of", "cat", "dog", "red", "dress", "shoe"]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [(c, -3.0) for c in string.ascii_letters + string.digits + string.punctuation]
+    vocab += [("\u2581" + w, -1.0) for w in words]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=max_length)
+
+
+def flux_pipeline(folder: Path, seed: int = 0, guidance: bool = True) -> Path:
+    """A FluxPipeline directory: a CLIP and a T5 text encoder (T5 width 24, pooled CLIP
+    32), a shifted and scaled VAE, a one-block FluxTransformer2DModel on 4x16x16 latents
+    packed to 64 tokens of 16; 32x32 images."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    tokenizer_2 = t5_tokenizer()
+    t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=24, d_kv=8, d_ff=37, num_layers=2,
+                                 num_heads=3, relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1,
+                                 decoder_start_token_id=0))
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=514, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                        num_attention_heads=4, max_position_embeddings=16, bos_token_id=0,
+                                        eos_token_id=1, pad_token_id=1, projection_dim=32, hidden_act="gelu"))
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=24,
+                                         pooled_projection_dim=32, guidance_embeds=guidance, axes_dims_rope=(4, 6, 6))
+    vae = AutoencoderKL(latent_channels=4, block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=32, sample_size=32,
+                        scaling_factor=1.5035, shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096)
+    FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=clip, tokenizer=clip_tokenizer(), text_encoder_2=t5,
+                 tokenizer_2=tokenizer_2, transformer=transformer).save_pretrained(folder)
+    return folder
+
+
 def sdxl_pipeline(folder: Path, seed: int = 0) -> Path:
     """A StableDiffusionXLPipeline directory: two CLIP text encoders (the second with a
     projection, whose pooled embedding and the size ids condition the UNet), 32x32

@@ -20,6 +20,7 @@ FAMILIES = {
     "ldm_cond": "diffcredit.families.ldm_cond:LDMCond",
     "sd_lora": "diffcredit.families.sd_lora:SDLoRA",
     "sdxl_lora": "diffcredit.families.sdxl_lora:SDXLLoRA",
+    "flux_lora": "diffcredit.families.flux_lora:FluxLoRA",
 }
 
 _registry = registry = Registry("model.family", FAMILIES)

@@ -1,0 +1,250 @@
+"""The flux_lora family on a tiny random FluxPipeline: text encoding as the pipeline's
+encode_prompt, the transformer called as the pipeline calls it, the flow-matching loss
+as diffusers' FLUX training computes it, seeded sampling, adapter round trips, rank
+pruning, training, and the whole workflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import dry_run_error, planned, run, write_config
+from diffcredit.config import validate
+from diffcredit.families import get_family
+from diffcredit.families.flux_lora import FLUX_TARGETS
+from tiny_models import aesthetic_head, clip_model, flux_pipeline, metadata_folder, sdxl_pipeline
+
+CPU = torch.device("cpu")
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+FLUX = get_family("flux_lora")
+DATA = {"resolution": 32, "channels": 3, "captions": False}
+
+
+@pytest.fixture(scope="module")
+def pipe_dir(tmp_path_factory):
+    return flux_pipeline(tmp_path_factory.mktemp("flux") / "pipe")
+
+
+@pytest.fixture(scope="module")
+def pipe(pipe_dir):
+    from diffusers import FluxPipeline
+
+    return FluxPipeline.from_pretrained(pipe_dir, local_files_only=True)
+
+
+def flux_cfg(pipe_dir, **model):
+    cfg = {"family": "flux_lora", "pretrained": str(pipe_dir), "lora": {"rank": 4}, "prompt": "a photo",
+           "max_sequence_length": 16, **model}
+    return validate({"model": cfg}, SCHEMA)["model"]
+
+
+def flux_model(pipe_dir, seed=0):
+    """A model whose adapter is not zero (B random), so it changes the transformer's output."""
+    cfg = flux_cfg(pipe_dir)
+    spec = FLUX.resolve(cfg, DATA)
+    runtime = FLUX.runtime(cfg)
+    model = FLUX.init(spec, runtime)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in FLUX.trainable(model).values():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return spec, runtime, model
+
+
+def encoded_prompts(pipe_dir, prompts):
+    return FLUX.encode_text(FLUX.runtime(flux_cfg(pipe_dir))["pretrained"], prompts, CPU, max_length=16)
+
+
+def transformer_as_the_pipeline_calls_it(pipe, net, latents, timestep, prompts, guidance=3.5):
+    """The velocity of unpacked latents, from diffusers' own helpers and encode_prompt."""
+    b, c, h, w = latents.shape
+    embeds, pooled, text_ids = pipe.encode_prompt(prompts, prompt_2=None, device=CPU, max_sequence_length=16)
+    out = net(hidden_states=pipe._pack_latents(latents, b, c, h, w), timestep=timestep / 1000,
+              guidance=torch.full((b,), guidance), pooled_projections=pooled, encoder_hidden_states=embeds,
+              txt_ids=text_ids, img_ids=pipe._prepare_latent_image_ids(b, h // 2, w // 2, CPU, latents.dtype)).sample
+    return pipe._unpack_latents(out, h * pipe.vae_scale_factor, w * pipe.vae_scale_factor, pipe.vae_scale_factor)
+
+
+def test_the_spec_follows_the_pipeline(pipe_dir):
+    spec = FLUX.resolve(flux_cfg(pipe_dir), DATA)
+    assert spec["lora"] == {"rank": 4, "alpha": 4.0, "targets": FLUX_TARGETS}
+    assert spec["flux"] == {"guidance": 3.5, "text_dim": 24, "pooled_dim": 32}
+    assert spec["text"] == {"prompt": "a photo", "max_length": 16}
+    assert spec["latent"] == {"channels": 4, "size": 16}
+    assert FLUX.resolve(flux_cfg(pipe_dir, guidance=1.0), DATA)["flux"]["guidance"] == 1.0
+
+
+def test_the_text_condition_is_the_pipelines_prompt_encoding(pipe_dir, pipe):
+    """T5 states (width 24, padded to 32) and the pooled CLIP embedding as the last row:
+    what FluxPipeline.encode_prompt gives."""
+    got = encoded_prompts(pipe_dir, ["a cat", "a red dress"])
+    with torch.no_grad():
+        embeds, pooled, _ = pipe.encode_prompt(["a cat", "a red dress"], prompt_2=None, device=CPU,
+                                               max_sequence_length=16)
+    assert got.shape == (2, 17, 32)
+    np.testing.assert_allclose(got[:, :-1, :24], embeds.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[:, -1], pooled.numpy(), rtol=1e-5, atol=1e-6)
+    assert not got[:, :-1, 24:].any()
+
+
+def test_predict_calls_the_transformer_as_the_pipeline_does(pipe_dir, pipe):
+    _, _, model = flux_model(pipe_dir)
+    cond = torch.from_numpy(encoded_prompts(pipe_dir, ["a cat", "a dog"]))
+    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([10.0, 700.0])
+    with torch.no_grad():
+        want = transformer_as_the_pipeline_calls_it(pipe, model.net, x, t, ["a cat", "a dog"])
+        got = FLUX.predict(model, x, t, cond)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_loss_is_diffusers_flow_matching_loss(pipe_dir, pipe):
+    """Timestep index t is the scheduler's noise level sigmas[N - 1 - t] (uniform
+    sampling over the training schedule, as diffusers' FLUX LoRA script with weighting
+    "none"): x_s = (1 - s) x0 + s noise, target noise - x0."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    _, _, model = flux_model(pipe_dir)
+    cond = torch.from_numpy(encoded_prompts(pipe_dir, ["a cat", "a dog"]))
+    g = torch.Generator().manual_seed(3)
+    x0, noise = torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 4, 16, 16, generator=g)
+    t = torch.tensor([0, 999])
+    sched = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    idx = 1000 - 1 - t
+    sigma = sched.sigmas[idx].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        pred = transformer_as_the_pipeline_calls_it(pipe, model.net, (1 - sigma) * x0 + sigma * noise,
+                                                    sched.timesteps[idx], ["a cat", "a dog"])
+        want = (pred - (noise - x0)).pow(2).flatten(1).mean(1)
+        got = FLUX.loss(model, x0, noise, t, cond)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_untrained_adapter_samples_the_base_pipelines_images(pipe_dir, pipe):
+    """B = 0 at init: the family's seeded samples are the base pipeline's, called by hand
+    with the same packed noise, guidance and its own scheduler."""
+    from diffcredit.families.ddpm import image_noise
+
+    cfg = flux_cfg(pipe_dir)
+    spec = FLUX.resolve(cfg, DATA)
+    model = FLUX.init(spec, FLUX.runtime(cfg))
+    gen = FLUX.resolve_generate({"n_images": 3, "inference_steps": 3, "seed": 4, "batch_size": 2,
+                                 "prompts": ["a cat", "a dog"]}, spec, cfg)
+    assert gen["guidance_scale"] == 3.5 and gen["max_sequence_length"] == 16
+    got = FLUX.sample(model, 3, gen, CPU, torch.float32, progress=False)
+    pipe.set_progress_bar_config(disable=True)
+    latents = pipe._pack_latents(image_noise((4, 16, 16), 4, 0, 3, CPU), 3, 4, 16, 16)
+    with torch.no_grad():
+        want = pipe(["a cat", "a dog", "a cat"], height=32, width=32, num_inference_steps=3, guidance_scale=3.5,
+                    max_sequence_length=16, latents=latents, output_type="np").images
+    want = np.rint(np.clip(want, 0, 1) * 255).astype(np.uint8).transpose(0, 3, 1, 2)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # batches of 2 and 1 against one of 3
+    assert (got != got[0]).any()
+
+
+def test_prune_save_and_load_keep_outputs_and_images(pipe_dir, tmp_path):
+    spec, runtime, model = flux_model(pipe_dir)
+    cond = torch.from_numpy(encoded_prompts(pipe_dir, ["a cat", "a dog"]))
+    x, t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(2)), torch.tensor([5.0, 900.0])
+    with torch.no_grad():
+        full = FLUX.predict(model, x, t, cond)
+    n_full = sum(p.numel() for p in FLUX.trainable(model).values())
+    FLUX.prune(model, 0.5, "magnitude")
+    assert sum(p.numel() for p in FLUX.trainable(model).values()) <= 0.5 * n_full
+    with torch.no_grad():
+        pruned = FLUX.predict(model, x, t, cond)
+    assert (pruned - full).abs().max() > 1e-3  # the dropped components mattered
+    FLUX.save(model, tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"adapter_model.safetensors", "adapter_config.json",
+                                                    "scheduler_config.json", "conditioning.json"}
+    again = FLUX.load(tmp_path, runtime)
+    with torch.no_grad():
+        torch.testing.assert_close(FLUX.predict(again, x, t, cond), pruned, rtol=0, atol=0)
+    gen = FLUX.resolve_generate({"n_images": 2, "inference_steps": 2, "seed": 0, "batch_size": 2}, spec,
+                                flux_cfg(pipe_dir))
+    np.testing.assert_array_equal(FLUX.sample(model, 2, gen, CPU, torch.float32, progress=False),
+                                  FLUX.sample(again, 2, gen, CPU, torch.float32, progress=False))
+
+
+def test_training_lowers_the_loss_on_its_data_and_trains_only_the_adapter(pipe_dir):
+    from diffcredit.training import TrainSpec, train
+
+    cfg = flux_cfg(pipe_dir)
+    spec = FLUX.resolve(cfg, DATA)
+    runtime = FLUX.runtime(cfg)
+    images = np.random.default_rng(0).integers(0, 256, (8, 3, 32, 32), dtype=np.uint8)
+    enc = FLUX.encode_shard(FLUX.encode_spec(spec), {"images": images}, CPU, 4, runtime)
+    assert enc["text"].shape == (1, 17, 32)
+    model = FLUX.init(spec, runtime)
+    assert {n for n, p in model.net.named_parameters() if p.requires_grad} == set(FLUX.trainable(model))
+    train(FLUX, model, FLUX.training_data_from([enc]), TrainSpec(steps=40, batch_size=8, lr=3e-3, seed=0), CPU,
+          progress=False)
+    base = FLUX.init(spec, runtime)
+    data = {k: torch.from_numpy(v) for k, v in FLUX.training_data_from([enc]).items()}
+    x0, cond = FLUX.batch(model, data, torch.arange(8))
+    g = torch.Generator().manual_seed(0)
+    noise, t = torch.randn(x0.shape, generator=g), torch.randint(0, 1000, (8,), generator=g)
+    with torch.no_grad():
+        assert FLUX.loss(model, x0, noise, t, cond).mean() < FLUX.loss(base, x0, noise, t, cond).mean()
+
+
+def test_a_transformer_without_guidance_takes_none(tmp_path):
+    """A schnell-like transformer: model.guidance and generate.guidance_scale refused;
+    the model is fed no guidance and samples."""
+    folder = flux_pipeline(tmp_path / "schnell", guidance=False)
+    with pytest.raises(ValueError, match="no guidance embedding"):
+        FLUX.resolve(flux_cfg(folder, guidance=3.5), DATA)
+    cfg = flux_cfg(folder)
+    spec = FLUX.resolve(cfg, DATA)
+    assert spec["flux"]["guidance"] is None
+    with pytest.raises(ValueError, match="no guidance embedding"):
+        FLUX.resolve_generate({"guidance_scale": 2.0}, spec, cfg)
+    gen = FLUX.resolve_generate({"n_images": 2, "inference_steps": 2, "seed": 0, "batch_size": 2}, spec, cfg)
+    images = FLUX.sample(FLUX.init(spec, FLUX.runtime(cfg)), 2, gen, CPU, torch.float32, progress=False)
+    assert images.shape == (2, 3, 32, 32)
+
+
+def test_a_pipeline_that_is_not_flux_is_refused_by_name(tmp_path):
+    cfg = validate({"model": {"family": "flux_lora", "pretrained": str(sdxl_pipeline(tmp_path / "xl")),
+                              "prompt": "x"}}, SCHEMA)["model"]
+    with pytest.raises(ValueError, match="is a StableDiffusionXLPipeline without transformer, not a FluxPipeline"):
+        FLUX.resolve(cfg, DATA)
+
+
+def test_resolution_must_fit_the_packed_latents(pipe_dir):
+    with pytest.raises(ValueError, match="must be a multiple of 4"):
+        FLUX.resolve(flux_cfg(pipe_dir), {**DATA, "resolution": 30})
+
+
+@pytest.mark.workflow
+def test_flux_lora_end_to_end(tmp_path):
+    root = metadata_folder(tmp_path / "data", {"monet": 4, "degas": 4, "manet": 4})
+    base = {
+        "results": "results",
+        "estimators": [{"method": "leverage", "budget": 4}],
+        "data": {"source": "folder", "root": str(root), "contributor_column": "artist", "caption_column": "text",
+                 "resolution": 32, "channels": 3},
+        "model": {"family": "flux_lora", "pretrained": str(flux_pipeline(tmp_path / "pipe")), "lora": {"rank": 4},
+                  "max_sequence_length": 16},
+        "generate": {"n_images": 16, "inference_steps": 3, "batch_size": 16, "prompts": ["a painting"]},
+        "properties": ["aesthetic"],
+        "features": {"clip": {"model": str(clip_model(tmp_path / "clip"))},
+                     "aesthetic": {"head": str(aesthetic_head(tmp_path / "head.pth"))}},
+    }
+    refused = dry_run_error(tmp_path, {**base, "attributions": [{"method": "trak"}]})
+    assert "model.family flux_lora does not support the methods that read the model's gradients yet" in refused
+    cfg = write_config(tmp_path / "flux.yaml", {**base, "attributions": [{"method": "clip_similarity"}]})
+    run(tmp_path, configs=[cfg])
+    import pandas as pd
+
+    v = pd.read_csv(tmp_path / "results" / "values.csv")
+    assert set(v["method"]) == {"leverage", "clip_similarity-mean", "clip_similarity-max"} and np.isfinite(v["credit"]).all()
+    assert sorted(set(v["contributor"])) == ["degas", "manet", "monet"]
+    models = list((tmp_path / "results" / "coalitions").glob("*/model"))
+    assert models
+    for m in models:
+        assert {p.name for p in m.iterdir()} >= {"adapter_model.safetensors", "conditioning.json"}
+    assert sum(planned(tmp_path, configs=[cfg]).values()) == 0
