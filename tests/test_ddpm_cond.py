@@ -105,6 +105,32 @@ def test_guided_sampling_is_the_guidance_formula_and_independent_of_batching():
     assert not torch.allclose(plain, out)
 
 
+def test_the_targets_of_the_gradient_methods_carry_the_labels_sampling_used():
+    """The labels the UNet was called with while sampling (recorded from its calls), for
+    the model's own mix and for a proxy-conditioned model: what target_data gives, and
+    the gradient featurizer sees them through batch()."""
+    m, _ = model()
+    m.extras["label_counts"] = {0: 5, 1: 9, 2: 2}
+    seen = []
+
+    def record(module, args, kwargs):
+        seen.append(kwargs["class_labels"].clone())
+
+    handle = m.net.register_forward_pre_hook(record, with_kwargs=True)
+    images = FAMILY.sample(m, 7, GENERATE, CPU, torch.float32, progress=False)
+    handle.remove()
+    steps = GENERATE["inference_steps"]
+    used = torch.cat(seen[::steps]).numpy()  # each batch's first step
+    assert all(torch.equal(seen[i], seen[i - i % steps]) for i in range(len(seen)))
+    targets = FAMILY.target_data(images, GENERATE, None, CPU, 4, {}, m)
+    np.testing.assert_array_equal(targets["labels"], used)
+    assert len(set(used.tolist())) > 1
+    x, y = FAMILY.batch(m, {k: torch.from_numpy(v) for k, v in targets.items()}, torch.arange(7))
+    np.testing.assert_array_equal(y.numpy(), used)
+    FAMILY.condition_on(m, np.array([2, 2, 2]))
+    assert (FAMILY.target_data(images, GENERATE, None, CPU, 4, {}, m)["labels"] == 2).all()
+
+
 def test_pruning_keeps_the_class_embedding_working(tmp_path):
     m, _ = model()
     before = n_parameters(m.net)

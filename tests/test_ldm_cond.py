@@ -78,10 +78,12 @@ def test_ldm_cond_end_to_end_under_sft_and_the_proxy_strategy(tmp_path):
         "generate": {"n_images": 24, "inference_steps": 4, "batch_size": 24, "guidance_scale": 1.5},
         "estimators": [{"method": "stratified", "budget": 6}, {"method": "stratified", "budget": 6,
                                                                 "strategy": "proxy"}],
+        "attributions": [{"method": "dtrak", "timesteps": 2}],  # contributor labels, encoded labelled targets
     })
     run(tmp_path, configs=[cfg])
     v = pd.read_csv(tmp_path / "results" / "values.csv")
-    assert set(v["strategy"]) == {"sft", "proxy"} and np.isfinite(v["value"]).all()
+    assert set(v["strategy"]) == {"sft", "proxy", "full"} and np.isfinite(v["value"]).all()
+    assert set(v.loc[v["strategy"] == "full", "method"]) == {"dtrak"}
     assert sorted(set(v["contributor"])) == ["c0", "c1", "c2"]
     # Image folders have no labels: the condition is the contributor (data.condition: auto), one index
     # each, so every model (trained or conditioned) remembers exactly its members' indices.

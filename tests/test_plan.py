@@ -483,7 +483,8 @@ def test_image_folders_condition_on_the_contributor_by_content_and_class_is_refu
     asking for class on them is refused."""
     root = folders(tmp_path / "img")
     over = {"data": {"source": "folder", "root": str(root)}, "model": {"family": "ddpm_cond"},
-            "fine_tune": {"strategy": "proxy"}, "estimators": [{"method": "stratified", "budget": 8}]}
+            "fine_tune": {"strategy": "proxy"}, "estimators": [{"method": "stratified", "budget": 8}],
+            "attributions": [{"method": "dtrak"}]}
     plan = make_plan(tmp_path, **over)
     assert plan.condition_mode == "contributor" and plan.model_spec["condition"] == "contributor"
     assert plan.model_spec["classes"] == 4 and plan.model_spec["unet"]["num_class_embeds"] == 5
@@ -494,6 +495,14 @@ def test_image_folders_condition_on_the_contributor_by_content_and_class_is_refu
     members = plan.job(key)["members"]
     assert plan.job(key)["condition_labels"] == {plan.nodes[plan.train_shards[m]].path: full[plan.nodes[
         plan.train_shards[m]].path] for m in members}
+    # A gradient method featurizes each contributor's items under the label the full model learned them with.
+    featurized = [plan.job(k) for k in plan.keys("attribution_features") if plan.job(k)["role"] == "train"]
+    assert len(featurized) == 4
+    for job in featurized:
+        assert job["condition_labels"] == {job["inputs"]["source"]: full[job["inputs"]["source"]]}
+    assert sorted(v for j in featurized for v in j["condition_labels"].values()) == [0, 1, 2, 3]
+    assert not any("condition_labels" in plan.job(k) for k in plan.keys("attribution_features")
+                   if plan.job(k)["role"] == "target")
     (root / "b").rename(root / "b2")
     renamed = make_plan(tmp_path, **over)
     assert renamed.job(renamed.full_key)["condition_labels"] == full and renamed.full_key == plan.full_key

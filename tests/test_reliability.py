@@ -257,8 +257,6 @@ def test_a_warmup_that_outlasts_training_is_said_before_any_job(tmp_path, monkey
     ({"model": {"family": "ddpm_cond"}, "data": {"condition": "caption"}},
      "data.condition: caption does not apply to model.family ddpm_cond, which takes data.condition class or "
      "contributor"),
-    ({"model": {"family": "ddpm_cond"}, "attributions": ["trak"]},
-     "attributions[0] (trak): model.family ddpm_cond does not support the methods that read the model's gradients"),
 ])
 def test_bad_values_are_config_errors_not_tracebacks(tmp_path, monkeypatch, cfg, needle):
     monkeypatch.chdir(tmp_path)

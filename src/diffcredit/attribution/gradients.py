@@ -2,10 +2,11 @@
 
 The feature of an item x0 (pixels, or latents with a text condition) is the gradient,
 over every trainable parameter of the family, of an output function of the network's
-prediction at K uniform timesteps t = 0, T/K, 2T/K, ..., each noised with one fixed
-draw per (seed, t) shared by every item, training and generated alike:
+prediction at K uniform timesteps t = 0, T/K, 2T/K, ..., each noised as the family
+trains (its `noising`: x_t = a x0 + b noise) with one fixed draw per (seed, t) shared
+by every item, training and generated alike:
 
-    loss     mean over pixels of (prediction - target)^2   (TRAK)
+    loss     mean over pixels of (prediction - family's target)^2   (TRAK)
     sq_norm  mean over pixels of prediction^2               (D-TRAK)
     mean     mean over pixels of prediction                 (DAS)
 
@@ -63,11 +64,14 @@ class Projector:
 def plain_attention(net) -> None:
     """Attention as explicit matmuls: vmap has no batching rule for the fused CPU kernel
     (it falls back to a slow loop over items)."""
+    from diffusers.models.attention import AttentionModuleMixin
     from diffusers.models.attention_processor import Attention, AttnProcessor
 
     for module in net.modules():
         if isinstance(module, Attention):
             module.set_processor(AttnProcessor())
+        elif isinstance(module, AttentionModuleMixin):  # the newer attention classes (FLUX's)
+            module.set_attention_backend("_native_math")
 
 
 class _Predict(torch.nn.Module):
@@ -86,8 +90,6 @@ class GradientFeaturizer:
     """Gradient features of items of one model under one featurizer spec and noise seed."""
 
     def __init__(self, family, model, spec: dict, seed: int, device, sample_shape):
-        from ..families.base import diffusion_loss
-
         if spec["output"] not in OUTPUTS:
             raise ValueError(f"unknown output {spec['output']!r}; known: {OUTPUTS}")
         self.family, self.model, self.spec, self.device = family, model, spec, device
@@ -98,14 +100,10 @@ class GradientFeaturizer:
         self.n_params = sum(p.numel() for p in self.trainable.values())
         self.params = {f"net.{n}": p.detach() for n, p in self.trainable.items()}
         self.wrapper = _Predict(family, model)
-        self.sched = family.noise_scheduler(model)
         ts = timestep_grid(family.num_timesteps(model), spec["timesteps"])
         self.t = torch.tensor(ts, device=device, dtype=torch.long)
-        ac = self.sched.alphas_cumprod.to(device=device, dtype=torch.float32)[self.t]
-        self.a = ac.sqrt()
-        self.b = (1 - ac).sqrt()
+        self.a, self.b = family.noising(model, self.t)
         self.eps = fixed_noise(tuple(sample_shape), seed, ts).to(device)
-        self._loss = diffusion_loss
         dim = spec.get("projection_dim")
         self.projector = Projector(self.n_params, dim, spec["projection_seed"]) if dim else None
 
@@ -129,10 +127,15 @@ class GradientFeaturizer:
         pred = functional_call(self.wrapper, params, (xt, self.t, c)).float()
         kind = self.spec["output"]
         if kind == "loss":
-            return self._loss(pred, x, self.eps, self.t, self.sched)
+            return self._loss(pred, x)
         if kind == "sq_norm":
             return pred.pow(2).flatten(1).mean(1)
         return pred.flatten(1).mean(1)
+
+    def _loss(self, pred, x):
+        """(K,) squared error of the K predictions against the family's training target."""
+        target = self.family.target(self.model, x, self.eps, self.t)
+        return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
 
     def _flat(self, grads: dict, lead: int) -> torch.Tensor:
         return torch.cat([grads[f"net.{n}"].reshape(*grads[f"net.{n}"].shape[:lead], -1) for n in self.names], -1)
@@ -162,7 +165,7 @@ class GradientFeaturizer:
             xt, x = self._noised(x0[i])
             c = None if cond is None else cond[i].to(self.device).unsqueeze(0).expand(len(self.t), *cond[i].shape)
             pred = self.family.predict(self.model, xt, self.t, c).float()
-            out.append(self._loss(pred, x, self.eps, self.t, self.sched).mean().sqrt())
+            out.append(self._loss(pred, x).mean().sqrt())
         return torch.stack(out)
 
 

@@ -45,7 +45,7 @@ def _gradient_features(job: dict, device, progress: bool) -> dict:
     import torch
 
     from ..families import get_family
-    from ..stages.models import load_model
+    from ..stages.models import contributor_labels, load_model
     from .gradients import featurize, items_per_pass
 
     spec, inputs = job["spec"], job["inputs"]
@@ -54,9 +54,11 @@ def _gradient_features(job: dict, device, progress: bool) -> dict:
     model = load_model(family, inputs["model"], job)
     if job["role"] == "train":
         data = family.training_data([inputs["source"]])
+        if job.get("condition_labels"):  # data.condition: contributor
+            data["labels"] = contributor_labels([inputs["source"]], job["condition_labels"])
     else:
         data = family.target_data(_uint8_images(inputs["source"]), job["generate"], job["encode_spec"], device,
-                                  job["batch_size"], runtime)
+                                  job["batch_size"], runtime, model)
     data = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
     n_params = sum(p.numel() for p in family.trainable(model).values())
     per_pass = min(job["batch_size"], items_per_pass(n_params, spec["timesteps"], spec["normalize"],

@@ -44,8 +44,6 @@ class Family:
     name: str = ""
     schema: ClassVar[dict] = {}  # its `model` keys (JSON-schema properties)
     generate_schema: ClassVar[dict] = {}  # its `generate` keys besides the common ones
-    # Why the gradient attribution methods cannot read this family's models ("": they can).
-    no_gradients: ClassVar[str] = ""
     # Whether its models sample a mix of labels they can be told (`condition_on`): what
     # the proxy strategy needs.
     conditional: ClassVar[bool] = False
@@ -119,6 +117,18 @@ class Family:
         pred = self.predict(model, sched.add_noise(x0, noise, t), t, cond)
         return diffusion_loss(pred, x0, noise, t, sched)
 
+    def noising(self, model: Model, t):
+        """(a, b), each (len(t),) float32 on t's device: x_t = a x0 + b noise at timesteps
+        `t` (what `loss` trains on; the gradient attribution methods noise with it)."""
+        import torch
+
+        ac = self.noise_scheduler(model).alphas_cumprod.to(device=t.device, dtype=torch.float32)[t]
+        return ac.sqrt(), (1 - ac).sqrt()
+
+    def target(self, model: Model, x0, noise, t):
+        """What the prediction at timesteps `t` is trained toward."""
+        return diffusion_target(x0, noise, t, self.noise_scheduler(model))
+
     # ---------------------------------------------------------- training data
     #
     # Pixel families train on the contributors' shards as they are. Latent families
@@ -140,9 +150,10 @@ class Family:
         return read_shard_arrays(paths, keys=("images",))
 
     def target_data(self, images, generate: dict, encode_spec: dict | None, device, batch_size: int,
-                    runtime: dict) -> dict:
+                    runtime: dict, model: Model | None = None) -> dict:
         """Training arrays (as `training_data` returns them) of generated uint8 images,
-        sampled with the keyed `generate` settings: the attribution methods' targets."""
+        sampled by `model` with the keyed `generate` settings: the attribution methods'
+        targets."""
         if encode_spec is not None:
             raise NotImplementedError(f"{self.name} encodes its training data; it must encode targets too")
         return {"images": images}
@@ -180,15 +191,18 @@ class Family:
         raise NotImplementedError
 
 
-def diffusion_loss(pred, x0, noise, t, noise_scheduler):
-    """Per-sample MSE against the target of the scheduler's prediction_type."""
+def diffusion_target(x0, noise, t, noise_scheduler):
+    """The target of the scheduler's prediction_type."""
     kind = noise_scheduler.config.prediction_type
     if kind == "epsilon":
-        target = noise
-    elif kind == "v_prediction":
-        target = noise_scheduler.get_velocity(x0, noise, t)
-    elif kind == "sample":
-        target = x0
-    else:
-        raise ValueError(f"unsupported prediction_type {kind!r}")
-    return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+        return noise
+    if kind == "v_prediction":
+        return noise_scheduler.get_velocity(x0, noise, t)
+    if kind == "sample":
+        return x0
+    raise ValueError(f"unsupported prediction_type {kind!r}")
+
+
+def diffusion_loss(pred, x0, noise, t, noise_scheduler):
+    """Per-sample MSE against the target of the scheduler's prediction_type."""
+    return (pred.float() - diffusion_target(x0, noise, t, noise_scheduler).float()).pow(2).flatten(1).mean(1)

@@ -46,7 +46,6 @@ class DDPMCond(DDPM):
         "condition_dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.1,
                               "description": "share of training items whose label is replaced by the null label"},
     }
-    no_gradients = "a generated image's gradient needs the label it was sampled with"
     conditional = True
     condition_kinds = ("class", "contributor")
     generate_schema = {
@@ -96,9 +95,12 @@ class DDPMCond(DDPM):
 
         return read_shard_arrays(paths, keys=("images", "labels"))
 
-    def target_data(self, images, generate, encode_spec, device, batch_size, runtime) -> dict:
-        raise ValueError("the attribution methods do not support model.family ddpm_cond yet: a generated image's "
-                         "gradient needs the label it was sampled with")
+    def target_data(self, images, generate, encode_spec, device, batch_size, runtime, model=None) -> dict:
+        """The images (encoded, for a latent family) and the label each was sampled with:
+        drawn again from `model`'s label counts and the generate seed, as `denoise` drew them."""
+        data = super().target_data(images, generate, encode_spec, device, batch_size, runtime)
+        data["labels"] = self.sample_labels(model, len(images), int(generate["seed"]))
+        return data
 
     def remember_data(self, model: Model, data: dict) -> None:
         self.condition_on(model, data["labels"])

@@ -144,7 +144,7 @@ class LDM(DDPM):
 
         return read_shard_arrays(paths, keys=("latents",))
 
-    def target_data(self, images, generate, encode_spec, device, batch_size, runtime) -> dict:
+    def target_data(self, images, generate, encode_spec, device, batch_size, runtime, model=None) -> dict:
         import numpy as np
 
         enc = self.encode_shard(encode_spec, {"images": images, "labels": np.full(len(images), -1)}, device,

@@ -305,7 +305,7 @@ class SDLoRA(Family):
                 "text_index": np.concatenate([s["text_index"] + o for s, o in zip(shards, offsets)]),
                 "text": np.concatenate([s["text"] for s in shards])}
 
-    def target_data(self, images, generate, encode_spec, device, batch_size, runtime) -> dict:
+    def target_data(self, images, generate, encode_spec, device, batch_size, runtime, model=None) -> dict:
         """Generated image i was sampled with prompt i (mod the prompts): its caption."""
         prompts = generate["prompts"]
         captions = [prompts[i % len(prompts)] for i in range(len(images))]

@@ -34,10 +34,6 @@ class AttributionNodes:
         for i, entry in enumerate(entries):
             where = f"attributions[{i}] ({entry['method']})"
             method = get_method(entry["method"])
-            if method.reads_model and self.family.no_gradients:
-                raise ConfigError(f"invalid config: {where}: model.family {self.family.name} does not support the "
-                                  f"methods that read the model's gradients yet ({self.family.no_gradients}); the "
-                                  "similarity methods work")
             try:
                 fspec = method.featurizer(entry, context)
                 variants = method.variants(entry)
@@ -71,5 +67,6 @@ class AttributionNodes:
                "batch_size": self.cfg["features"]["batch_size"], "method_runtime": runtime}
         if method.reads_model:
             job.update(family=self.family.name, family_runtime=self.family_runtime, memory_mb=2048,
-                       generate=self.generate_spec, encode_spec=self.family.encode_spec(self.model_spec))
+                       generate=self.generate_spec, encode_spec=self.family.encode_spec(self.model_spec),
+                       **(self._condition_labels([item]) if role == "train" else {}))
         return self.add("attribution_features", {**fspec, "role": role}, parents, job)
