@@ -1,7 +1,7 @@
 """The flux_lora family on a tiny random FluxPipeline: text encoding as the pipeline's
 encode_prompt, the transformer called as the pipeline calls it, the flow-matching loss
-as diffusers' FLUX training computes it, seeded sampling, adapter round trips, rank
-pruning, training, and the whole workflow."""
+as diffusers' FLUX training computes it, gradient features of that loss, seeded
+sampling, adapter round trips, rank pruning, training, and the whole workflow."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import dry_run_error, planned, run, write_config
+from conftest import planned, run, write_config
 from diffcredit.config import validate
 from diffcredit.families import get_family
 from diffcredit.families.flux_lora import FLUX_TARGETS
@@ -94,9 +94,9 @@ def test_predict_calls_the_transformer_as_the_pipeline_does(pipe_dir, pipe):
     _, _, model = flux_model(pipe_dir)
     cond = torch.from_numpy(encoded_prompts(pipe_dir, ["a cat", "a dog"]))
     x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(1))
-    t = torch.tensor([10.0, 700.0])
+    t = torch.tensor([10, 700])  # timestep indices: noise levels 11/1000 and 701/1000
     with torch.no_grad():
-        want = transformer_as_the_pipeline_calls_it(pipe, model.net, x, t, ["a cat", "a dog"])
+        want = transformer_as_the_pipeline_calls_it(pipe, model.net, x, (t + 1).float(), ["a cat", "a dog"])
         got = FLUX.predict(model, x, t, cond)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
@@ -148,7 +148,7 @@ def test_untrained_adapter_samples_the_base_pipelines_images(pipe_dir, pipe):
 def test_prune_save_and_load_keep_outputs_and_images(pipe_dir, tmp_path):
     spec, runtime, model = flux_model(pipe_dir)
     cond = torch.from_numpy(encoded_prompts(pipe_dir, ["a cat", "a dog"]))
-    x, t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(2)), torch.tensor([5.0, 900.0])
+    x, t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(2)), torch.tensor([5, 900])
     with torch.no_grad():
         full = FLUX.predict(model, x, t, cond)
     n_full = sum(p.numel() for p in FLUX.trainable(model).values())
@@ -189,6 +189,40 @@ def test_training_lowers_the_loss_on_its_data_and_trains_only_the_adapter(pipe_d
     noise, t = torch.randn(x0.shape, generator=g), torch.randint(0, 1000, (8,), generator=g)
     with torch.no_grad():
         assert FLUX.loss(model, x0, noise, t, cond).mean() < FLUX.loss(base, x0, noise, t, cond).mean()
+
+
+@pytest.mark.parametrize("output", ["loss", "sq_norm"])
+def test_gradient_features_are_the_training_losss_gradients(pipe_dir, output):
+    """TRAK's and D-TRAK's features of encoded items: per item, the mean over the grid's
+    timesteps of the gradient over the adapter of the flow-matching loss (or the squared
+    prediction) at the featurizer's fixed noise, computed here by plain autograd."""
+    from diffcredit.attribution.gradients import featurize, fixed_noise, timestep_grid
+
+    spec, runtime, model = flux_model(pipe_dir)
+    images = np.random.default_rng(1).integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
+    enc = FLUX.encode_shard({**FLUX.encode_spec(spec), "text": {"captions": True, "max_length": 16}},
+                            {"images": images, "captions": ["a cat", "a dog", "a cat"]}, CPU, 4, runtime)
+    data = {k: torch.from_numpy(v) for k, v in FLUX.training_data_from([enc]).items()}
+    fspec = {"kind": "gradient", "output": output, "normalize": False, "residual": False, "timesteps": 3,
+             "projection_dim": None, "projection_seed": 0, "seeds": [0]}
+    ours = featurize(FLUX, model, data, fspec, CPU, batch_size=2, progress=False)["features"][0]
+    x0, cond = FLUX.batch(model, data, torch.arange(3))
+    ts = timestep_grid(1000, 3)
+    eps = fixed_noise(tuple(x0.shape[1:]), 0, ts)
+    params = list(FLUX.trainable(model).values())
+    rows = []
+    for i in range(3):
+        per_t = []
+        for k, t in enumerate(ts):
+            tt = torch.tensor([t])
+            if output == "loss":
+                f = FLUX.loss(model, x0[i:i + 1], eps[k:k + 1], tt, cond[i:i + 1]).mean()
+            else:
+                a, b = 1 - (t + 1) / 1000, (t + 1) / 1000
+                f = FLUX.predict(model, a * x0[i:i + 1] + b * eps[k:k + 1], tt, cond[i:i + 1]).pow(2).mean()
+            per_t.append(torch.cat([g.flatten() for g in torch.autograd.grad(f, params)]))
+        rows.append(torch.stack(per_t).mean(0))
+    np.testing.assert_allclose(ours, torch.stack(rows).numpy(), rtol=2e-3, atol=1e-6)
 
 
 def test_a_transformer_without_guidance_takes_none(tmp_path):
@@ -234,14 +268,13 @@ def test_flux_lora_end_to_end(tmp_path):
         "features": {"clip": {"model": str(clip_model(tmp_path / "clip"))},
                      "aesthetic": {"head": str(aesthetic_head(tmp_path / "head.pth"))}},
     }
-    refused = dry_run_error(tmp_path, {**base, "attributions": [{"method": "trak"}]})
-    assert "model.family flux_lora does not support the methods that read the model's gradients yet" in refused
-    cfg = write_config(tmp_path / "flux.yaml", {**base, "attributions": [{"method": "clip_similarity"}]})
+    cfg = write_config(tmp_path / "flux.yaml", {**base, "attributions": [{"method": "clip_similarity"},
+                                                                           {"method": "dtrak", "timesteps": 2}]})
     run(tmp_path, configs=[cfg])
     import pandas as pd
 
     v = pd.read_csv(tmp_path / "results" / "values.csv")
-    assert set(v["method"]) == {"leverage", "clip_similarity-mean", "clip_similarity-max"} and np.isfinite(v["credit"]).all()
+    assert set(v["method"]) == {"leverage", "clip_similarity-mean", "clip_similarity-max", "dtrak"} and np.isfinite(v["credit"]).all()
     assert sorted(set(v["contributor"])) == ["degas", "manet", "monet"]
     models = list((tmp_path / "results" / "coalitions").glob("*/model"))
     assert models

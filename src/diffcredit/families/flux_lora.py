@@ -20,7 +20,8 @@ black-forest-labs/FLUX.1-dev). What differs from sd_lora:
 - Text: the T5 encoder's hidden states (`model.max_sequence_length` tokens, 512) and the
   CLIP encoder's pooled output, encoded once per distinct caption by the pipeline's own
   `encode_prompt`; the pooled embedding is one more row (zero-padded), as in sdxl_lora.
-- The gradient attribution methods are refused (their featurizer noises as DDPM does).
+- The gradient attribution methods featurize the flow-matching loss (the family's
+  `noising` and `target`) of the adapter's parameters.
 
 Rank pruning, adapter-only artifacts and seeded sampling are sd_lora's.
 """
@@ -53,7 +54,6 @@ class FluxLoRA(SDLoRA):
     latent_multiple = 2  # 2x2 patches
     default_rank = 4
     default_guidance = 3.5
-    no_gradients = "its flow-matching loss is not the DDPM loss the gradient featurizer computes"
     schema: ClassVar[dict] = {
         **SDLoRA.schema,
         "pretrained": {**SDLoRA.schema["pretrained"], "description": "the base FluxPipeline, a hub id or local "
@@ -121,8 +121,8 @@ class FluxLoRA(SDLoRA):
         return model
 
     def predict(self, model: Model, xt, t, cond=None):
-        """Velocity (noise - x0) of latents `xt` (B, C, h, w) at timesteps `t` = s * N;
-        `cond` is (B, L + 1, D): L T5 rows, then the pooled CLIP embedding."""
+        """Velocity (noise - x0) of latents `xt` (B, C, h, w) at timestep indices `t` (noise
+        level (t + 1) / N); `cond` is (B, L + 1, D): L T5 rows, then the pooled CLIP embedding."""
         import torch
         from diffusers import FluxPipeline
 
@@ -135,18 +135,28 @@ class FluxLoRA(SDLoRA):
         if t.dim() == 0:
             t = t.expand(b)
         guidance = None if flux["guidance"] is None else torch.full((b,), flux["guidance"], device=xt.device)
-        out = model.net(hidden_states=packed, timestep=t.to(xt.dtype) / self.num_timesteps(model),
+        out = model.net(hidden_states=packed, timestep=self._level(model, t).to(xt.dtype),
                         guidance=guidance, pooled_projections=pooled, encoder_hidden_states=hidden,
                         txt_ids=txt_ids, img_ids=img_ids).sample
         return FluxPipeline._unpack_latents(out, h, w, 1)
 
+    def _level(self, model: Model, t):
+        """Noise level s in (0, 1] of timestep index t in [0, N)."""
+        return (t.float() + 1) / self.num_timesteps(model)
+
+    def noising(self, model: Model, t):
+        s = self._level(model, t)
+        return 1 - s, s
+
+    def target(self, model: Model, x0, noise, t):
+        return noise - x0
+
     def loss(self, model: Model, x0, noise, t, cond=None):
-        """Per-sample flow-matching loss: timestep index t in [0, N) is noise level (t + 1) / N."""
-        n = self.num_timesteps(model)
-        s = (t.float() + 1) / n
-        s4 = s.view(-1, 1, 1, 1).to(x0.dtype)
-        pred = self.predict(model, (1 - s4) * x0 + s4 * noise, s * n, cond)
-        return (pred.float() - (noise - x0).float()).pow(2).flatten(1).mean(1)
+        """Per-sample flow-matching loss."""
+        a, b = self.noising(model, t)
+        shape = (-1,) + (1,) * (x0.dim() - 1)
+        pred = self.predict(model, a.view(shape).to(x0.dtype) * x0 + b.view(shape).to(x0.dtype) * noise, t, cond)
+        return (pred.float() - self.target(model, x0, noise, t).float()).pow(2).flatten(1).mean(1)
 
     # ---------------------------------------------------------- training data
 
