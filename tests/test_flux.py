@@ -37,7 +37,7 @@ def pipe(pipe_dir):
 
 def flux_cfg(pipe_dir, **model):
     cfg = {"family": "flux_lora", "pretrained": str(pipe_dir), "lora": {"rank": 4}, "prompt": "a photo",
-           "max_sequence_length": 16, **model}
+           "max_sequence_length": 16, "dtype": "float32", **model}
     return validate({"model": cfg}, SCHEMA)["model"]
 
 
@@ -55,7 +55,8 @@ def flux_model(pipe_dir, seed=0):
 
 
 def encoded_prompts(pipe_dir, prompts):
-    return FLUX.encode_text(FLUX.runtime(flux_cfg(pipe_dir))["pretrained"], prompts, CPU, max_length=16)
+    return FLUX.encode_text(FLUX.runtime(flux_cfg(pipe_dir))["pretrained"], prompts, CPU,
+                            encode_spec={"text": {"max_length": 16}, "dtype": "float32"})
 
 
 def transformer_as_the_pipeline_calls_it(pipe, net, latents, timestep, prompts, guidance=3.5):
@@ -75,6 +76,9 @@ def test_the_spec_follows_the_pipeline(pipe_dir):
     assert spec["text"] == {"prompt": "a photo", "max_length": 16}
     assert spec["latent"] == {"channels": 4, "size": 16}
     assert FLUX.resolve(flux_cfg(pipe_dir, guidance=1.0), DATA)["flux"]["guidance"] == 1.0
+    assert spec["dtype"] == "float32" and FLUX.encode_spec(spec)["dtype"] == "float32"
+    default = validate({"model": {"family": "flux_lora", "pretrained": str(pipe_dir), "prompt": "a"}}, SCHEMA)["model"]
+    assert FLUX.resolve(default, DATA)["dtype"] == "bfloat16"
 
 
 def test_the_text_condition_is_the_pipelines_prompt_encoding(pipe_dir, pipe):
@@ -223,6 +227,41 @@ def test_gradient_features_are_the_training_losss_gradients(pipe_dir, output):
             per_t.append(torch.cat([g.flatten() for g in torch.autograd.grad(f, params)]))
         rows.append(torch.stack(per_t).mean(0))
     np.testing.assert_allclose(ours, torch.stack(rows).numpy(), rtol=2e-3, atol=1e-6)
+
+
+def test_bfloat16_base_weights_train_a_float32_adapter_and_round_trip(pipe_dir, tmp_path):
+    """model.dtype bfloat16 (the default): the frozen transformer in bfloat16, the adapter
+    in float32 and trained; predictions near the float32 model's; a saved model loads
+    back in bfloat16 with the same outputs; samples come out."""
+    from diffcredit.training import TrainSpec, train
+
+    cfg = flux_cfg(pipe_dir, dtype="bfloat16")
+    spec, runtime = FLUX.resolve(cfg, DATA), FLUX.runtime(cfg)
+    model = FLUX.init(spec, runtime)
+    frozen = {p.dtype for n, p in model.net.named_parameters() if "lora_" not in n}
+    assert frozen == {torch.bfloat16} and {p.dtype for p in FLUX.trainable(model).values()} == {torch.float32}
+    _, _, full = flux_model(pipe_dir)
+    with torch.no_grad():
+        for name, p in FLUX.trainable(model).items():
+            p.copy_(FLUX.trainable(full)[name])
+    cond = torch.from_numpy(encoded_prompts(pipe_dir, ["a cat", "a dog"]))
+    x, t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(4)), torch.tensor([50, 600])
+    with torch.no_grad():
+        low, high = FLUX.predict(model, x, t, cond), FLUX.predict(full, x, t, cond)
+    assert low.dtype == torch.float32 and (low - high).norm() < 0.1 * high.norm()  # bfloat16: 3 digits
+    images = np.random.default_rng(0).integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    enc = FLUX.encode_shard(FLUX.encode_spec(spec), {"images": images}, CPU, 4, runtime)
+    before = {n: p.detach().clone() for n, p in FLUX.trainable(model).items()}
+    train(FLUX, model, FLUX.training_data_from([enc]), TrainSpec(steps=3, batch_size=4, lr=1e-3, seed=0), CPU,
+          progress=False)
+    assert all(not torch.equal(before[n], p) for n, p in FLUX.trainable(model).items() if "lora_B" in n)
+    FLUX.save(model, tmp_path)
+    again = FLUX.load(tmp_path, runtime)
+    assert {p.dtype for n, p in again.net.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+    with torch.no_grad():
+        torch.testing.assert_close(FLUX.predict(again, x, t, cond), FLUX.predict(model, x, t, cond), rtol=0, atol=0)
+    gen = FLUX.resolve_generate({"n_images": 2, "inference_steps": 2, "seed": 0, "batch_size": 2}, spec, cfg)
+    assert FLUX.sample(again, 2, gen, CPU, torch.float32, progress=False).shape == (2, 3, 32, 32)
 
 
 def test_a_transformer_without_guidance_takes_none(tmp_path):

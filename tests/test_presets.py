@@ -109,6 +109,7 @@ def test_flux_folder_preset(stand_ins, tmp_path):
     assert plan.model_spec["lora"] == {"rank": 4, "alpha": 4.0, "targets": FLUX_TARGETS}
     assert plan.model_spec["text"] == {"captions": True, "max_length": 512}
     assert plan.model_spec["flux"] == {"guidance": 3.5, "text_dim": 24, "pooled_dim": 32}
+    assert plan.model_spec["dtype"] == "bfloat16"
     assert plan.generate_spec["guidance_scale"] == 3.5 and plan.generate_spec["max_sequence_length"] == 512
     assert len(plan.keys("encode")) == 10
     assert plan.node(plan.keys("fine_tune")[0]).job["training"] == merged_recipe("flux_folder", "fine_tune", "training")

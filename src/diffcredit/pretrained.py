@@ -156,6 +156,18 @@ def local_folder(ref: dict) -> Path | None:
     return Path(hit).parent if isinstance(hit, str) else None
 
 
+def dtype_kwargs(dtype: str | None) -> dict:
+    """diffusers' from_pretrained argument that loads weights in `dtype` (a torch dtype's
+    name; None: as the library defaults): `dtype`, or `torch_dtype` before the rename."""
+    if not dtype:
+        return {}
+    import torch
+    from diffusers.utils import deprecation_utils
+
+    renamed = hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE")
+    return {"dtype" if renamed else "torch_dtype": getattr(torch, dtype)}
+
+
 def load_kwargs(ref: dict) -> dict:
     """from_pretrained arguments of a reference."""
     out = {}

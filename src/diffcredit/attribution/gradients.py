@@ -64,8 +64,12 @@ class Projector:
 def plain_attention(net) -> None:
     """Attention as explicit matmuls: vmap has no batching rule for the fused CPU kernel
     (it falls back to a slow loop over items)."""
-    from diffusers.models.attention import AttentionModuleMixin
     from diffusers.models.attention_processor import Attention, AttnProcessor
+
+    try:
+        from diffusers.models.attention import AttentionModuleMixin
+    except ImportError:  # diffusers before its attention classes were split
+        AttentionModuleMixin = ()
 
     for module in net.modules():
         if isinstance(module, Attention):

@@ -20,6 +20,9 @@ black-forest-labs/FLUX.1-dev). What differs from sd_lora:
 - Text: the T5 encoder's hidden states (`model.max_sequence_length` tokens, 512) and the
   CLIP encoder's pooled output, encoded once per distinct caption by the pipeline's own
   `encode_prompt`; the pooled embedding is one more row (zero-padded), as in sdxl_lora.
+- Weights: the frozen transformer and text encoders load in `model.dtype` (bfloat16, as
+  the FLUX scripts train; a 12B transformer in float32 takes 48 GB), the VAE in float32;
+  the adapter is float32 and the transformer's inputs are cast to its weights' dtype.
 - The gradient attribution methods featurize the flow-matching loss (the family's
   `noising` and `target`) of the adapter's parameters.
 
@@ -64,6 +67,9 @@ class FluxLoRA(SDLoRA):
         "max_sequence_length": {"type": "integer", "minimum": 1, "maximum": MAX_SEQUENCE_LENGTH,
                                 "default": MAX_SEQUENCE_LENGTH,
                                 "description": "T5 tokens per caption, in training and sampling"},
+        "dtype": {"enum": ["bfloat16", "float16", "float32"], "default": "bfloat16",
+                  "description": "the dtype of the frozen pretrained weights (transformer, text encoders); the "
+                                 "adapter trains in float32"},
     }
     generate_schema: ClassVar[dict] = {
         "prompts": SDLoRA.generate_schema["prompts"],
@@ -91,7 +97,11 @@ class FluxLoRA(SDLoRA):
         else:
             spec["flux"]["guidance"] = float(self.default_guidance if given is None else given)
         spec["text"] = {**spec["text"], "max_length": int(model_cfg.get("max_sequence_length") or MAX_SEQUENCE_LENGTH)}
+        spec["dtype"] = model_cfg.get("dtype") or "bfloat16"
         return spec
+
+    def encode_spec(self, spec: dict) -> dict:
+        return {**super().encode_spec(spec), "dtype": spec["dtype"]}
 
     def resolve_generate(self, gen: dict, spec: dict, model_cfg: dict) -> dict:
         prompts = gen.get("prompts") or ([model_cfg["prompt"]] if model_cfg.get("prompt") else None)
@@ -108,8 +118,11 @@ class FluxLoRA(SDLoRA):
 
     def init(self, spec: dict, runtime: dict | None = None) -> Model:
         model = super().init(spec, runtime)
-        model.extras["flux"] = dict(spec["flux"])
+        model.extras["flux"] = {**spec["flux"], "dtype": spec["dtype"]}
         return model
+
+    def _saved_dtype(self, folder: Path) -> str | None:
+        return json.loads((Path(folder) / CONDITIONING).read_text())["dtype"]
 
     def save(self, model: Model, folder: Path) -> None:
         super().save(model, folder)
@@ -126,19 +139,20 @@ class FluxLoRA(SDLoRA):
         import torch
         from diffusers import FluxPipeline
 
-        flux = model.extras["flux"]
+        flux, dtype = model.extras["flux"], model.net.dtype  # inputs in the frozen weights' dtype
         b, c, h, w = xt.shape
-        packed = FluxPipeline._pack_latents(xt, b, c, h, w)
-        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, xt.device, xt.dtype)
-        hidden, pooled = cond[:, :-1, : flux["text_dim"]], cond[:, -1, : flux["pooled_dim"]]
-        txt_ids = torch.zeros(hidden.shape[1], 3, device=xt.device, dtype=xt.dtype)
+        packed = FluxPipeline._pack_latents(xt, b, c, h, w).to(dtype)
+        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, xt.device, dtype)
+        hidden, pooled = cond[:, :-1, : flux["text_dim"]].to(dtype), cond[:, -1, : flux["pooled_dim"]].to(dtype)
+        txt_ids = torch.zeros(hidden.shape[1], 3, device=xt.device, dtype=dtype)
         if t.dim() == 0:
             t = t.expand(b)
-        guidance = None if flux["guidance"] is None else torch.full((b,), flux["guidance"], device=xt.device)
-        out = model.net(hidden_states=packed, timestep=self._level(model, t).to(xt.dtype),
+        guidance = None if flux["guidance"] is None else torch.full((b,), flux["guidance"], device=xt.device,
+                                                                     dtype=dtype)
+        out = model.net(hidden_states=packed, timestep=self._level(model, t).to(dtype),
                         guidance=guidance, pooled_projections=pooled, encoder_hidden_states=hidden,
                         txt_ids=txt_ids, img_ids=img_ids).sample
-        return FluxPipeline._unpack_latents(out, h, w, 1)
+        return FluxPipeline._unpack_latents(out, h, w, 1).to(xt.dtype)
 
     def _level(self, model: Model, t):
         """Noise level s in (0, 1] of timestep index t in [0, N)."""
@@ -160,15 +174,21 @@ class FluxLoRA(SDLoRA):
 
     # ---------------------------------------------------------- training data
 
-    def encode_text(self, ref: dict, prompts: list[str], device, batch_size: int = 64, max_length: int | None = None):
-        """(n, L + 1, D) float32: the T5 hidden states, then the pooled CLIP embedding as
-        the last row (each zero-padded to D, the larger of the two)."""
+    def encode_text(self, ref: dict, prompts: list[str], device, batch_size: int = 64,
+                    encode_spec: dict | None = None):
+        """(n, L + 1, D) float32: the T5 hidden states (`encode_spec`'s max_length tokens,
+        its dtype's encoders), then the pooled CLIP embedding as the last row (each
+        zero-padded to D, the larger of the two)."""
         import numpy as np
         import torch
         from diffusers import FluxPipeline
 
+        encode_spec = encode_spec or {}
+        max_length = (encode_spec.get("text") or {}).get("max_length") or MAX_SEQUENCE_LENGTH
         try:
-            pipe = FluxPipeline.from_pretrained(ref["path"], transformer=None, vae=None, **pretrained.load_kwargs(ref))
+            pipe = FluxPipeline.from_pretrained(ref["path"], transformer=None, vae=None,
+                                                **pretrained.dtype_kwargs(encode_spec.get("dtype")),
+                                                **pretrained.load_kwargs(ref))
         except OSError as exc:
             raise RuntimeError(f"cannot load the text encoders of {ref['path']}: {exc}") from None
         pipe.text_encoder.to(device).requires_grad_(False)
@@ -177,8 +197,7 @@ class FluxLoRA(SDLoRA):
         with torch.no_grad():
             for start in range(0, len(prompts), batch_size):
                 hidden, pooled, _ = pipe.encode_prompt(prompts[start:start + batch_size], prompt_2=None,
-                                                       device=device,
-                                                       max_sequence_length=max_length or MAX_SEQUENCE_LENGTH)
+                                                       device=device, max_sequence_length=max_length)
                 d = max(hidden.shape[-1], pooled.shape[-1])
                 rows = torch.zeros(len(hidden), hidden.shape[1] + 1, d, dtype=torch.float32)
                 rows[:, :-1, : hidden.shape[-1]] = hidden.float().cpu()
@@ -192,7 +211,9 @@ class FluxLoRA(SDLoRA):
         from diffusers import FluxPipeline
 
         ref = model.extras["runtime"]["pretrained"]
-        return FluxPipeline.from_pretrained(ref["path"], transformer=model.net, **pretrained.load_kwargs(ref))
+        return FluxPipeline.from_pretrained(ref["path"], transformer=model.net,
+                                            **pretrained.dtype_kwargs(model.extras["flux"]["dtype"]),
+                                            **pretrained.load_kwargs(ref))
 
     def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
         import numpy as np

@@ -41,6 +41,15 @@ def lora_config(spec: dict, ranks: dict | None = None):
                       lora_dropout=0.0, rank_pattern=kept, alpha_pattern={m: alpha * k / r for m, k in kept.items()})
 
 
+def float_adapter(net) -> None:
+    """The adapter's parameters in float32 (peft makes them in the base weights' dtype)."""
+    import torch
+
+    for name, p in net.named_parameters():
+        if "lora_" in name and p.dtype != torch.float32:
+            p.data = p.data.float()
+
+
 def adapter_state(unet) -> dict:
     from peft.utils import get_peft_model_state_dict
 
@@ -54,6 +63,7 @@ def set_adapter(unet, config, state: dict) -> None:
     if getattr(unet, "_hf_peft_config_loaded", False) and "default" in unet.peft_config:
         unet.delete_adapters("default")
     unet.add_adapter(config)
+    float_adapter(unet)
     result = set_peft_model_state_dict(unet, state)
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     missing = [k for k in (getattr(result, "missing_keys", []) or []) if "lora_" in k]

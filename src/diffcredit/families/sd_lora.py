@@ -34,7 +34,7 @@ from typing import ClassVar
 from .. import pretrained
 from .base import PRETRAINED_REF, Family, Model
 from .ddpm import image_noise
-from .lora import adapter_state, denoiser_inventory, lora_config, matches, prune_ranks, set_adapter
+from .lora import adapter_state, denoiser_inventory, float_adapter, lora_config, matches, prune_ranks, set_adapter
 
 ADAPTER = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -49,11 +49,12 @@ COMPONENT_CLASSES = {
 }
 
 
-def load_component(ref: dict, name: str):
+def load_component(ref: dict, name: str, dtype: str | None = None):
+    """A frozen pipeline component, its weights in `dtype` (a torch dtype's name; None: float32)."""
     import importlib
 
     module, cls = COMPONENT_CLASSES[name]
-    kwargs = pretrained.load_kwargs(ref)
+    kwargs = {**pretrained.load_kwargs(ref), **pretrained.dtype_kwargs(dtype)}
     sub = f"{kwargs.pop('subfolder')}/{name}" if kwargs.get("subfolder") else name
     try:
         part = getattr(importlib.import_module(module), cls).from_pretrained(ref["path"], subfolder=sub, **kwargs)
@@ -196,16 +197,21 @@ class SDLoRA(Family):
 
     # ---------------------------------------------------------- models
 
-    def _denoiser(self, runtime: dict):
-        return load_component(runtime["pretrained"], self.denoiser)
+    def _denoiser(self, runtime: dict, dtype: str | None = None):
+        return load_component(runtime["pretrained"], self.denoiser, dtype)
+
+    def _saved_dtype(self, folder: Path) -> str | None:
+        """The dtype of the pretrained weights under the model saved at `folder` (None: float32)."""
+        return None
 
     def init(self, spec: dict, runtime: dict | None = None) -> Model:
         import torch
 
-        unet = self._denoiser(runtime)
+        unet = self._denoiser(runtime, spec.get("dtype"))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec["seed"])
             unet.add_adapter(lora_config(spec))
+        float_adapter(unet)
         return Model(unet, dict(spec["scheduler"]), {"runtime": runtime})
 
     def save(self, model: Model, folder: Path) -> None:
@@ -223,7 +229,7 @@ class SDLoRA(Family):
 
         folder = Path(folder)
         config = LoraConfig.from_pretrained(str(folder))
-        unet = self._denoiser(runtime)
+        unet = self._denoiser(runtime, self._saved_dtype(folder))
         set_adapter(unet, config, load_file(str(folder / ADAPTER)))
         return Model(unet, json.loads((folder / SCHEDULER).read_text()), {"runtime": runtime})
 
@@ -270,12 +276,12 @@ class SDLoRA(Family):
         unique = sorted(set(captions))
         position = {c: i for i, c in enumerate(unique)}
         index = np.asarray([position[c] for c in captions], dtype=np.int64)
-        text = self.encode_text(ref, unique, device, batch_size, encode_spec["text"].get("max_length"))
+        text = self.encode_text(ref, unique, device, batch_size, encode_spec)
         return {"latents": np.concatenate(latents).astype(np.float32), "text_index": index, "text": text}
 
-    def encode_text(self, ref: dict, prompts: list[str], device, batch_size: int = 64, max_length: int | None = None):
-        """(n, L, D) float32 text conditioning of `prompts`; `max_length` tokens (default the
-        tokenizer's)."""
+    def encode_text(self, ref: dict, prompts: list[str], device, batch_size: int = 64,
+                    encode_spec: dict | None = None):
+        """(n, L, D) float32 text conditioning of `prompts` (the tokenizer's length)."""
         import numpy as np
         import torch
 
@@ -285,8 +291,7 @@ class SDLoRA(Family):
         with torch.no_grad():
             for start in range(0, len(prompts), batch_size):
                 ids = tokenizer(prompts[start:start + batch_size], padding="max_length",
-                                max_length=max_length or tokenizer.model_max_length, truncation=True,
-                                return_tensors="pt")
+                                max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
                 out.append(encoder(ids.input_ids.to(device))[0].float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 

@@ -82,7 +82,8 @@ class SDXLLoRA(SDLoRA):
 
     # ---------------------------------------------------------- training data
 
-    def encode_text(self, ref: dict, prompts: list[str], device, batch_size: int = 64, max_length: int | None = None):
+    def encode_text(self, ref: dict, prompts: list[str], device, batch_size: int = 64,
+                    encode_spec: dict | None = None):
         """(n, L + 1, D1 + D2) float32: both encoders' penultimate hidden states, joined,
         and the pooled embedding of the second as the last row (L: the tokenizers' length)."""
         import numpy as np
