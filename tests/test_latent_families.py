@@ -202,6 +202,38 @@ def test_family_prune_then_save_and_load_give_identical_outputs_and_images(parts
     assert np.abs(a.astype(int) - d.astype(int)).mean() > 5
 
 
+def test_a_conditioned_adapter_samples_prompts_from_its_captions(parts, tmp_path):
+    """The proxy strategy on a text family: image i's prompt is drawn, with its own seed,
+    from the conditioned captions in proportion to their counts; its images are the ones
+    generate.prompts set to those draws gives; no captions: the empty prompt; the
+    captions survive a round trip and the gradient methods' targets carry them."""
+    spec, runtime, model = sd_model(parts)
+    gen = {**SD.resolve_generate({"n_images": 3, "inference_steps": 2, "seed": 4}, spec, sd_cfg(parts)),
+           "batch_size": 2}
+    SD.condition_on(model, np.array(["a cat"] * 3 + ["a dog"]))
+    drawn = SD.prompts_of(model, gen, 0, 4000)
+    assert set(drawn) == {"a cat", "a dog"} and abs(drawn.count("a dog") / 4000 - 0.25) < 0.03
+    assert SD.prompts_of(model, gen, 10, 5) == drawn[10:15]  # image i: its own draw, whatever the batch
+    images = SD.sample(model, 3, gen, CPU, torch.float32, progress=False)
+    plain = SD.load(_saved(SD, model, tmp_path / "a"), runtime)
+    assert plain.extras["captions"] == {"a cat": 3, "a dog": 1}
+    del plain.extras["captions"]
+    by_hand = SD.sample(plain, 3, {**gen, "prompts": drawn[:3]}, CPU, torch.float32, progress=False)
+    np.testing.assert_array_equal(images, by_hand)
+    targets = SD.target_data(images, gen, SD.encode_spec(spec), CPU, 2, runtime, model)
+    want = SD.encode_text(runtime["pretrained"], sorted(set(drawn[:3])), CPU)
+    np.testing.assert_array_equal(targets["text"][targets["text_index"]],
+                                  want[[sorted(set(drawn[:3])).index(p) for p in drawn[:3]]])
+    SD.condition_on(model, np.array([], dtype=str))
+    assert SD.prompts_of(model, gen, 0, 3) == ["", "", ""]
+
+
+def _saved(family, model, folder):
+    folder.mkdir()
+    family.save(model, folder)
+    return folder
+
+
 def test_alpha_survives_the_round_trip(parts, tmp_path):
     _, runtime, model = sd_model(parts, alpha=16)
     SD.prune(model, 0.6, "magnitude")

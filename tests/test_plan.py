@@ -508,3 +508,33 @@ def test_image_folders_condition_on_the_contributor_by_content_and_class_is_refu
     assert renamed.job(renamed.full_key)["condition_labels"] == full and renamed.full_key == plan.full_key
     with pytest.raises(ConfigError, match="data.condition: class needs labelled data"):
         make_plan(tmp_path, **{**over, "data": {**over["data"], "condition": "class"}})
+
+
+def test_the_proxy_game_of_a_text_family_draws_prompts_from_its_own_captions(tmp_path):
+    """strategy proxy on sd_lora: every coalition, the empty and the full one included, is
+    the full adapter conditioned on its members' raw shards (their captions); without
+    per-image captions it is refused."""
+    from itertools import combinations
+
+    from tiny_models import aesthetic_head, clip_model, metadata_folder, sd_pipeline
+
+    root = metadata_folder(tmp_path / "art", {"ann": 2, "bob": 2, "cy": 2})
+    over = {"data": {"source": "folder", "root": str(root), "contributor_column": "artist", "caption_column": "text",
+                     "resolution": 32, "channels": 3},
+            "model": {"family": "sd_lora", "pretrained": str(sd_pipeline(tmp_path / "pipe")), "lora": {"rank": 4}},
+            "generate": {"prompts": ["a painting"]},
+            "properties": ["aesthetic"], "features": {"aesthetic": {"head": str(aesthetic_head(tmp_path / "h.pth"))},
+                                                     "clip": {"model": str(clip_model(tmp_path / "clip"))}},
+            "estimators": [{"method": "exact", "strategy": "proxy"}]}
+    plan = make_plan(tmp_path, **over)
+    assert plan.condition_mode == "caption"
+    for size in range(4):
+        for members in combinations(plan.names, size):
+            key = plan.model_key(members, "proxy")
+            job = plan.job(key)
+            assert job["rule"] == "condition" and job["condition"] == "caption" and job["members"] == list(members)
+            assert job["inputs"]["shards"] == sorted(plan.nodes[plan.shard_keys[m]].path for m in members)
+            assert job["inputs"]["start"] == plan.nodes[plan.full_key].path
+    with pytest.raises(ConfigError, match="give per-image captions that tell contributors apart"):
+        make_plan(tmp_path, **{**over, "data": {**over["data"], "caption_column": None}, "model": {
+            **over["model"], "prompt": "a painting"}})

@@ -55,9 +55,13 @@ def test_ldm_end_to_end(tmp_path):
 
 
 def test_sd_lora_end_to_end_and_a_changed_caption(tmp_path):
+    """sFT and the proxy game (the full adapter sampled with prompts drawn from the
+    coalition's own captions: the empty coalition with the empty prompt, the full one
+    with everyone's), three properties, gradient and similarity attributions."""
     root = metadata_folder(tmp_path / "data", {"monet": 4, "degas": 4, "manet": 4})
     cfg = write_config(tmp_path / "sd.yaml", {
         **SMALL,
+        "estimators": [*SMALL["estimators"], {**SMALL["estimators"][0], "strategy": "proxy"}],
         "results": "results",
         "data": {"source": "folder", "root": str(root), "contributor_column": "artist", "caption_column": "text",
                  "resolution": 32, "channels": 3},
@@ -74,8 +78,17 @@ def test_sd_lora_end_to_end_and_a_changed_caption(tmp_path):
     v = values(tmp_path)
     assert set(v["property"]) == {"aesthetic", "aesthetic_q90", "diversity_entropy"}
     assert set(v["method"]) == {"leverage", "dtrak", "das", "clip_similarity"}
+    assert set(v.loc[v["method"] == "leverage", "strategy"]) == {"sft", "proxy"}
     assert np.isfinite(v["credit"]).all()
     assert sorted(set(v["contributor"])) == ["degas", "manet", "monet"]
+    full = next((tmp_path / "results" / "models" / "full").iterdir()) / "adapter_model.safetensors"
+    sizes = set()
+    for folder in (tmp_path / "results" / "coalitions").glob("*/conditioned"):
+        members = json.loads((folder / "training.json").read_text())["members"]
+        assert json.loads((folder / "captions.json").read_text()) == {f"a painting by {m}": 4 for m in members}
+        assert (folder / "adapter_model.safetensors").stat().st_ino == full.stat().st_ino
+        sizes.add(len(members))
+    assert {0, 3} <= sizes and len(sizes) > 2  # the anchors are conditioned too
     # Coalition models are adapters (safetensors + peft config), never a copy of the UNet.
     models = list((tmp_path / "results" / "coalitions").glob("*/model"))
     assert models

@@ -227,14 +227,14 @@ class FluxLoRA(SDLoRA):
         pipe.set_progress_bar_config(disable=True)
         res = int(spec["resolution"])
         shape = (pipe.transformer.config.in_channels // 4, res // pipe.vae_scale_factor, res // pipe.vae_scale_factor)
-        prompts, seed, batch = spec["prompts"], int(spec["seed"]), int(spec["batch_size"])
+        seed, batch = int(spec["seed"]), int(spec["batch_size"])
         out = []
         bar = tqdm(total=n_images, desc="generate", disable=not progress, mininterval=2.0)
         for start in range(0, n_images, batch):
             n = min(batch, n_images - start)
             latents = FluxPipeline._pack_latents(image_noise(shape, seed, start, n, device), n, *shape)
             with torch.no_grad(), autocast(device, dtype):
-                images = pipe([prompts[(start + j) % len(prompts)] for j in range(n)], height=res, width=res,
+                images = pipe(self.prompts_of(model, spec, start, n), height=res, width=res,
                               num_inference_steps=int(spec["inference_steps"]),
                               guidance_scale=float(spec["guidance_scale"] or 0.0),
                               max_sequence_length=int(spec["max_sequence_length"]), latents=latents,

@@ -38,6 +38,7 @@ from .lora import adapter_state, denoiser_inventory, float_adapter, lora_config,
 
 ADAPTER = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+CAPTIONS = "captions.json"
 SCHEDULER = "scheduler_config.json"
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 # A pipeline component: (module, class) of what its folder holds.
@@ -74,6 +75,7 @@ class SDLoRA(Family):
     latent_multiple = 8  # the denoiser's latents must be a multiple of this in size
     default_rank = 256  # the paper's
     default_guidance = 7.5
+    conditional = True  # the proxy strategy: a coalition's prompts drawn from its members' captions
     condition_kinds = ("caption",)
     schema: ClassVar[dict] = {
         "pretrained": {**PRETRAINED_REF, "default": None,
@@ -222,6 +224,8 @@ class SDLoRA(Family):
         save_file(adapter_state(model.net), str(folder / ADAPTER), metadata={"format": "pt"})
         (folder / ADAPTER_CONFIG).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list))
         (folder / SCHEDULER).write_text(json.dumps(model.scheduler, indent=2, sort_keys=True))
+        if "captions" in model.extras:
+            (folder / CAPTIONS).write_text(json.dumps(model.extras["captions"], indent=2, sort_keys=True))
 
     def load(self, folder: Path, runtime: dict | None = None) -> Model:
         from peft import LoraConfig
@@ -231,7 +235,37 @@ class SDLoRA(Family):
         config = LoraConfig.from_pretrained(str(folder))
         unet = self._denoiser(runtime, self._saved_dtype(folder))
         set_adapter(unet, config, load_file(str(folder / ADAPTER)))
-        return Model(unet, json.loads((folder / SCHEDULER).read_text()), {"runtime": runtime})
+        model = Model(unet, json.loads((folder / SCHEDULER).read_text()), {"runtime": runtime})
+        if (folder / CAPTIONS).is_file():
+            model.extras["captions"] = json.loads((folder / CAPTIONS).read_text())
+        return model
+
+    def condition_on(self, model: Model, captions) -> None:
+        """Make `model` sample prompts drawn from `captions` in proportion to their counts
+        (the empty prompt when there are none)."""
+        from collections import Counter
+
+        model.extras["captions"] = dict(sorted(Counter(str(c) for c in captions).items()))
+
+    def prompts_of(self, model: Model, spec: dict, start: int, n: int) -> list[str]:
+        """The prompts of images start..start + n - 1: generate.prompts in turn, or for a
+        conditioned model image i's own draw from its captions (seeded by (seed, i))."""
+        import numpy as np
+
+        from ..training import step_seed
+
+        counts = model.extras.get("captions") if model is not None else None
+        if counts is None:
+            prompts = spec["prompts"]
+            return [prompts[i % len(prompts)] for i in range(start, start + n)]
+        if not counts:
+            return [""] * n
+        captions = sorted(counts)
+        p = np.array([counts[c] for c in captions], dtype=float)
+        p /= p.sum()
+        seed = int(spec["seed"])
+        return [captions[np.random.default_rng(step_seed(seed + 2, i)).choice(len(captions), p=p)]
+                for i in range(start, start + n)]
 
     def trainable(self, model: Model) -> dict:
         return {n: p for n, p in model.net.named_parameters() if "lora_" in n}
@@ -311,11 +345,10 @@ class SDLoRA(Family):
                 "text": np.concatenate([s["text"] for s in shards])}
 
     def target_data(self, images, generate, encode_spec, device, batch_size, runtime, model=None) -> dict:
-        """Generated image i was sampled with prompt i (mod the prompts): its caption."""
-        prompts = generate["prompts"]
-        captions = [prompts[i % len(prompts)] for i in range(len(images))]
-        enc = self.encode_shard({**encode_spec, "text": {"captions": True}}, {"images": images, "captions": captions},
-                                device, batch_size, runtime)
+        """A generated image's caption: the prompt it was sampled with."""
+        captions = self.prompts_of(model, generate, 0, len(images))
+        enc = self.encode_shard({**encode_spec, "text": {**encode_spec["text"], "captions": True}},
+                                {"images": images, "captions": captions}, device, batch_size, runtime)
         return self.training_data_from([enc])
 
     def n_items(self, data: dict) -> int:
@@ -352,7 +385,7 @@ class SDLoRA(Family):
         size = pipe.vae_scale_factor
         res = int(spec["resolution"])
         shape = (pipe.unet.config.in_channels, res // size, res // size)
-        prompts, seed, batch = spec["prompts"], int(spec["seed"]), int(spec["batch_size"])
+        seed, batch = int(spec["seed"]), int(spec["batch_size"])
         out = []
         bar = tqdm(total=n_images, desc="generate", disable=not progress, mininterval=2.0)
         for start in range(0, n_images, batch):
@@ -360,7 +393,7 @@ class SDLoRA(Family):
             latents = image_noise(shape, seed, start, n, device)
             gens = [torch.Generator(device).manual_seed(step_seed(seed + 1, start + j)) for j in range(n)]
             with torch.no_grad(), autocast(device, dtype):
-                images = pipe([prompts[(start + j) % len(prompts)] for j in range(n)], height=res, width=res,
+                images = pipe(self.prompts_of(model, spec, start, n), height=res, width=res,
                               num_inference_steps=int(spec["inference_steps"]),
                               guidance_scale=float(spec["guidance_scale"]),
                               negative_prompt=[spec["negative_prompt"]] * n if spec.get("negative_prompt") else None,

@@ -118,14 +118,24 @@ class ModelNodes:
         )
 
     def _conditioned(self, members, strategy: str, seed: int) -> str:
-        """The full model conditioned on the coalition's labels (strategy proxy)."""
+        """The full model conditioned on the coalition's labels or captions (strategy proxy)."""
         if not self.family.conditional:
             raise ConfigError(f"invalid config: strategy {strategy} samples the full model conditioned on a "
                               f"coalition's labels, and model.family {self.family.name} has no conditioning; use a "
-                              "conditional family (ddpm_cond, ldm_cond)")
+                              "conditional family (ddpm_cond, ldm_cond, or a text family with per-image captions)")
         if seed:
             raise ConfigError(f"invalid config: strategy {strategy} trains nothing, so it has no training "
                               "randomness to replicate; drop training_noise for it")
+        if self.condition_mode == "caption":
+            if not self.cfg["data"].get("caption_column"):
+                raise ConfigError(f"invalid config: strategy {strategy} samples a coalition's model from its members' "
+                                  "own captions, and every image has the caption model.prompt; give per-image "
+                                  "captions that tell contributors apart (data.caption_column)")
+            return self.add("condition", {"strategy": strategy, "condition": "caption"},
+                            {"start": self.full_key, "shards": sorted(self.shard_keys[m] for m in members)},
+                            {"family": self.family.name, "family_runtime": self.family_runtime,
+                             "members": list(members), "device": "cpu", "threads": self.threads,
+                             "condition": "caption"})
         if not self._labels_name_players and self.condition_mode != "contributor":
             owners: dict[int, list[str]] = {}
             for c in self.contributors:
@@ -165,7 +175,12 @@ class ModelNodes:
         s = get_strategy(strategy)
         if seed and s.start != "init" and len(members) in (0, self.n):
             raise ValueError(f"{strategy}'s empty and full coalitions are its fixed anchors: no seed replicates")
-        if not members:
+        if not s.trains and self.condition_mode == "caption":
+            # Prompts from the coalition's own captions, the anchors' too: none (the empty prompt) and all.
+            key = self._conditioned(members, s.name, seed)
+            if 0 < len(members) < self.n:
+                self.coalitions[key] = members
+        elif not members:
             key = self.init_key_of(seed)
         elif len(members) == self.n:
             key = self.full_key if not seed else self._retrain(members, "train_full", seed)

@@ -77,15 +77,18 @@ def train(job: dict, progress: bool = True) -> None:
 
 
 def condition(job: dict, progress: bool = True) -> None:
-    """The proxy strategy's coalition model: the full model, conditioned on the labels of
-    the members' items (their counts), saved as a model of its own. Nothing trains."""
+    """The proxy strategy's coalition model: the full model, conditioned on the labels (or,
+    for a text family, the captions) of the members' items, by their counts, saved as a
+    model of its own. Nothing trains."""
     from ..families import get_family
 
     start, cpu_start = time.perf_counter(), time.process_time()
     family = get_family(job["family"])
     inputs = job["inputs"]
     model = load_model(family, inputs["start"], job)
-    if job.get("condition_labels"):
+    if job.get("condition") == "caption":  # the members' raw shards; none for the empty coalition
+        labels = data_mod.read_shard_arrays(inputs["shards"], keys=("captions",)).get("captions", np.array([]))
+    elif job.get("condition_labels"):
         labels = contributor_labels(inputs["shards"], job["condition_labels"])
     else:
         labels = data_mod.read_shard_arrays(inputs["shards"], keys=("labels",))["labels"]
