@@ -147,6 +147,10 @@ def test_untrained_adapter_samples_the_base_pipelines_images(pipe_dir, pipe):
     want = np.rint(np.clip(want, 0, 1) * 255).astype(np.uint8).transpose(0, 3, 1, 2)
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # batches of 2 and 1 against one of 3
     assert (got != got[0]).any()
+    # The gradient methods' targets: each image's prompt, encoded as training captions are (16 T5 tokens).
+    targets = FLUX.target_data(got, gen, FLUX.encode_spec(spec), CPU, 2, FLUX.runtime(cfg), model)
+    np.testing.assert_allclose(targets["text"][targets["text_index"]],
+                               encoded_prompts(pipe_dir, ["a cat", "a dog", "a cat"]), rtol=1e-5, atol=1e-6)
 
 
 def test_prune_save_and_load_keep_outputs_and_images(pipe_dir, tmp_path):
