@@ -83,19 +83,18 @@ class FluxLoRA(SDLoRA):
         if "joint_attention_dim" not in unet_cfg or "pooled_projection_dim" not in unet_cfg:
             raise ValueError("model.pretrained: the transformer has no joint_attention_dim or pooled_projection_dim: "
                              "not a FluxTransformer2DModel")
-        return {"flux": {"guidance": 0.0 if unet_cfg.get("guidance_embeds") else None,
+        return {"flux": {"guidance": self.default_guidance if unet_cfg.get("guidance_embeds") else None,
                          "text_dim": int(unet_cfg["joint_attention_dim"]),
                          "pooled_dim": int(unet_cfg["pooled_projection_dim"])}}
 
     def resolve(self, model_cfg: dict, data: dict, cache=None) -> dict:
         spec = super().resolve(model_cfg, data, cache)
         given = model_cfg.get("guidance")
-        if spec["flux"]["guidance"] is None:
-            if given is not None:
+        if given is not None:
+            if spec["flux"]["guidance"] is None:
                 raise ValueError("model.guidance: the transformer has no guidance embedding (a FLUX.1-schnell-like "
                                  "model); leave it unset")
-        else:
-            spec["flux"]["guidance"] = float(self.default_guidance if given is None else given)
+            spec["flux"]["guidance"] = float(given)
         spec["text"] = {**spec["text"], "max_length": int(model_cfg.get("max_sequence_length") or MAX_SEQUENCE_LENGTH)}
         spec["dtype"] = model_cfg.get("dtype") or "bfloat16"
         return spec
