@@ -44,8 +44,8 @@ class Family:
     name: str = ""
     schema: ClassVar[dict] = {}  # its `model` keys (JSON-schema properties)
     generate_schema: ClassVar[dict] = {}  # its `generate` keys besides the common ones
-    # Whether its models sample a mix of labels they can be told (`condition_on`): what
-    # the proxy strategy needs.
+    # Whether its models sample a mix of labels (or captions) they can be told
+    # (`condition_on`): what the proxy strategy needs.
     conditional: ClassVar[bool] = False
     # What data.condition may say for this family: ("class", "contributor") for a label-conditional
     # family (the first is auto's choice for labelled data), ("caption",) for a text family.
@@ -171,7 +171,7 @@ class Family:
         its label counts) before training on `data`; saved with the model."""
 
     def condition_on(self, model: Model, labels) -> None:
-        """Make `model` sample the label mix of `labels` (the proxy strategy)."""
+        """Make `model` sample the mix of `labels` (a text family: captions), the proxy strategy."""
         raise NotImplementedError(f"family {self.name} has no conditioning")
 
     def drop_condition(self, model: Model, cond, generator):
