@@ -162,12 +162,16 @@ def train(
     if n_items == 0:
         raise ValueError("cannot train on zero images")
     device = device or torch.device("cpu")
+    if device.type == "cuda":
+        # cuDNN's attention backward fails (illegal memory access) on FLUX's shapes with torch 2.11 on
+        # an H200; flash and memory-efficient attention serve instead (docs/performance.md).
+        torch.backends.cuda.enable_cudnn_sdp(False)
     net = model.net.to(device)
     net.train()
     named = family.trainable(model)
     params = list(named.values())
+    family.remember_data(model, data)  # the host arrays
     data = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in data.items()}
-    family.remember_data(model, data)
     n_t = family.num_timesteps(model)
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(spec, s))
