@@ -167,7 +167,7 @@ def test_prune_save_and_load_keep_outputs_and_images(pipe_dir, tmp_path):
     assert (pruned - full).abs().max() > 1e-3  # the dropped components mattered
     FLUX.save(model, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"adapter_model.safetensors", "adapter_config.json",
-                                                    "scheduler_config.json", "conditioning.json"}
+                                                    "scheduler_config.json", "conditioning.json", "base_dtype.json"}
     again = FLUX.load(tmp_path, runtime)
     with torch.no_grad():
         torch.testing.assert_close(FLUX.predict(again, x, t, cond), pruned, rtol=0, atol=0)

@@ -117,11 +117,8 @@ class FluxLoRA(SDLoRA):
 
     def init(self, spec: dict, runtime: dict | None = None) -> Model:
         model = super().init(spec, runtime)
-        model.extras["flux"] = {**spec["flux"], "dtype": spec["dtype"]}
+        model.extras["flux"] = dict(spec["flux"])
         return model
-
-    def _saved_dtype(self, folder: Path) -> str | None:
-        return json.loads((Path(folder) / CONDITIONING).read_text())["dtype"]
 
     def save(self, model: Model, folder: Path) -> None:
         super().save(model, folder)
@@ -211,7 +208,7 @@ class FluxLoRA(SDLoRA):
 
         ref = model.extras["runtime"]["pretrained"]
         return FluxPipeline.from_pretrained(ref["path"], transformer=model.net,
-                                            **pretrained.dtype_kwargs(model.extras["flux"]["dtype"]),
+                                            **pretrained.dtype_kwargs(self.base_dtype(model)),
                                             **pretrained.load_kwargs(ref))
 
     def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):

@@ -18,6 +18,10 @@ to_out.0, rank 256, alpha = rank); the text encoder and the VAE stay frozen.
   posterior's mode, times the VAE's scaling_factor) and the text encoder's hidden
   states of each distinct caption (per-image captions from the data's metadata, or
   `model.prompt` for all images).
+- Weights: the frozen UNet and text encoder load in `model.dtype` (float32 by default;
+  bfloat16 as diffusers' LoRA scripts train on a GPU), the adapter is float32 and the
+  UNet's inputs are cast to its weights' dtype; the VAE encodes in float32. A saved
+  model records that dtype (base_dtype.json) and loads back in it.
 - Sampling: the pipeline with the adapter, `generate.prompts` (default model.prompt,
   image i gets prompt i mod their number), `generate.guidance_scale` (7.5),
   `generate.negative_prompt`, DDIM (or the pipeline's own scheduler with
@@ -38,6 +42,7 @@ from .lora import adapter_state, denoiser_inventory, float_adapter, lora_config,
 
 ADAPTER = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+BASE_DTYPE = "base_dtype.json"
 CAPTIONS = "captions.json"
 SCHEDULER = "scheduler_config.json"
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -92,6 +97,10 @@ class SDLoRA(Family):
         },
         "prompt": {"type": ["string", "null"], "default": None,
                    "description": "the caption of every image (unless data.caption_column gives one per image)"},
+        "dtype": {"enum": ["bfloat16", "float16", "float32", None], "default": None,
+                  "description": "the dtype of the frozen pretrained weights (UNet, text encoders; the VAE encodes "
+                                 "in float32); the adapter trains in float32. Default float32; bfloat16 halves "
+                                 "the memory and trains faster on a GPU (docs/performance.md)"},
     }
     generate_schema: ClassVar[dict] = {
         "prompts": {"type": "array", "items": {"type": "string"}, "minItems": 1,
@@ -148,6 +157,8 @@ class SDLoRA(Family):
             "text": {"captions": True} if data.get("captions") else {"prompt": prompt},
             "n_parameters": inventory["n_parameters"] + lora_size,
             "n_trainable": lora_size,
+            # float32, the default, is left out of the spec: a model's key does not change when it is named
+            **({"dtype": model_cfg["dtype"]} if model_cfg.get("dtype") not in (None, "float32") else {}),
         }
 
     def conditioning(self, unet_cfg: dict, resolution: int) -> dict:
@@ -204,7 +215,12 @@ class SDLoRA(Family):
 
     def _saved_dtype(self, folder: Path) -> str | None:
         """The dtype of the pretrained weights under the model saved at `folder` (None: float32)."""
-        return None
+        path = Path(folder) / BASE_DTYPE
+        return json.loads(path.read_text())["dtype"] if path.is_file() else None
+
+    def base_dtype(self, model: Model) -> str | None:
+        """The dtype name of the model's frozen weights (None: float32)."""
+        return model.extras.get("dtype")
 
     def init(self, spec: dict, runtime: dict | None = None) -> Model:
         import torch
@@ -214,7 +230,10 @@ class SDLoRA(Family):
             torch.manual_seed(spec["seed"])
             unet.add_adapter(lora_config(spec))
         float_adapter(unet)
-        return Model(unet, dict(spec["scheduler"]), {"runtime": runtime})
+        model = Model(unet, dict(spec["scheduler"]), {"runtime": runtime})
+        if spec.get("dtype"):
+            model.extras["dtype"] = spec["dtype"]
+        return model
 
     def save(self, model: Model, folder: Path) -> None:
         from safetensors.torch import save_file
@@ -226,6 +245,8 @@ class SDLoRA(Family):
         (folder / SCHEDULER).write_text(json.dumps(model.scheduler, indent=2, sort_keys=True))
         if "captions" in model.extras:
             (folder / CAPTIONS).write_text(json.dumps(model.extras["captions"], indent=2, sort_keys=True))
+        if model.extras.get("dtype"):
+            (folder / BASE_DTYPE).write_text(json.dumps({"dtype": model.extras["dtype"]}))
 
     def load(self, folder: Path, runtime: dict | None = None) -> Model:
         from peft import LoraConfig
@@ -233,9 +254,12 @@ class SDLoRA(Family):
 
         folder = Path(folder)
         config = LoraConfig.from_pretrained(str(folder))
-        unet = self._denoiser(runtime, self._saved_dtype(folder))
+        dtype = self._saved_dtype(folder)
+        unet = self._denoiser(runtime, dtype)
         set_adapter(unet, config, load_file(str(folder / ADAPTER)))
         model = Model(unet, json.loads((folder / SCHEDULER).read_text()), {"runtime": runtime})
+        if dtype:
+            model.extras["dtype"] = dtype
         if (folder / CAPTIONS).is_file():
             model.extras["captions"] = json.loads((folder / CAPTIONS).read_text())
         return model
@@ -271,7 +295,8 @@ class SDLoRA(Family):
         return {n: p for n, p in model.net.named_parameters() if "lora_" in n}
 
     def predict(self, model: Model, xt, t, cond=None):
-        return model.net(xt, t, encoder_hidden_states=cond).sample
+        dtype = model.net.dtype  # the frozen weights'; inputs are cast to it, the output back
+        return model.net(xt.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.to(xt.dtype)
 
     def prune(self, model: Model, ratio: float, importance: str) -> None:
         import torch
@@ -287,7 +312,8 @@ class SDLoRA(Family):
     # ---------------------------------------------------------- training data
 
     def encode_spec(self, spec: dict) -> dict:
-        return {"pretrained": spec["pretrained"], "text": spec["text"], "resolution": spec["resolution"]}
+        out = {"pretrained": spec["pretrained"], "text": spec["text"], "resolution": spec["resolution"]}
+        return {**out, "dtype": spec["dtype"]} if spec.get("dtype") else out
 
     def encode_shard(self, encode_spec: dict, arrays: dict, device, batch_size: int, runtime: dict) -> dict:
         import numpy as np
@@ -320,7 +346,7 @@ class SDLoRA(Family):
         import torch
 
         tokenizer = load_component(ref, "tokenizer")
-        encoder = load_component(ref, "text_encoder").to(device)
+        encoder = load_component(ref, "text_encoder", (encode_spec or {}).get("dtype")).to(device)
         out = []
         with torch.no_grad():
             for start in range(0, len(prompts), batch_size):
@@ -366,6 +392,7 @@ class SDLoRA(Family):
         ref = model.extras["runtime"]["pretrained"]
         return StableDiffusionPipeline.from_pretrained(ref["path"], unet=model.net, safety_checker=None,
                                                        feature_extractor=None, requires_safety_checker=False,
+                                                       **pretrained.dtype_kwargs(self.base_dtype(model)),
                                                        **pretrained.load_kwargs(ref))
 
     def sample(self, model: Model, n_images: int, spec: dict, device, dtype, progress: bool = True):
@@ -390,7 +417,7 @@ class SDLoRA(Family):
         bar = tqdm(total=n_images, desc="generate", disable=not progress, mininterval=2.0)
         for start in range(0, n_images, batch):
             n = min(batch, n_images - start)
-            latents = image_noise(shape, seed, start, n, device)
+            latents = image_noise(shape, seed, start, n, device).to(pipe.unet.dtype)  # the pipeline does not cast
             gens = [torch.Generator(device).manual_seed(step_seed(seed + 1, start + j)) for j in range(n)]
             with torch.no_grad(), autocast(device, dtype):
                 images = pipe(self.prompts_of(model, spec, start, n), height=res, width=res,

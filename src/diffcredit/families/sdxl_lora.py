@@ -72,13 +72,13 @@ class SDXLLoRA(SDLoRA):
         """`cond` is (B, L + 1, D): L token rows, then the pooled embedding padded to D."""
         import torch
 
-        added = model.extras["added"]
-        hidden, pooled = cond[:, :-1], cond[:, -1, : added["pooled"]]
-        time_ids = torch.tensor(added["time_ids"], dtype=hidden.dtype, device=hidden.device).expand(len(cond), 6)
+        added, dtype = model.extras["added"], model.net.dtype  # inputs in the frozen weights' dtype
+        hidden, pooled = cond[:, :-1].to(dtype), cond[:, -1, : added["pooled"]].to(dtype)
+        time_ids = torch.tensor(added["time_ids"], dtype=dtype, device=hidden.device).expand(len(cond), 6)
         if t.dim() == 0:
             t = t.expand(len(xt))
-        return model.net(xt, t, encoder_hidden_states=hidden,
-                         added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+        return model.net(xt.to(dtype), t, encoder_hidden_states=hidden,
+                         added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample.to(xt.dtype)
 
     # ---------------------------------------------------------- training data
 
@@ -89,8 +89,10 @@ class SDXLLoRA(SDLoRA):
         import numpy as np
         import torch
 
+        dtype = (encode_spec or {}).get("dtype")
         tokenizers = [load_component(ref, "tokenizer"), load_component(ref, "tokenizer_2")]
-        encoders = [load_component(ref, "text_encoder").to(device), load_component(ref, "text_encoder_2").to(device)]
+        encoders = [load_component(ref, "text_encoder", dtype).to(device),
+                    load_component(ref, "text_encoder_2", dtype).to(device)]
         lengths = {tok.model_max_length for tok in tokenizers}
         if len(lengths) != 1:
             raise ValueError(f"model.pretrained: the two tokenizers pad to different lengths {sorted(lengths)}")
@@ -117,4 +119,6 @@ class SDXLLoRA(SDLoRA):
         from diffusers import StableDiffusionXLPipeline
 
         ref = model.extras["runtime"]["pretrained"]
-        return StableDiffusionXLPipeline.from_pretrained(ref["path"], unet=model.net, **pretrained.load_kwargs(ref))
+        return StableDiffusionXLPipeline.from_pretrained(ref["path"], unet=model.net,
+                                                         **pretrained.dtype_kwargs(self.base_dtype(model)),
+                                                         **pretrained.load_kwargs(ref))
