@@ -105,23 +105,29 @@ def test_predict_calls_the_transformer_as_the_pipeline_does(pipe_dir, pipe):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_the_loss_is_diffusers_flow_matching_loss(pipe_dir, pipe):
+@pytest.mark.parametrize("shift", ["dynamic", "static"])
+def test_the_loss_is_diffusers_flow_matching_loss(pipe_dir, pipe, shift):
     """Timestep index t is the scheduler's noise level sigmas[N - 1 - t] (uniform
     sampling over the training schedule, as diffusers' FLUX LoRA script with weighting
-    "none"): x_s = (1 - s) x0 + s noise, target noise - x0."""
+    "none"): x_s = (1 - s) x0 + s noise, target noise - x0. A static shift (3.0 here)
+    shifts the training levels; FLUX.1-dev's dynamic one does not."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     _, _, model = flux_model(pipe_dir)
-    cond = torch.from_numpy(encoded_prompts(pipe_dir, ["a cat", "a dog"]))
+    if shift == "static":
+        model.scheduler = {**model.scheduler, "use_dynamic_shifting": False}
+    prompts = ["a cat", "a dog", "a cat"]
+    cond = torch.from_numpy(encoded_prompts(pipe_dir, prompts))
     g = torch.Generator().manual_seed(3)
-    x0, noise = torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 4, 16, 16, generator=g)
-    t = torch.tensor([0, 999])
-    sched = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    x0, noise = torch.randn(3, 4, 16, 16, generator=g), torch.randn(3, 4, 16, 16, generator=g)
+    t = torch.tensor([0, 400, 999])
+    sched = FlowMatchEulerDiscreteScheduler.from_config(model.scheduler)
+    assert (sched.sigmas[500] > 0.6) == (shift == "static")  # 3 * 0.5 / 2 = 0.75 against 0.5
     idx = 1000 - 1 - t
     sigma = sched.sigmas[idx].view(-1, 1, 1, 1)
     with torch.no_grad():
         pred = transformer_as_the_pipeline_calls_it(pipe, model.net, (1 - sigma) * x0 + sigma * noise,
-                                                    sched.timesteps[idx], ["a cat", "a dog"])
+                                                    sched.timesteps[idx], prompts)
         want = (pred - (noise - x0)).pow(2).flatten(1).mean(1)
         got = FLUX.loss(model, x0, noise, t, cond)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

@@ -8,8 +8,10 @@ black-forest-labs/FLUX.1-dev). What differs from sd_lora:
   stream's add_q/k/v_proj and to_add_out, ff and ff_context), rank 4, as SurrogateSHAP's
   and diffusers' FLUX LoRA scripts train it.
 - Flow matching: an item at noise level s in (0, 1] is x_s = (1 - s) x0 + s noise and the
-  transformer predicts noise - x0. s is uniform on {1/N, ..., 1} (N the scheduler's
-  num_train_timesteps), the "none" weighting of those scripts. Latents are the VAE
+  transformer predicts noise - x0. s is drawn uniformly from the scheduler's training
+  sigmas, the "none" weighting of those scripts: {1/N, ..., 1} (N its
+  num_train_timesteps), shifted by its `shift` where that is static (FLUX.1-dev's shift
+  is dynamic, applied only in sampling, so its training levels are unshifted). Latents are the VAE
   posterior's mode, shifted by the VAE's shift_factor and scaled by its scaling_factor,
   packed into 2x2 patches with the pipeline's own helpers.
 - Guidance: FLUX.1-dev is guidance-distilled; its transformer takes the guidance scale
@@ -145,14 +147,20 @@ class FluxLoRA(SDLoRA):
             t = t.expand(b)
         guidance = None if flux["guidance"] is None else torch.full((b,), flux["guidance"], device=xt.device,
                                                                      dtype=dtype)
-        out = model.net(hidden_states=packed, timestep=self._level(model, t).to(dtype),
+        timestep = self._level(model, t) * self.num_timesteps(model) / 1000  # as the pipeline passes it
+        out = model.net(hidden_states=packed, timestep=timestep.to(dtype),
                         guidance=guidance, pooled_projections=pooled, encoder_hidden_states=hidden,
                         txt_ids=txt_ids, img_ids=img_ids).sample
         return FluxPipeline._unpack_latents(out, h, w, 1).to(xt.dtype)
 
     def _level(self, model: Model, t):
-        """Noise level s in (0, 1] of timestep index t in [0, N)."""
-        return (t.float() + 1) / self.num_timesteps(model)
+        """Noise level s in (0, 1] of timestep index t in [0, N): the scheduler's training
+        sigma, (t + 1) / N shifted as its static shift shifts it."""
+        s = (t.float() + 1) / self.num_timesteps(model)
+        shift = float(model.scheduler.get("shift", 1.0))
+        if not model.scheduler.get("use_dynamic_shifting", False) and shift != 1.0:
+            s = shift * s / (1 + (shift - 1) * s)
+        return s
 
     def noising(self, model: Model, t):
         s = self._level(model, t)
