@@ -21,9 +21,10 @@ The same model, batch, optimizer, EMA and gradient clipping, per family:
 For the two large ones both loops read the same precomputed latents and text states
 (no encoder in the loop), train the same model (built once, random weights of the
 real architecture; `--frozen` sets the dtype of its frozen weights, the LoRA is
-float32), and `--size small` swaps in a few-layer model for a CPU check. On the CPU a step's time is the time between the starts of
-consecutive forward passes (set-up and the first step excluded) and the median over
-all repeats is reported (single steps vary by +-15% on a shared CPU). On CUDA,
+float32), and `--size small` swaps in a few-layer model for a CPU check. On the CPU a
+step's time is the time between the starts of consecutive forward passes (set-up and
+the first step excluded) and the median over all repeats is reported (single steps
+vary by +-15% on a shared CPU). On CUDA,
 where work is queued ahead, a run's step time is the time from the start of its
 second forward pass (after a synchronisation) to the end of its last step (after
 another), over the steps between; the median over repeats is reported. The loops
@@ -31,6 +32,7 @@ alternate.
 
     python benchmarks/train_throughput.py [--family ddpm|ldm|sd_lora|sdxl_lora|flux_lora] [--batch 8]
         [--steps 8] [--device cpu] [--precision fp32] [--rank 256] [--size full|small] [--frozen float32]
+    python benchmarks/train_throughput.py --check-loss
 """
 
 from __future__ import annotations
@@ -308,6 +310,37 @@ def plain_flux(model, data, steps, batch, device, dtype) -> None:
         opt.step()
 
 
+def check_flux_loss() -> None:
+    """The plain FLUX step's loss (diffusers' sigmas, packing, timestep input) against the
+    family's on the same items, on a small model with a non-zero adapter."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    fam = get_family("flux_lora")
+    model, data = text_model("flux_lora", "small", "float32", torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in fam.trainable(model).values():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    x0 = torch.from_numpy(data["latents"][:3])
+    cond = torch.from_numpy(data["text"][data["text_index"][:3]])
+    noise, k = torch.randn(x0.shape, generator=g), torch.tensor([10, 400, 990])
+    sched = FlowMatchEulerDiscreteScheduler(**model.scheduler)
+    sigma = sched.sigmas[k].view(-1, 1, 1, 1)
+    b, c, h, w = x0.shape
+    flux = model.extras["flux"]
+    with torch.no_grad():
+        pred = model.net(hidden_states=FluxPipeline._pack_latents((1 - sigma) * x0 + sigma * noise, b, c, h, w),
+                         timestep=sched.timesteps[k] / 1000, guidance=torch.full([b], flux["guidance"]),
+                         pooled_projections=cond[:, -1, : flux["pooled_dim"]],
+                         encoder_hidden_states=cond[:, :-1, : flux["text_dim"]],
+                         txt_ids=torch.zeros(cond.shape[1] - 1, 3),
+                         img_ids=FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", torch.float32)).sample
+        plain_loss = (FluxPipeline._unpack_latents(pred, h * 8, w * 8, 8) - (noise - x0)).pow(2).flatten(1).mean(1)
+        ours = fam.loss(model, x0, noise, sched.config.num_train_timesteps - 1 - k, cond)
+    print(f"flux loss, plain step {plain_loss.tolist()}, family {ours.tolist()}; "
+          f"max relative difference {((plain_loss - ours).abs() / plain_loss).max():.1e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--family", default="ddpm", choices=["ddpm", "ldm", "sd_lora", "sdxl_lora", "flux_lora"])
@@ -321,8 +354,11 @@ def main() -> None:
     ap.add_argument("--size", default="full", choices=["full", "small"])
     ap.add_argument("--frozen", default=None, choices=["float32", "bfloat16"],
                     help="dtype of the frozen weights (default: flux_lora bfloat16, others float32)")
+    ap.add_argument("--check-loss", action="store_true", help="check the plain FLUX step's loss against the family's")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.check_loss:
+        return check_flux_loss()
     device, dtype = torch.device(args.device), dtype_of(args.precision)
     frozen = args.frozen or ("bfloat16" if args.family == "flux_lora" else "float32")
     per_step = {"diffcredit": [], "plain diffusers": []}
