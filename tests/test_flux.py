@@ -330,3 +330,29 @@ def test_flux_lora_end_to_end(tmp_path):
     for m in models:
         assert {p.name for p in m.iterdir()} >= {"adapter_model.safetensors", "conditioning.json"}
     assert sum(planned(tmp_path, configs=[cfg]).values()) == 0
+
+
+def test_gradient_features_of_the_default_bfloat16_base(pipe_dir):
+    """TRAK's features with the default bfloat16 frozen weights (and text encoders): finite,
+    float32, and near the float32 model's (bfloat16 keeps about 3 digits)."""
+    from diffcredit.attribution.gradients import featurize
+
+    images = np.random.default_rng(1).integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
+    fspec = {"kind": "gradient", "output": "loss", "normalize": False, "residual": False, "timesteps": 3,
+             "projection_dim": None, "projection_seed": 0, "seeds": [0]}
+    features = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = flux_cfg(pipe_dir, dtype=dtype)
+        spec, runtime = FLUX.resolve(cfg, DATA), FLUX.runtime(cfg)
+        model = FLUX.init(spec, runtime)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in FLUX.trainable(model).values():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+        enc = FLUX.encode_shard(FLUX.encode_spec(spec), {"images": images}, CPU, 4, runtime)
+        data = {k: torch.from_numpy(v) for k, v in FLUX.training_data_from([enc]).items()}
+        features[dtype] = featurize(FLUX, model, data, fspec, CPU, batch_size=2, progress=False)["features"][0]
+    low, high = features["bfloat16"], features["float32"]
+    assert low.dtype == np.float32 and np.isfinite(low).all()
+    assert np.corrcoef(low.ravel(), high.ravel())[0, 1] > 0.9
+    assert np.linalg.norm(low - high) < 0.5 * np.linalg.norm(high)
