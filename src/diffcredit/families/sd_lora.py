@@ -97,7 +97,7 @@ class SDLoRA(Family):
         },
         "prompt": {"type": ["string", "null"], "default": None,
                    "description": "the caption of every image (unless data.caption_column gives one per image)"},
-        "dtype": {"enum": ["bfloat16", "float16", "float32", None], "default": None,
+        "dtype": {"enum": ["bfloat16", "float16", "float32"],
                   "description": "the dtype of the frozen pretrained weights (UNet, text encoders; the VAE encodes "
                                  "in float32); the adapter trains in float32. Default float32; bfloat16 halves "
                                  "the memory and trains faster on a GPU (docs/performance.md)"},
