@@ -15,6 +15,7 @@ from conftest import planned, run, write_config
 from diffcredit.config import validate
 from diffcredit.families import get_family
 from diffcredit.families.flux_lora import FLUX_TARGETS
+from lora_checks import bfloat16_base_round_trip
 from tiny_models import aesthetic_head, clip_model, flux_pipeline, metadata_folder, sdxl_pipeline
 
 CPU = torch.device("cpu")
@@ -243,35 +244,9 @@ def test_bfloat16_base_weights_train_a_float32_adapter_and_round_trip(pipe_dir, 
     """model.dtype bfloat16 (the default): the frozen transformer in bfloat16, the adapter
     in float32 and trained; predictions near the float32 model's; a saved model loads
     back in bfloat16 with the same outputs; samples come out."""
-    from diffcredit.training import TrainSpec, train
-
-    cfg = flux_cfg(pipe_dir, dtype="bfloat16")
-    spec, runtime = FLUX.resolve(cfg, DATA), FLUX.runtime(cfg)
-    model = FLUX.init(spec, runtime)
-    frozen = {p.dtype for n, p in model.net.named_parameters() if "lora_" not in n}
-    assert frozen == {torch.bfloat16} and {p.dtype for p in FLUX.trainable(model).values()} == {torch.float32}
     _, _, full = flux_model(pipe_dir)
-    with torch.no_grad():
-        for name, p in FLUX.trainable(model).items():
-            p.copy_(FLUX.trainable(full)[name])
     cond = torch.from_numpy(encoded_prompts(pipe_dir, ["a cat", "a dog"]))
-    x, t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(4)), torch.tensor([50, 600])
-    with torch.no_grad():
-        low, high = FLUX.predict(model, x, t, cond), FLUX.predict(full, x, t, cond)
-    assert low.dtype == torch.float32 and (low - high).norm() < 0.1 * high.norm()  # bfloat16: 3 digits
-    images = np.random.default_rng(0).integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
-    enc = FLUX.encode_shard(FLUX.encode_spec(spec), {"images": images}, CPU, 4, runtime)
-    before = {n: p.detach().clone() for n, p in FLUX.trainable(model).items()}
-    train(FLUX, model, FLUX.training_data_from([enc]), TrainSpec(steps=3, batch_size=4, lr=1e-3, seed=0), CPU,
-          progress=False)
-    assert all(not torch.equal(before[n], p) for n, p in FLUX.trainable(model).items() if "lora_B" in n)
-    FLUX.save(model, tmp_path)
-    again = FLUX.load(tmp_path, runtime)
-    assert {p.dtype for n, p in again.net.named_parameters() if "lora_" not in n} == {torch.bfloat16}
-    with torch.no_grad():
-        torch.testing.assert_close(FLUX.predict(again, x, t, cond), FLUX.predict(model, x, t, cond), rtol=0, atol=0)
-    gen = FLUX.resolve_generate({"n_images": 2, "inference_steps": 2, "seed": 0, "batch_size": 2}, spec, cfg)
-    assert FLUX.sample(again, 2, gen, CPU, torch.float32, progress=False).shape == (2, 3, 32, 32)
+    bfloat16_base_round_trip(FLUX, flux_cfg(pipe_dir, dtype="bfloat16"), DATA, full, cond, tmp_path)
 
 
 def test_a_transformer_without_guidance_takes_none(tmp_path):

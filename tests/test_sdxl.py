@@ -13,6 +13,7 @@ import torch
 from conftest import planned, run, write_config
 from diffcredit.config import validate
 from diffcredit.families import get_family
+from lora_checks import bfloat16_base_round_trip
 from tiny_models import aesthetic_head, clip_model, metadata_folder, sd_pipeline, sdxl_pipeline
 
 CPU = torch.device("cpu")
@@ -190,41 +191,16 @@ def test_bfloat16_base_weights_train_a_float32_adapter_and_round_trip(pipe_dir, 
     """model.dtype bfloat16: the frozen UNet and text encoders in bfloat16, the adapter in
     float32 and trained; predictions near the float32 model's; the saved model loads back
     in bfloat16 with the same outputs and samples. float32 named is the default's spec."""
-    from diffcredit.training import TrainSpec, train
-
     assert XL.resolve(xl_cfg_dtype(pipe_dir, "float32"), DATA) == XL.resolve(xl_cfg(pipe_dir), DATA)
     cfg = xl_cfg_dtype(pipe_dir, "bfloat16")
     spec, runtime = XL.resolve(cfg, DATA), XL.runtime(cfg)
     assert spec["dtype"] == "bfloat16" and XL.encode_spec(spec)["dtype"] == "bfloat16"
-    model = XL.init(spec, runtime)
-    assert {p.dtype for n, p in model.net.named_parameters() if "lora_" not in n} == {torch.bfloat16}
-    assert {p.dtype for p in XL.trainable(model).values()} == {torch.float32}
-    _, _, full = xl_model(pipe_dir)
-    with torch.no_grad():
-        for name, p in XL.trainable(model).items():
-            p.copy_(XL.trainable(full)[name])
     cond = torch.from_numpy(encoded_prompts(pipe_dir, ["a cat", "a dog"]))
     low_cond = XL.encode_text(runtime["pretrained"], ["a cat", "a dog"], CPU, encode_spec=XL.encode_spec(spec))
     assert np.linalg.norm(low_cond - cond.numpy()) < 0.05 * np.linalg.norm(cond.numpy())  # encoded in bfloat16
-    x, t = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(4)), torch.tensor([50, 600])
-    with torch.no_grad():
-        low, high = XL.predict(model, x, t, cond), XL.predict(full, x, t, cond)
-    assert low.dtype == torch.float32 and (low - high).norm() < 0.1 * high.norm()  # bfloat16: 3 digits
-    images = np.random.default_rng(0).integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
-    enc = XL.encode_shard(XL.encode_spec(spec), {"images": images}, CPU, 4, runtime)
-    before = {n: p.detach().clone() for n, p in XL.trainable(model).items()}
-    train(XL, model, XL.training_data_from([enc]), TrainSpec(steps=3, batch_size=4, lr=1e-3, seed=0), CPU,
-          progress=False)
-    assert all(not torch.equal(before[n], p) for n, p in XL.trainable(model).items() if "lora_B" in n)
-    XL.save(model, tmp_path)
-    assert (tmp_path / "base_dtype.json").is_file()
-    again = XL.load(tmp_path, runtime)
-    assert {p.dtype for n, p in again.net.named_parameters() if "lora_" not in n} == {torch.bfloat16}
-    with torch.no_grad():
-        torch.testing.assert_close(XL.predict(again, x, t, cond), XL.predict(model, x, t, cond), rtol=0, atol=0)
-    gen = XL.resolve_generate({"n_images": 2, "inference_steps": 2, "seed": 0, "batch_size": 2}, spec, cfg)
-    images = XL.sample(again, 2, gen, CPU, torch.float32, progress=False)
-    assert images.shape == (2, 3, 32, 32) and images.std() > 0
+    _, _, full = xl_model(pipe_dir)
+    images = bfloat16_base_round_trip(XL, cfg, DATA, full, cond, tmp_path)
+    assert images.std() > 0
 
 
 def xl_cfg_dtype(pipe_dir, dtype):

@@ -101,9 +101,6 @@ class FluxLoRA(SDLoRA):
         spec["dtype"] = model_cfg.get("dtype") or "bfloat16"
         return spec
 
-    def encode_spec(self, spec: dict) -> dict:
-        return {**super().encode_spec(spec), "dtype": spec["dtype"]}
-
     def resolve_generate(self, gen: dict, spec: dict, model_cfg: dict) -> dict:
         prompts = gen.get("prompts") or ([model_cfg["prompt"]] if model_cfg.get("prompt") else None)
         if not prompts:
