@@ -147,6 +147,32 @@ def test_value_comparison_and_interval_coverage():
                                                    / np.linalg.norm(truth))
 
 
+def test_within_size_pearson_is_the_partial_correlation_given_size():
+    rng = np.random.default_rng(3)
+    sizes = np.array([1, 1, 1, 5, 5, 5, 5, 9, 9, 7])  # size 7 has one row: left out
+    trend = 100.0 * (10 - sizes)
+    a = trend + rng.normal(size=10)
+    b = trend + rng.normal(size=10)
+    # The size trend alone makes the plain correlation near 1; within sizes it is noise.
+    assert ev.pearson(a, b) > 0.99
+    keep = sizes != 7
+    dummies = (sizes[keep, None] == np.unique(sizes[keep])[None, :]).astype(float)
+    def residual(x):  # least squares on one indicator per size
+        return x[keep] - dummies @ np.linalg.lstsq(dummies, x[keep], rcond=None)[0]
+    expected = np.corrcoef(residual(a), residual(b))[0, 1]
+    assert ev.pearson_within_size(a, b, sizes) == pytest.approx(expected)
+    assert abs(expected) < 0.9
+    # A game that also tracks the other within sizes.
+    c = trend + 3.0 * residual_free(b, sizes)
+    assert ev.pearson_within_size(c, b, sizes) == pytest.approx(1.0)
+    assert math.isnan(ev.pearson_within_size(a[2:5], b[2:5], sizes[2:5]))  # two rows share a size: too few
+
+
+def residual_free(x, sizes):
+    """x less its size's mean."""
+    return x - np.array([x[sizes == s].mean() for s in sizes])
+
+
 def test_removal_sets_follow_credit_not_value():
     players = ["a", "b", "c", "d", "e"]
     values = pd.DataFrame({
@@ -294,6 +320,8 @@ def test_evaluation_tables_match_an_independent_computation(eval_run, monkeypatc
     s = [v(r, "sft") for r in rows]
     t = [v(r) for r in rows]
     assert fid.loc["sft", "pearson"] == pytest.approx(np.corrcoef(s, t)[0, 1])
+    sizes = np.array([len(r) for r in rows])
+    assert fid.loc["sft", "pearson_within_size"] == pytest.approx(ev.pearson_within_size(s, t, sizes))
     vals = {e.strategy + str(e.replicate): pd.read_parquet(os.path.join(plan.values_dir(e), "values.parquet"))
             for e in plan.fidelity_estimators}
     a, b = vals["sft0"].set_index("contributor"), vals["retrain0"].set_index("contributor")

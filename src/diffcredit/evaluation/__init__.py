@@ -17,10 +17,10 @@ what they share.
 from .counterfactual import counterfactual_job, plot_counterfactual, removal_sets, removal_sets_job
 from .fidelity import compare_values, compute_seconds, fidelity_job, interval_scale, plot_fidelity
 from .lds import lds, lds_job, plot_lds
-from .stats import (paired_subset_bootstrap, pearson, sample_subsets, spearman, subset_bootstrap, subset_size,
-                    t_interval)
+from .stats import (paired_subset_bootstrap, pearson, pearson_within_size, sample_subsets, spearman, subset_bootstrap,
+                    subset_size, t_interval)
 
 __all__ = ["compare_values", "compute_seconds", "counterfactual_job", "fidelity_job", "interval_scale", "lds",
-           "lds_job", "paired_subset_bootstrap", "pearson", "plot_counterfactual", "plot_fidelity", "plot_lds",
+           "lds_job", "paired_subset_bootstrap", "pearson", "pearson_within_size", "plot_counterfactual", "plot_fidelity", "plot_lds",
            "removal_sets", "removal_sets_job", "sample_subsets", "spearman", "subset_bootstrap", "subset_size",
            "t_interval"]

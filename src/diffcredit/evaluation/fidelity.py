@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..values import read_values
-from .stats import pearson, pyplot, read_all_scores, spearman
+from .stats import pearson, pearson_within_size, pyplot, read_all_scores, spearman
 
 
 def compare_values(strategy: pd.DataFrame, retrain: pd.DataFrame) -> dict:
@@ -89,6 +89,7 @@ def fidelity_job(job: dict, progress: bool = True) -> None:
     for path in inputs.get("setup", []):
         setup = read_json(verify_dir(path) / "training.json")
     truth = next(b for b in blocks.values() if b["strategy"] == "retrain" and b["replicate"] == 0)
+    sizes = truth.get("sizes")  # absent from a job planned before sizes were recorded
     rows, per_value, per_coalition = [], [], []
     for label, b in blocks.items():
         if b is truth:
@@ -103,6 +104,7 @@ def fidelity_job(job: dict, progress: bool = True) -> None:
             vr = truth["values"][truth["values"]["property"] == prop]
             cmp = compare_values(vs[["contributor", "value", "ci_low", "ci_high"]], vr[["contributor", "value"]])
             rows.append({"strategy": name, "property": prop, "pearson": pearson(s, r), "spearman": spearman(s, r),
+                         "pearson_within_size": pearson_within_size(s, r, sizes) if sizes else float("nan"),
                          **cmp, "cost_ratio": float(np.sum(b["seconds"]) / np.sum(truth["seconds"])),
                          "seconds_per_coalition": float(np.sum(b["seconds"]) / b["rows"]),
                          "retrain_seconds_per_coalition": float(np.mean(truth["seconds"])),
@@ -111,7 +113,7 @@ def fidelity_job(job: dict, progress: bool = True) -> None:
             per_value.append(m[["property", "contributor", "value", "ci_low", "ci_high", "value_retrain",
                                 "ci_low_retrain", "ci_high_retrain"]].assign(strategy=name))
             per_coalition.append(pd.DataFrame({"strategy": name, "property": prop, "row": np.arange(len(s)),
-                                               "value": s, "retrain": r}))
+                                               "size": sizes or np.nan, "value": s, "retrain": r}))
     table = pd.DataFrame(rows)
     values, coalitions = pd.concat(per_value, ignore_index=True), pd.concat(per_coalition, ignore_index=True)
     with atomic_dir(job["out"]) as tmp:

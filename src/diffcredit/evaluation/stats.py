@@ -66,6 +66,25 @@ def spearman(a, b) -> float:
     return _corr(a, b, "spearman")
 
 
+def pearson_within_size(a, b, sizes) -> float:
+    """Pearson of a and b within coalition sizes: each centred on its size's mean, over
+    the sizes holding two rows or more. What two games share beyond the size trend that
+    makes their plain correlation high whatever they say about the contributors."""
+    a, b, sizes = (np.asarray(x, dtype=float) for x in (a, b, sizes))
+    keep = np.zeros(len(a), dtype=bool)
+    ca, cb = np.zeros(len(a)), np.zeros(len(b))
+    for size in np.unique(sizes):
+        at = sizes == size
+        if at.sum() > 1:
+            keep |= at
+            ca[at], cb[at] = a[at] - a[at].mean(), b[at] - b[at].mean()
+    if keep.sum() < 3:
+        return float("nan")
+    ca, cb = ca[keep], cb[keep]
+    norm = np.sqrt((ca @ ca) * (cb @ cb))
+    return float(ca @ cb / norm) if norm > 0 else float("nan")
+
+
 def subset_bootstrap(predicted: np.ndarray, actual: np.ndarray, n_boot: int = 2000, seed: int = 0,
                      level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of the seed-mean Spearman x 100 over subsets resampled with

@@ -48,7 +48,8 @@ class EvaluationNodes:
             keys += [self.model_key(self._members(r), "retrain") for r in est.masks[:est.retrains]]
             start = get_strategy(est.strategy).start
             layout.append({"label": est.label, "strategy": est.strategy, "replicate": est.replicate,
-                           "retrains": est.retrains, "rows": rows, "models": len(keys), "setup": start == "pruned"})
+                           "retrains": est.retrains, "rows": rows, "models": len(keys), "setup": start == "pruned",
+                           "sizes": [int(r.sum()) for r in est.masks]})
             models += keys
             if start == "pruned":
                 setup.append(self.pruned_key)
