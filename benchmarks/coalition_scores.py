@@ -10,7 +10,6 @@ whose scores exist are listed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,21 +19,19 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from diffcredit.status import load_plan  # noqa: E402
+from diffcredit.values import read_scores  # noqa: E402
 
 
 def coalition_scores(plan, max_size: int | None = None) -> pd.DataFrame:
     rows = []
     for est in plan.estimators:
-        for i, mask in enumerate(est.masks):
+        for i, (mask, key) in enumerate(zip(est.masks, plan.nodes[est.key].parents["rows"])):
             members = [n for n, m in zip(plan.names, mask) if m]
-            if max_size is not None and len(members) > max_size:
+            path = plan.nodes[key].path
+            if (max_size is not None and len(members) > max_size) or not os.path.isfile(path):
                 continue
-            path = plan.nodes[plan.score_key(plan.model_key(plan._members(mask), est.strategy))].path
-            if not os.path.isfile(path):
-                continue
-            props = json.load(open(path))["properties"]
             rows.append({"estimate": est.label, "row": i, "size": len(members), "members": " ".join(members),
-                         **{p: v["value"] for p, v in props.items()}})
+                         **{p: v["value"] for p, v in read_scores(path).items()}})
     return pd.DataFrame(rows)
 
 

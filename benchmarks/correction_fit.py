@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     design = pd.read_csv(args.design) if args.design.endswith(".csv") else pd.read_parquet(args.design)
-    masks = design.drop(columns=[c for c in ("row",) if c in design]).to_numpy(bool)
+    masks = design.drop(columns="row", errors="ignore").to_numpy(bool)
     coalitions, values = pd.read_csv(args.coalitions), pd.read_csv(args.values)
     fit, split = slopes(masks, coalitions, values), equal_split(values)
     pd.set_option("display.width", 200)

@@ -162,15 +162,10 @@ def test_within_size_pearson_is_the_partial_correlation_given_size():
     expected = np.corrcoef(residual(a), residual(b))[0, 1]
     assert ev.pearson_within_size(a, b, sizes) == pytest.approx(expected)
     assert abs(expected) < 0.9
-    # A game that also tracks the other within sizes.
-    c = trend + 3.0 * residual_free(b, sizes)
+    # A game that also tracks the other within sizes: b less its size's mean, scaled.
+    c = trend + 3.0 * (b - np.array([b[sizes == s].mean() for s in sizes]))
     assert ev.pearson_within_size(c, b, sizes) == pytest.approx(1.0)
     assert math.isnan(ev.pearson_within_size(a[2:5], b[2:5], sizes[2:5]))  # two rows share a size: too few
-
-
-def residual_free(x, sizes):
-    """x less its size's mean."""
-    return x - np.array([x[sizes == s].mean() for s in sizes])
 
 
 def test_removal_sets_follow_credit_not_value():

@@ -21,6 +21,6 @@ from .stats import (paired_subset_bootstrap, pearson, pearson_within_size, sampl
                     subset_size, t_interval)
 
 __all__ = ["compare_values", "compute_seconds", "counterfactual_job", "fidelity_job", "interval_scale", "lds",
-           "lds_job", "paired_subset_bootstrap", "pearson", "pearson_within_size", "plot_counterfactual", "plot_fidelity", "plot_lds",
-           "removal_sets", "removal_sets_job", "sample_subsets", "spearman", "subset_bootstrap", "subset_size",
-           "t_interval"]
+           "lds_job", "paired_subset_bootstrap", "pearson", "pearson_within_size", "plot_counterfactual",
+           "plot_fidelity", "plot_lds", "removal_sets", "removal_sets_job", "sample_subsets", "spearman",
+           "subset_bootstrap", "subset_size", "t_interval"]

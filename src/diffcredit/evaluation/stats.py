@@ -78,11 +78,7 @@ def pearson_within_size(a, b, sizes) -> float:
         if at.sum() > 1:
             keep |= at
             ca[at], cb[at] = a[at] - a[at].mean(), b[at] - b[at].mean()
-    if keep.sum() < 3:
-        return float("nan")
-    ca, cb = ca[keep], cb[keep]
-    norm = np.sqrt((ca @ ca) * (cb @ cb))
-    return float(ca @ cb / norm) if norm > 0 else float("nan")
+    return pearson(ca[keep], cb[keep]) if keep.sum() >= 3 else float("nan")
 
 
 def subset_bootstrap(predicted: np.ndarray, actual: np.ndarray, n_boot: int = 2000, seed: int = 0,
